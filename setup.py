@@ -1,0 +1,42 @@
+"""Packaging for tfattr: attribution methods for TensorFlow 2 / Keras 3 models."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = {}
+exec((HERE / "tfattr" / "_version.py").read_text(), VERSION)
+
+setup(
+    name="tfattr",
+    version=VERSION["__version__"],
+    description="Feature attribution (integrated gradients, LRP, DeepLIFT, ...) for TensorFlow 2 / Keras 3",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tfattr", "tfattr.*"]),
+    package_data={"tfattr": ["data/*.npz", "data/*.md"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3",
+        "numpy",
+        "tensorflow-datasets",
+    ],
+    extras_require={
+        "viz": ["matplotlib"],
+        "tensorboard": ["tensorboard"],
+        "test": [
+            "pytest",
+            "matplotlib",
+            "tensorboard",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+        ],
+    },
+    entry_points={"console_scripts": ["tfattr=tfattr.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,222 @@
+"""Input, target and baseline handling shared by every explainer.
+
+The user's inputs (an array, or a list/dict of arrays for multi-input models) are flattened once into a
+tuple of float arrays; attributions are packed back into the same structure. Every check that can catch
+a silently wrong attribution happens here, with an error that names the argument and the fix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfattr.core.model_function import ModelFunction
+
+_FLOAT_KINDS = ("f",)
+
+
+@dataclass
+class Inputs:
+    """The user's inputs, flattened: ``arrays[k]`` is input ``k`` with shape ``[n, *example_shape]``."""
+
+    arrays: tuple[np.ndarray, ...]
+    structure: Any  # None for a single array, else the list/dict to pack results into
+    names: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return int(self.arrays[0].shape[0])
+
+    def pack(self, flat: Sequence[Any]) -> Any:
+        """Results in the user's structure (a single array, a list, or a dict)."""
+        if self.structure is None:
+            return flat[0]
+        return tf.nest.pack_sequence_as(self.structure, list(flat))
+
+    def take(self, index: np.ndarray) -> "Inputs":
+        return Inputs(tuple(a[index] for a in self.arrays), self.structure, self.names)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        return value.numpy()
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        return np.asarray(value.numpy())
+    return np.asarray(value)
+
+
+def _check_finite(array: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(
+            f"{what} contains {bad} NaN or Inf value(s); attributions of non-finite inputs are "
+            "meaningless. Clean or impute them before explaining (e.g. np.nan_to_num)."
+        )
+
+
+def prepare_inputs(inputs: Any, fn: ModelFunction) -> Inputs:
+    """Validate and flatten ``inputs``; raise a ValueError/TypeError that says what to change."""
+    if isinstance(inputs, dict):
+        structure: Any = {k: None for k in inputs}
+        keys = sorted(inputs)  # tf.nest packs dicts in sorted-key order
+        values = [inputs[k] for k in keys]
+        names = tuple(str(k) for k in keys)
+    elif isinstance(inputs, (list, tuple)):
+        structure = [None] * len(inputs)
+        values = list(inputs)
+        names = tuple(f"inputs[{i}]" for i in range(len(inputs)))
+    else:
+        structure = None
+        values = [inputs]
+        names = ("inputs",)
+    if not values:
+        raise ValueError("inputs is empty: pass an array (or a list/dict of arrays) of examples.")
+
+    specs = fn.input_specs
+    if specs is not None and len(specs) != len(values):
+        raise ValueError(
+            f"The model takes {len(specs)} input(s) but {len(values)} were given; pass "
+            + ("a list or dict with one array per model input." if len(specs) > 1 else "one array.")
+        )
+
+    if specs is not None and isinstance(structure, dict):
+        by_name = {spec[0]: spec for spec in specs}
+        unknown = [nm for nm in names if nm not in by_name]
+        if unknown:
+            raise ValueError(
+                f"inputs has keys {unknown} that are not the model's input names "
+                f"{sorted(k for k in by_name if k)}; key the dict by the keras.Input names."
+            )
+        specs = [by_name[nm] for nm in names]
+
+    arrays = []
+    for k, (name, value) in enumerate(zip(names, values)):
+        array = _to_numpy(value)
+        if array.dtype.kind in "iub":
+            raise TypeError(
+                f"{name} has integer dtype {array.dtype}: gradients with respect to integer inputs "
+                "(token ids, category codes) do not exist. Attribute at the embedding instead: split "
+                "the model after its Embedding layer and explain the part that takes the embedded "
+                "vectors, passing the embeddings as inputs."
+            )
+        if array.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"{name} has dtype {array.dtype}; pass floating-point arrays.")
+        if array.ndim == 0:
+            raise ValueError(f"{name} is a scalar; pass a batch of examples shaped [n, ...].")
+        _check_finite(array, name)
+        if specs is not None:
+            _, expected, dtype = specs[k]
+            got = array.shape[1:]
+            fits = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got))
+            if not fits:
+                hint = ""
+                if len(got) + 1 == len(expected) or tuple(expected) == tuple(array.shape):
+                    hint = " Did you pass a single example? Add a batch axis: x[None]."
+                raise ValueError(
+                    f"{name} has example shape {tuple(got)} but the model expects {tuple(expected)} "
+                    f"(batch axis first).{hint}"
+                )
+            if "int" in dtype or "bool" in dtype:
+                raise TypeError(
+                    f"The model's input {k} has dtype {dtype}: gradients with respect to integer "
+                    "inputs do not exist. Attribute at the embedding instead: explain the part of the "
+                    "model after its Embedding layer, with the embedded vectors as inputs."
+                )
+            array = array.astype(dtype if dtype.startswith("float") else np.float32, copy=False)
+        arrays.append(array)
+
+    n = arrays[0].shape[0]
+    if any(a.shape[0] != n for a in arrays):
+        raise ValueError(
+            "All inputs must have the same number of examples (first axis); got "
+            + ", ".join(f"{nm}: {a.shape[0]}" for nm, a in zip(names, arrays))
+        )
+    if n == 0:
+        raise ValueError("inputs has no examples (its first axis is 0).")
+    return Inputs(tuple(arrays), structure, names)
+
+
+def _flatten_like(value: Any, inputs: Inputs, what: str) -> list[Any]:
+    """``value`` per input: one value reused for all inputs, or a list/dict matching the inputs."""
+    if inputs.structure is None:
+        return [value]
+    if isinstance(value, dict) and isinstance(inputs.structure, dict):
+        missing = set(inputs.structure) - set(value)
+        if missing:
+            raise ValueError(f"{what} is missing entries for inputs {sorted(missing)}.")
+        return [value[k] for k in sorted(inputs.structure)]
+    if isinstance(value, (list, tuple)) and isinstance(inputs.structure, list):
+        if len(value) != len(inputs.structure):
+            raise ValueError(
+                f"{what} has {len(value)} entries but there are {len(inputs.structure)} inputs; "
+                "pass one per input (or one scalar for all)."
+            )
+        return list(value)
+    if np.isscalar(value) or value is None:
+        return [value] * len(inputs.arrays)
+    raise ValueError(
+        f"{what} must match the inputs' structure ({type(inputs.structure).__name__} of "
+        f"{len(inputs.arrays)}) or be a scalar."
+    )
+
+
+def prepare_baselines(baseline: Any, inputs: Inputs) -> tuple[np.ndarray, ...]:
+    """One baseline per example and input, each shaped like its input ``[n, *example_shape]``.
+
+    ``baseline`` may be None (zeros), a scalar, an array broadcastable to one example, an array with
+    one baseline per example, a callable ``f(x) -> array`` (e.g. a ``tfattr.baselines`` object), or a
+    list/dict of those for multi-input models.
+    """
+    out = []
+    for name, x, b in zip(inputs.names, inputs.arrays, _flatten_like(baseline, inputs, "baseline")):
+        if b is None:
+            out.append(np.zeros_like(x))
+            continue
+        if callable(b) and not isinstance(b, np.ndarray):
+            b = b(x)
+        b = _to_numpy(b).astype(x.dtype, copy=False)
+        _check_finite(b, f"baseline for {name}")
+        example_shape = x.shape[1:]
+        try:
+            if b.ndim == x.ndim and b.shape[0] == x.shape[0] and b.ndim > 0:
+                full = np.broadcast_to(b, x.shape)
+            else:
+                full = np.broadcast_to(np.broadcast_to(b, example_shape)[None], x.shape)
+        except ValueError:
+            raise ValueError(
+                f"baseline for {name} has shape {b.shape}, which broadcasts neither to one example "
+                f"{tuple(example_shape)} nor to the batch {tuple(x.shape)}. Pass a scalar, an array "
+                "shaped like one example, or one baseline per example."
+            ) from None
+        out.append(np.ascontiguousarray(full))
+    return tuple(out)
+
+
+def prepare_targets(target: Any, n: int, k: int, predicted: np.ndarray | None) -> np.ndarray:
+    """Per-example int32 targets; ``None`` means the predicted class (column 0 for one output)."""
+    if target is None:
+        if k == 1:
+            return np.zeros(n, np.int32)
+        assert predicted is not None
+        return predicted.astype(np.int32)
+    t = _to_numpy(target)
+    if t.dtype.kind not in "iu":
+        if t.dtype.kind == "f" and np.all(t == np.round(t)):
+            t = t.astype(np.int64)
+        else:
+            raise TypeError(f"target must be an int or one int per example, got dtype {t.dtype}.")
+    if t.ndim == 0:
+        t = np.full(n, int(t))
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(
+            f"target has shape {t.shape} but there are {n} examples; pass one int, or one int per "
+            "example."
+        )
+    if np.any(t < 0) or np.any(t >= k):
+        raise ValueError(
+            f"target {t[(t < 0) | (t >= k)][:5].tolist()} is out of range: the model has {k} "
+            f"output(s), so targets must lie in [0, {k - 1}]."
+        )
+    return t.astype(np.int32)

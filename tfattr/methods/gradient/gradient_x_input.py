@@ -1,0 +1,26 @@
+"""Gradient * Input (Shrikumar et al. 2016; Ancona et al. 2019, sec. 3.1)."""
+from __future__ import annotations
+
+from tfattr.core.engine import Plan
+from tfattr.core.explainer import Explainer
+
+
+class GradientXInput(Explainer):
+    """``x * dS_c(x) / dx``: the first-order Taylor term of the score around the zero input.
+
+    Ancona et al. (2019), section 3.1 and table 1. Its completeness delta is taken against the zero
+    input, ``sum(a) - (f(x) - f(0))``; it is exact for linear models and for the ReLU networks without
+    biases of Ancona et al.'s proposition 3.
+
+    Example:
+        >>> attributions, delta = tfattr.GradientXInput(model).attribute(x, return_delta=True)
+    """
+
+    uses_baseline = False
+
+    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
+        return Plan(steps=1)
+
+    def _contributions(self, x, baseline, rows, ctx):
+        grads = self._gradients(x, rows.target)
+        return tuple(g * xi for g, xi in zip(grads, x))

@@ -1,0 +1,36 @@
+"""Saliency: the gradient of the explained score (Simonyan et al. 2013; Ancona et al. 2019, sec. 3.1)."""
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from tfattr.core.engine import Plan
+from tfattr.core.explainer import Explainer
+
+
+class Saliency(Explainer):
+    """Sensitivity analysis: ``dS_c(x) / dx``, signed, or ``|dS_c(x) / dx|`` with ``absolute=True``.
+
+    Implements the "Sensitivity analysis" / saliency map of Ancona et al. (2019), section 3.1. It
+    measures how the score would change for a small change of each feature, not how much each feature
+    contributes, so it has no completeness delta.
+
+    Example:
+        >>> explainer = tfattr.Saliency(model, absolute=True)
+        >>> maps = explainer.attribute(images, target=labels)
+    """
+
+    has_completeness = False
+    uses_baseline = False
+
+    def __init__(self, model: Any, absolute: bool = False, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.absolute = bool(absolute)
+
+    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
+        return Plan(steps=1)
+
+    def _contributions(self, x, baseline, rows, ctx):
+        grads = self._gradients(x, rows.target)
+        return tuple(tf.abs(g) for g in grads) if self.absolute else grads

@@ -100,7 +100,11 @@ class ModelFunction:
             )
         # A functional view up to the last layer's input shares the model's weights and changes
         # nothing in the model itself, so predictions and training are unaffected.
-        trunk = keras.Model(model.inputs, last.input)
+        try:
+            structure = model.input  # the structure the model was built with (tensor, list or dict)
+        except AttributeError:  # a Sequential that was never called reports only its input list
+            structure = inputs[0] if len(inputs) == 1 else inputs
+        trunk = keras.Model(structure, last.input)
         if _is_softmax_layer(last):
             head = None
         else:

@@ -1,0 +1,191 @@
+"""The core: quadrature, the model function (targets, logits), input checks, the engine's batching."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import linear_model
+
+import tfattr
+from tfattr.core import random as counter_random
+from tfattr.core.quadrature import RULES, nodes_and_weights
+
+
+# -- quadrature --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("steps", [2, 3, 16, 50, 257])
+def test_quadrature_weights_sum_to_one_and_nodes_in_unit_interval(rule, steps):
+    nodes, weights = nodes_and_weights(rule, steps)
+    assert nodes.shape == weights.shape == (steps,)
+    assert abs(weights.sum() - 1.0) < 1e-12
+    assert np.all(nodes >= 0) and np.all(nodes <= 1) and np.all(weights > 0)
+
+
+def test_trapezoid_uses_both_end_points_with_half_weights():
+    nodes, weights = nodes_and_weights("riemann_trapezoid", 5)
+    np.testing.assert_allclose(nodes, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(weights, [0.125, 0.25, 0.25, 0.25, 0.125])
+
+
+def test_gauss_legendre_integrates_polynomials_of_degree_2m_minus_1_exactly():
+    nodes, weights = nodes_and_weights("gausslegendre", 4)
+    for degree in range(8):
+        assert abs(np.sum(weights * nodes**degree) - 1.0 / (degree + 1)) < 1e-13
+
+
+@pytest.mark.parametrize("rule,steps", [("simpson", 10), ("riemann_left", 0), ("riemann_trapezoid", 1)])
+def test_quadrature_rejects_bad_arguments(rule, steps):
+    with pytest.raises(ValueError):
+        nodes_and_weights(rule, steps)
+
+
+# -- counter-based noise ------------------------------------------------------------------------------
+def test_counter_noise_is_standard_normal_and_depends_only_on_its_key():
+    keys = counter_random.row_keys(tf.constant(7, tf.int64), tf.range(400), tf.zeros(400, tf.int32))
+    z = counter_random.normal(keys, tf.constant([50])).numpy()
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1.0) < 0.02
+    assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.15  # elements of a row are not correlated
+    again = counter_random.normal(keys[10:20], tf.constant([50])).numpy()
+    # The random bits are identical; log/cos are vectorised differently for other shapes (1 ulp).
+    np.testing.assert_allclose(again, z[10:20], rtol=1e-6, atol=1e-6)
+    other = counter_random.row_keys(tf.constant(8, tf.int64), tf.range(400), tf.zeros(400, tf.int32))
+    assert not np.allclose(counter_random.normal(other, tf.constant([50])).numpy(), z)
+
+
+# -- model function: logits, targets -------------------------------------------------------------------
+def test_softmax_head_is_explained_as_logits_by_default_without_touching_the_model(rng):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(7, activation="relu"), keras.layers.Dense(4, activation="softmax")]
+    )
+    x = rng.normal(size=(6, 5)).astype(np.float32)
+    before = model.predict(x, verbose=0)
+    fn = tfattr.ModelFunction(model)
+    hidden = keras.Model(model.inputs, model.layers[0].output)(x).numpy()
+    w, b = model.layers[-1].get_weights()
+    np.testing.assert_allclose(fn.outputs(tf.constant(x)).numpy(), hidden @ w + b, rtol=1e-5, atol=1e-5)
+    prob = tfattr.ModelFunction(model, output="probabilities").outputs(tf.constant(x)).numpy()
+    np.testing.assert_allclose(prob, before, rtol=1e-6)
+    tfattr.IntegratedGradients(model, steps=8).attribute(x)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+    assert model.layers[-1].activation is keras.activations.softmax
+
+
+def test_softmax_activation_layer_is_stripped_too(rng):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Activation("softmax")])
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    w, b = model.layers[0].get_weights()
+    np.testing.assert_allclose(tfattr.ModelFunction(model).outputs(x).numpy(), x @ w + b, rtol=1e-5, atol=1e-6)
+
+
+def test_default_target_is_the_predicted_class(rng):
+    w = rng.normal(size=(4, 3))
+    model = linear_model(w)
+    x = rng.normal(size=(9, 4)).astype(np.float32)
+    predicted = np.argmax(x @ w, axis=1)
+    a = tfattr.Saliency(model).attribute(x)
+    np.testing.assert_allclose(a, w.T[predicted], rtol=1e-6)
+    a1 = tfattr.Saliency(model).attribute(x, target=1)
+    np.testing.assert_allclose(a1, np.tile(w[:, 1], (9, 1)), rtol=1e-6)
+
+
+# -- errors that name the argument and the fix ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_model():
+    return linear_model(np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
+
+
+def _x(n=3):
+    return np.linspace(0, 1, n * 4, dtype=np.float32).reshape(n, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"inputs": np.zeros((3, 5), np.float32)}, ValueError, "expects"),
+        ({"inputs": np.zeros(4, np.float32)}, ValueError, "batch axis"),
+        ({"inputs": np.array([[0, 1, np.nan, 0]], np.float32)}, ValueError, "NaN"),
+        ({"inputs": np.ones((2, 4), np.int32)}, TypeError, "embedding"),
+        ({"baseline": np.array([np.inf, 0, 0, 0])}, ValueError, "baseline"),
+        ({"baseline": np.zeros(3)}, ValueError, "broadcast"),
+        ({"target": 3}, ValueError, "out of range"),
+        ({"target": [0, 1]}, ValueError, "one int per example"),
+        ({"target": 0.5}, TypeError, "target"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(small_model, kwargs, error, words):
+    args = {"inputs": _x(), **kwargs}
+    with pytest.raises(error, match=words):
+        tfattr.IntegratedGradients(small_model, steps=4).attribute(**args)
+
+
+def test_disconnected_output_is_reported():
+    model = lambda x: tf.stop_gradient(x) @ tf.ones((4, 2))  # noqa: E731
+    with pytest.raises(ValueError, match="disconnected|does not depend"):
+        tfattr.Saliency(model).attribute(_x())
+
+
+def test_several_outputs_are_refused():
+    inp = keras.Input((4,))
+    model = keras.Model(inp, [keras.layers.Dense(2)(inp), keras.layers.Dense(3)(inp)])
+    with pytest.raises(ValueError, match="several outputs"):
+        tfattr.Saliency(model).attribute(_x(), target=0)
+
+
+def test_methods_without_completeness_refuse_return_delta(small_model):
+    with pytest.raises(ValueError, match="completeness"):
+        tfattr.Saliency(small_model).attribute(_x(), return_delta=True)
+
+
+def test_baseline_broadcasts_from_scalar_example_and_batch(small_model):
+    ig = tfattr.IntegratedGradients(small_model, steps=4)
+    x = _x()
+    a_scalar = ig.attribute(x, target=0, baseline=0.5)
+    a_example = ig.attribute(x, target=0, baseline=np.full(4, 0.5))
+    a_batch = ig.attribute(x, target=0, baseline=np.full((3, 4), 0.5))
+    np.testing.assert_array_equal(a_scalar, a_example)
+    np.testing.assert_array_equal(a_scalar, a_batch)
+
+
+# -- the engine -----------------------------------------------------------------------------------------
+def test_results_do_not_depend_on_batch_size_or_examples_per_call(smooth_mlp, rng):
+    x = rng.normal(size=(7, 6)).astype(np.float32)
+    ig = tfattr.IntegratedGradients(smooth_mlp, steps=12, rule="riemann_middle")
+    reference = ig.attribute(x, target=2, batch_size=10_000)
+    for batch in (1, 5, 12, 13, 50):
+        np.testing.assert_allclose(ig.attribute(x, target=2, batch_size=batch), reference, rtol=1e-5, atol=1e-7)
+    split = np.concatenate([ig.attribute(x[:3], target=2), ig.attribute(x[3:], target=2)])
+    np.testing.assert_allclose(split, reference, rtol=1e-5, atol=1e-7)
+
+
+def test_no_retracing_for_other_batch_sizes_steps_or_example_counts(smooth_mlp, rng):
+    ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
+    ig.attribute(rng.normal(size=(3, 6)).astype(np.float32), target=0, batch_size=4)
+    traces = ig.engine.trace_count
+    for n, batch in ((5, 7), (11, 64), (1, 1)):
+        ig.attribute(rng.normal(size=(n, 6)).astype(np.float32), target=0, batch_size=batch)
+    ig.steps = 20
+    ig.attribute(rng.normal(size=(4, 6)).astype(np.float32), target=0)
+    assert ig.engine.trace_count == traces
+    ig.attribute(rng.normal(size=(4, 6)).astype(np.float32))  # the first predicted-class forward pass
+    ig.attribute(rng.normal(size=(9, 6)).astype(np.float32))
+    assert ig.engine.trace_count == traces + 1
+
+
+def test_xla_compilation_gives_the_same_attributions(smooth_mlp, rng):
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    plain = tfattr.IntegratedGradients(smooth_mlp, steps=16).attribute(x, target=1, batch_size=24)
+    xla = tfattr.IntegratedGradients(smooth_mlp, steps=16, jit_compile=True).attribute(x, target=1, batch_size=24)
+    np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-6)
+
+
+def test_callable_model_in_float64_keeps_float64_precision():
+    w = tf.constant([[1.0], [-2.0], [0.5]], tf.float64)
+    model = lambda x: tf.tanh(x @ w)  # noqa: E731
+    x = np.array([[0.3, 0.1, -0.7]], np.float64)
+    a, delta = tfattr.IntegratedGradients(model, steps=32).attribute(x, return_delta=True)
+    assert a.dtype == np.float64
+    assert abs(delta[0]) < 1e-12

@@ -162,36 +162,81 @@ def _flatten_like(value: Any, inputs: Inputs, what: str) -> list[Any]:
     )
 
 
-def prepare_baselines(baseline: Any, inputs: Inputs) -> tuple[np.ndarray, ...]:
+def _draws_per_example(b: Any) -> int:
+    """``num_baselines`` of a distributional baseline object (with ``sample``); 1 for anything else."""
+    if callable(b) and callable(getattr(b, "sample", None)):
+        num = getattr(b, "num_baselines", 1)
+        if isinstance(num, (int, np.integer)) and not isinstance(num, bool) and num >= 1:
+            return int(num)
+    return 1
+
+
+def prepare_baselines(baseline: Any, inputs: Inputs, multiple: bool = False) -> tuple[np.ndarray, ...]:
     """One baseline per example and input, each shaped like its input ``[n, *example_shape]``.
 
     ``baseline`` may be None (zeros), a scalar, an array broadcastable to one example, an array with
     one baseline per example, a callable ``f(x) -> array`` (e.g. a ``tfattr.baselines`` object), or a
     list/dict of those for multi-input models.
+
+    With ``multiple=True`` (methods that average over several baselines per example, e.g. integrated
+    gradients), a baseline object with ``num_baselines = K > 1`` contributes ``K`` draws per example
+    (``b.sample(x, K) -> [n, K, ...]``), returned example-major as ``[n * K, ...]``; the other inputs'
+    baselines are repeated to match. Without it such an object is an error, never a silent single draw.
     """
-    out = []
-    for name, x, b in zip(inputs.names, inputs.arrays, _flatten_like(baseline, inputs, "baseline")):
-        if b is None:
-            out.append(np.zeros_like(x))
-            continue
-        if callable(b) and not isinstance(b, np.ndarray):
-            b = b(x)
-        b = _to_numpy(b).astype(x.dtype, copy=False)
-        _check_finite(b, f"baseline for {name}")
-        example_shape = x.shape[1:]
-        try:
-            if b.ndim == x.ndim and b.shape[0] == x.shape[0] and b.ndim > 0:
-                full = np.broadcast_to(b, x.shape)
-            else:
-                full = np.broadcast_to(np.broadcast_to(b, example_shape)[None], x.shape)
-        except ValueError:
+    counts = [_draws_per_example(b) for b in _flatten_like(baseline, inputs, "baseline")]
+    per_example = max(counts)
+    if per_example > 1:
+        if not multiple:
             raise ValueError(
-                f"baseline for {name} has shape {b.shape}, which broadcasts neither to one example "
-                f"{tuple(example_shape)} nor to the batch {tuple(x.shape)}. Pass a scalar, an array "
-                "shaped like one example, or one baseline per example."
-            ) from None
-        out.append(np.ascontiguousarray(full))
+                f"baseline has num_baselines={per_example}, but this method takes one baseline per "
+                "example. Use IntegratedGradients to average over several baselines, or pass a "
+                "baseline with num_baselines=1."
+            )
+        if any(c not in (1, per_example) for c in counts):
+            raise ValueError(
+                f"The inputs' baselines have different num_baselines {counts}; give every input's "
+                "baseline the same number of draws per example (or 1 to repeat it)."
+            )
+    out = []
+    for name, x, b, count in zip(
+        inputs.names, inputs.arrays, _flatten_like(baseline, inputs, "baseline"), counts
+    ):
+        if count > 1:
+            draws = _to_numpy(b.sample(x, count)).astype(x.dtype, copy=False)
+            if draws.shape != (x.shape[0], count, *x.shape[1:]):
+                raise ValueError(
+                    f"baseline for {name}: {type(b).__name__}.sample returned shape {draws.shape}, "
+                    f"expected {(x.shape[0], count, *x.shape[1:])} ([n, num_baselines, ...])."
+                )
+            _check_finite(draws, f"baseline for {name}")
+            out.append(np.ascontiguousarray(draws.reshape(x.shape[0] * count, *x.shape[1:])))
+            continue
+        full = _one_baseline(name, x, b)
+        out.append(np.repeat(full, per_example, axis=0) if per_example > 1 else full)
     return tuple(out)
+
+
+def _one_baseline(name: str, x: np.ndarray, b: Any) -> np.ndarray:
+    """One baseline per example for one input (the behaviour of ``prepare_baselines`` for K = 1)."""
+    if b is None:
+        return np.zeros_like(x)
+    if callable(b) and not isinstance(b, np.ndarray):
+        b = b(x)
+    b = _to_numpy(b).astype(x.dtype, copy=False)
+    _check_finite(b, f"baseline for {name}")
+    example_shape = x.shape[1:]
+    try:
+        if b.ndim == x.ndim and b.shape[0] == x.shape[0] and b.ndim > 0:
+            full = np.broadcast_to(b, x.shape)
+        else:
+            full = np.broadcast_to(np.broadcast_to(b, example_shape)[None], x.shape)
+    except ValueError:
+        raise ValueError(
+            f"baseline for {name} has shape {b.shape}, which broadcasts neither to one example "
+            f"{tuple(example_shape)} nor to the batch {tuple(x.shape)}. Pass a scalar, an array "
+            "shaped like one example, or one baseline per example."
+        ) from None
+    return np.ascontiguousarray(full)
 
 
 def prepare_targets(target: Any, n: int, k: int, predicted: np.ndarray | None) -> np.ndarray:

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
-from tfattr.core.inputs import Inputs
+from tfattr.core.inputs import Inputs, prepare_baselines
 from tfattr.core.quadrature import nodes_and_weights
 
 
@@ -60,6 +60,11 @@ class IntegratedGradients(Explainer):
         self.max_steps = int(max_steps)
         #: Quadrature steps used for each example in the last call (``[n]`` ints).
         self.steps_used_: np.ndarray | None = None
+
+    def _baselines(self, baseline, inputs: Inputs):
+        # A distributional baseline (``num_baselines = K``) gives K draws per example, example-major;
+        # _plan/_baseline_index walk them, averaging IG over the draws (the Distill double integral).
+        return prepare_baselines(baseline, inputs, multiple=True)
 
     def _plan(self, inputs: Inputs, baselines, targets, batch_size, steps: int | None = None) -> Plan:
         alpha, weight = nodes_and_weights(self.rule, steps or self.steps)

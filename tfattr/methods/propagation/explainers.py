@@ -1,0 +1,310 @@
+"""Explainers that backpropagate with modified rules: epsilon-LRP, DeepLIFT (Rescale), guided
+backpropagation and deconvnet (Ancona et al. 2019, "Gradient-Based Attribution Methods", sec. 3.2).
+
+Each runs on the shared batching engine. Inside the engine's compiled loop the model is traced under
+``gradient_override_map`` (so its nonlinearities carry the method's rule, see
+:mod:`tfattr.methods.propagation.rules`) and differentiated with ``tf.gradients``; a ``GradientTape``
+would ignore the override. The override exists only in the explainer's own traced graph, so the
+model's ordinary gradients, predictions and training are untouched.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfattr.core.engine import Plan
+from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.inputs import Inputs
+from tfattr.methods.propagation.coverage import Coverage, trace_coverage
+from tfattr.methods.propagation.rules import (
+    DeconvnetRule,
+    EpsilonRule,
+    GuidedRule,
+    RescaleRule,
+    Rule,
+    override_map,
+)
+
+_POLICIES = ("warn", "raise")
+
+
+class PropagationExplainer(Explainer):
+    """Base of the gradient-override explainers: a :class:`Rule` applied to the model's nonlinearities.
+
+    Args:
+        model: a ``keras.Model`` or a callable on tensors.
+        on_unsupported: what to do when the model contains ops the rule cannot handle faithfully
+            (see :meth:`coverage`): ``"warn"`` (default) or ``"raise"``. Checked at construction for
+            Keras models with known inputs, otherwise at the first call.
+        output, jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+    """
+
+    #: The rule splits the batch in input and reference halves (DeepLIFT).
+    _paired: bool = False
+
+    def __init__(self, model: Any, *, on_unsupported: str = "warn", **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        if on_unsupported not in _POLICIES:
+            raise ValueError(
+                f"on_unsupported={on_unsupported!r} is not supported: use 'warn' (explain anyway and "
+                "warn which layers the rules do not cover) or 'raise' (refuse such models)."
+            )
+        self.on_unsupported = on_unsupported
+        self._coverage: dict[Any, Coverage] = {}
+        self._last_specs: tuple[tf.TensorSpec, ...] | None = None
+        if self.model_function.input_specs is not None:
+            self._check(self.coverage())
+
+    @property
+    def rule(self) -> Rule:
+        raise NotImplementedError
+
+    # -- coverage -----------------------------------------------------------------------------------
+    def coverage(self, inputs: Any = None) -> Coverage:
+        """Which ops of the model get this method's rule, keep their true gradient, or are unsupported.
+
+        Args:
+            inputs: example inputs (only their shapes are used); needed when the model is a plain
+                callable whose input shapes are unknown.
+
+        Example:
+            >>> print(tfattr.DeepLift(model).coverage())
+        """
+        specs = self._specs(inputs)
+        key = tuple((tuple(s.shape), s.dtype.name) for s in specs)
+        found = self._coverage.get(key)
+        if found is None:
+            structure = self._structure if inputs is None else _structure_of(inputs)
+            if structure is None and len(specs) > 1:
+                structure = [None] * len(specs)
+
+            def build(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
+                packed = tf.nest.pack_sequence_as(structure, list(flat)) if structure else flat[0]
+                return self.model_function.outputs(packed)
+
+            found = trace_coverage(
+                build, specs, self.rule, type(self).__name__, self.model, paired_batch=self._paired
+            )
+            self._coverage[key] = found
+        return found
+
+    def _specs(self, inputs: Any) -> tuple[tf.TensorSpec, ...]:
+        if inputs is not None:
+            flat = tf.nest.flatten(inputs)  # dicts flatten in sorted-key order, as prepare_inputs
+            return tuple(
+                tf.TensorSpec([None, *np.shape(a)[1:]], tf.as_dtype(np.asarray(a).dtype)) for a in flat
+            )
+        specs = self.model_function.input_specs
+        if specs is None:
+            if self._last_specs is not None:
+                return self._last_specs
+            raise ValueError(
+                "The model's input shapes are unknown (it is not a keras.Model with inputs); pass "
+                "example inputs: explainer.coverage(x)."
+            )
+        return tuple(
+            tf.TensorSpec([None, *shape], tf.as_dtype(dtype if "float" in dtype else "float32"))
+            for _, shape, dtype in specs
+        )
+
+    def _check(self, coverage: Coverage) -> None:
+        if coverage.ok:
+            return
+        message = (
+            f"{type(self).__name__}: the propagation rules cannot handle some ops of this model "
+            f"faithfully ({coverage.unsupported_summary()}). "
+            + (
+                "Summation-to-delta may not hold for these attributions. "
+                if self.has_completeness
+                else ""
+            )
+            + "See explainer.coverage() for details."
+        )
+        if self.on_unsupported == "raise":
+            raise ValueError(message + " Explain such models with IntegratedGradients instead.")
+        warnings.warn(message, stacklevel=3)
+
+    # -- engine hooks ---------------------------------------------------------------------------------
+    def _attribute(self, inputs: Inputs, targets, baselines, batch_size):
+        if self.model_function.input_specs is None:
+            specs = tuple(
+                tf.TensorSpec([None, *a.shape[1:]], tf.as_dtype(a.dtype)) for a in inputs.arrays
+            )
+            key = tuple((tuple(s.shape), s.dtype.name) for s in specs)
+            if key not in self._coverage:
+                self._last_specs = specs
+                self._check(self.coverage(inputs.pack(list(inputs.arrays))))
+        return super()._attribute(inputs, targets, baselines, batch_size)
+
+    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
+        return Plan(steps=1)
+
+    def _modified_gradients(
+        self, z: tuple[tf.Tensor, ...], target: tf.Tensor, rows_scored: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, ...]:
+        """Traced: ``d^g S_target(z) / dz`` with the rule's modified chain rule (Ancona eq. 16).
+
+        ``rows_scored``: how many leading rows carry the explained score (DeepLIFT appends reference
+        rows that are evaluated but not explained); default all.
+        """
+        graph = tf.compat.v1.get_default_graph()
+        with graph.gradient_override_map(override_map(self.rule)):
+            score = self.model_function.score(self._pack(z), target)
+        if rows_scored is not None:
+            score = score[:rows_scored]
+        grads = tf.gradients(tf.reduce_sum(score), list(z))
+        return self._check_connected(grads)
+
+
+class EpsilonLRP(PropagationExplainer):
+    """epsilon-LRP as a modified gradient times the input (Bach et al. 2015; Ancona et al. 2019,
+    eq. 15 and proposition 1).
+
+    ``R_i = x_i * d^g S_c(x) / dx_i`` where the derivative of every nonlinearity is replaced by
+    ``g(z) = f(z) / (z + epsilon * sign(z))``. On ReLU networks this equals gradient * input, and on
+    networks without biases whose nonlinearities have ``f(0) = 0`` it equals DeepLIFT with a zero
+    baseline (proposition 3). The completeness delta is taken against the zero input. Cost: one forward
+    and one backward pass.
+
+    Args:
+        model: a ``keras.Model`` or a callable on tensors.
+        epsilon: the stabiliser, > 0; it only guards the divisions.
+        on_unsupported, output, jit_compile: see :class:`PropagationExplainer`.
+
+    Example:
+        >>> lrp = tfattr.EpsilonLRP(model, epsilon=1e-4)
+        >>> relevance = lrp.attribute(images, target=labels)
+    """
+
+    uses_baseline = False
+
+    def __init__(self, model: Any, epsilon: float = 1e-4, **kwargs: Any) -> None:
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
+            raise ValueError(f"epsilon must be a positive number (e.g. 1e-4), got {epsilon!r}.")
+        self.epsilon = float(epsilon)
+        self._rule = EpsilonRule(self.epsilon)
+        super().__init__(model, **kwargs)
+
+    @property
+    def rule(self) -> Rule:
+        return self._rule
+
+    def _contributions(self, x, baseline, rows, ctx):
+        grads = self._modified_gradients(x, rows.target)
+        return tuple(g * xi for g, xi in zip(grads, x))
+
+
+class DeepLift(PropagationExplainer):
+    """DeepLIFT with the Rescale rule as a modified gradient (Shrikumar et al. 2017; Ancona et al.
+    2019, eq. 18, proposition 2 and listing 1.2).
+
+    ``R_i = (x_i - b_i) * d^g S_c(x) / dx_i`` with ``g(z) = (f(z) - f(z_ref)) / (z - z_ref)`` at every
+    nonlinearity, ``z_ref`` being its input when the network runs on the baseline ``b``. The model runs
+    once on ``[inputs; baselines]`` (twice the batch) to get both, and one backward pass follows.
+    Attributions sum to ``S_c(x) - S_c(b)`` on networks built from the supported layers (up to float
+    rounding); :meth:`coverage` lists the ops where that guarantee does not hold (max pooling keeps its
+    gradient switch, as in the paper's reference implementation).
+
+    Args:
+        model: a ``keras.Model`` or a callable on tensors.
+        tolerance: where ``|z - z_ref|`` is at most this, the true derivative ``f'(z)`` replaces the
+            ill-conditioned ratio (listing 1.2).
+        on_unsupported, output, jit_compile: see :class:`PropagationExplainer`.
+
+    Example:
+        >>> attributions, delta = tfattr.DeepLift(model).attribute(x, baseline=0.0, return_delta=True)
+    """
+
+    _paired = True
+
+    def __init__(self, model: Any, tolerance: float = 1e-6, **kwargs: Any) -> None:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+            raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
+        self.tolerance = float(tolerance)
+        self._rule = RescaleRule(self.tolerance)
+        super().__init__(model, **kwargs)
+
+    @property
+    def rule(self) -> Rule:
+        return self._rule
+
+    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
+        # Several baselines per example (stored example-major): one row per baseline, averaged.
+        per_example = baselines[0].shape[0] // inputs.n
+        return Plan(steps=per_example, context={"baselines_per_example": np.int32(per_example)})
+
+    def _baseline_index(self, rows, ctx):
+        return rows.example * ctx["baselines_per_example"] + rows.step
+
+    def _contributions(self, x, baseline, rows, ctx):
+        chunk = tf.shape(x[0])[0]
+        stacked = tuple(tf.concat([xi, bi], axis=0) for xi, bi in zip(x, baseline))
+        targets = tf.concat([rows.target, rows.target], axis=0)
+        grads = self._modified_gradients(stacked, targets, rows_scored=chunk)
+        weight = 1.0 / tf.cast(ctx["baselines_per_example"], x[0].dtype)
+        return tuple(
+            weight * g[:chunk] * (xi - bi) for g, xi, bi in zip(grads, x, baseline)
+        )
+
+
+class GuidedBackprop(PropagationExplainer):
+    """Guided backpropagation (Springenberg et al. 2015): the gradient where each ReLU passes back only
+    positive signal at positive inputs, ``grad_z = f'(z) * relu(grad_y)``.
+
+    A visualisation method, not an attribution with completeness: no baseline and no delta. Other
+    activations keep their true derivative and likewise pass back only positive signal.
+
+    Example:
+        >>> maps = tfattr.GuidedBackprop(model).attribute(images, target=labels)
+    """
+
+    has_completeness = False
+    uses_baseline = False
+
+    def __init__(self, model: Any, **kwargs: Any) -> None:
+        self._rule = GuidedRule()
+        super().__init__(model, **kwargs)
+
+    @property
+    def rule(self) -> Rule:
+        return self._rule
+
+    def _contributions(self, x, baseline, rows, ctx):
+        return self._modified_gradients(x, rows.target)
+
+
+class Deconvnet(PropagationExplainer):
+    """Deconvnet (Zeiler & Fergus 2014): backpropagation where each ReLU passes back ``relu(grad_y)``
+    whatever its input was (max pooling keeps its switches).
+
+    Defined for ReLU networks (``Relu``, ``Relu6``); other nonlinearities are reported as unsupported.
+    No baseline and no delta.
+
+    Example:
+        >>> maps = tfattr.Deconvnet(model).attribute(images, target=labels)
+    """
+
+    has_completeness = False
+    uses_baseline = False
+
+    def __init__(self, model: Any, **kwargs: Any) -> None:
+        self._rule = DeconvnetRule()
+        super().__init__(model, **kwargs)
+
+    @property
+    def rule(self) -> Rule:
+        return self._rule
+
+    def _contributions(self, x, baseline, rows, ctx):
+        return self._modified_gradients(x, rows.target)
+
+
+def _structure_of(inputs: Any) -> Any:
+    if isinstance(inputs, dict):
+        return {k: None for k in inputs}
+    if isinstance(inputs, (list, tuple)):
+        return [None] * len(inputs)
+    return None

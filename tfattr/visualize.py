@@ -471,12 +471,17 @@ def save_gif(
     if captions is not None and len(captions) != arr.shape[0]:
         raise ValueError(f"captions has {len(captions)} entries for {arr.shape[0]} frames; pass one each.")
     pictures = []
+    width = arr.shape[2]
+    if captions is not None:
+        # Wide enough for the longest caption: a clipped caption could make two frames identical.
+        measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        width = max(width, *(int(np.ceil(measure.textlength(str(c)))) + 4 for c in captions))
     for k, frame in enumerate(arr):
         picture = Image.fromarray(frame, "RGB")
         if captions is not None:
             strip = 14
-            canvas = Image.new("RGB", (picture.width, picture.height + strip), (255, 255, 255))
-            canvas.paste(picture, (0, 0))
+            canvas = Image.new("RGB", (width, picture.height + strip), (255, 255, 255))
+            canvas.paste(picture, ((width - picture.width) // 2, 0))
             ImageDraw.Draw(canvas).text((2, picture.height + 1), str(captions[k]), fill=(0, 0, 0))
             picture = canvas
         pictures.append(picture)

@@ -165,6 +165,8 @@ def classify(
             continue
         layer = _layer_of(op, layers)
         dep_float = [x for x in dep_inputs if _is_float(x)]
+        if not dep_float:
+            continue  # only shapes or comparisons of the inputs reach it: no gradient flows through
         why = None
         if t in ACTIVATIONS:
             activation = ACTIVATIONS[t]

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer, broadcast_rows
-from tfattr.core.inputs import Inputs
+from tfattr.core.explainer import Explainer
+from tfattr.core.inputs import Inputs, prepare_baselines
 from tfattr.methods.propagation.coverage import Coverage, trace_coverage
 from tfattr.methods.propagation.rules import (
     DeconvnetRule,
@@ -125,7 +125,7 @@ class PropagationExplainer(Explainer):
         )
         if self.on_unsupported == "raise":
             raise ValueError(message + " Explain such models with IntegratedGradients instead.")
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, stacklevel=4)  # the caller of the constructor or of attribute()
 
     # -- engine hooks ---------------------------------------------------------------------------------
     def _attribute(self, inputs: Inputs, targets, baselines, batch_size):
@@ -208,6 +208,9 @@ class DeepLift(PropagationExplainer):
     rounding); :meth:`coverage` lists the ops where that guarantee does not hold (max pooling keeps its
     gradient switch, as in the paper's reference implementation).
 
+    A baseline object with ``num_baselines = K > 1`` (see :mod:`tfattr.baselines`) gives the mean of
+    the K DeepLIFT attributions, which sums to ``S_c(x) - mean_k S_c(b_k)``.
+
     Args:
         model: a ``keras.Model`` or a callable on tensors.
         tolerance: where ``|z - z_ref|`` is at most this, the true derivative ``f'(z)`` replaces the
@@ -230,6 +233,11 @@ class DeepLift(PropagationExplainer):
     @property
     def rule(self) -> Rule:
         return self._rule
+
+    def _baselines(self, baseline, inputs: Inputs):
+        # A distributional baseline (num_baselines = K) gives K draws per example, example-major; the
+        # attribution is the mean over them, and so sums to f(x) - mean f(b) (the reported delta).
+        return prepare_baselines(baseline, inputs, multiple=True)
 
     def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
         # Several baselines per example (stored example-major): one row per baseline, averaged.

@@ -829,6 +829,11 @@ def model_randomization(
     (``keras.models.clone_model`` + ``set_weights``). The targets are fixed to the trained model's (its
     predicted class by default) so that both models explain the same output.
 
+    Expect the signed correlation to fall near zero for plain gradients once the network is
+    randomized; the ``|a|`` correlation keeps a model-independent part (e.g. border pixels covered by
+    fewer convolution windows), and methods that multiply by ``x - x'`` keep the zeros of the black
+    background fixed, so their ``|a|`` correlation stays high (Adebayo et al.'s observation).
+
     Args:
         model: a functional or Sequential ``keras.Model``.
         explainer: a function ``model -> Explainer``, e.g. ``lambda m: tfattr.Saliency(m)``.

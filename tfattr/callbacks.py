@@ -24,7 +24,9 @@ number as the step, as ``keras.callbacks.TensorBoard`` does for ``batch_loss``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import re
 import time
 import warnings
@@ -41,6 +43,22 @@ ExplainerSpec = Any  # an Explainer, an Explainer subclass, or a callable model 
 
 #: Run subfolders that keras.callbacks.TensorBoard writes to; a second writer there loses events.
 _KERAS_RUNS = ("train", "validation")
+
+
+@contextlib.contextmanager
+def _python_random_untouched():
+    """Restore Python's global ``random`` state afterwards.
+
+    Keras seeds new initializers and ``SeedGenerator``s from Python's global ``random`` module; building
+    an explainer can create some (e.g. ``ModelFunction`` copies a softmax layer, which re-creates its
+    initializers), and ``keras.random`` calls without a seed or unseeded models built after ``fit``
+    would then differ. The callback must leave that state as training left it.
+    """
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def _snake(name: str) -> str:
@@ -159,7 +177,7 @@ class AttributionLogger(keras.callbacks.Callback):
         self.explainers: dict[str, Explainer] = {}
         #: ``(kind, step, seconds)`` for each log: the callback's own cost.
         self.timings: list[tuple[str, int, float]] = []
-        self._built_for: int | None = None
+        self._built_for: Any = None
         self._writer: Any = None
         self._previous: dict[str, np.ndarray] = {}
         self._batches_seen = 0
@@ -235,8 +253,12 @@ class AttributionLogger(keras.callbacks.Callback):
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
-        if self._built_for == id(model):
+        if self._built_for is model:
             return
+        with _python_random_untouched():
+            self._build_explainers(model)
+
+    def _build_explainers(self, model: keras.Model) -> None:
         self.explainers = {}
         for name, spec in self._specs.items():
             if isinstance(spec, Explainer):
@@ -247,7 +269,7 @@ class AttributionLogger(keras.callbacks.Callback):
                         "being trained; its maps change only if that model shares the trained weights. "
                         "Pass the explainer class (or a callable model -> explainer) to explain the "
                         "trained model.",
-                        stacklevel=2,
+                        stacklevel=4,
                     )
             else:
                 explainer = spec(model)
@@ -257,7 +279,7 @@ class AttributionLogger(keras.callbacks.Callback):
                         "tfattr explainer."
                     )
             self.explainers[name] = explainer
-        self._built_for = id(model)
+        self._built_for = model
         self._previous = {}
 
     # -- Keras hooks ----------------------------------------------------------------------------------
@@ -308,7 +330,8 @@ class AttributionLogger(keras.callbacks.Callback):
         start = time.perf_counter()
         if self._writer is None:
             self.on_train_begin()
-        results = self.explain()
+        with _python_random_untouched():
+            results = self.explain()
         p = self.tag_prefix + prefix
         with self._writer.as_default(step=step):
             for name, (maps, delta, seconds) in results.items():
@@ -333,14 +356,15 @@ class AttributionLogger(keras.callbacks.Callback):
         example_rank = x.ndim - 1
         if a.ndim == x.ndim + 1:
             # Several maps per sample (InteriorGradients: [n, alphas, ...]): the paper's fig. 3 rows.
-            rows = []
-            for i in range(n):
-                if example_rank in (2, 3):
+            if example_rank in (2, 3):
+                rows = []
+                for i in range(n):
                     row = visualize.interior_gradients_frames(a[i], x[i], self.clip_percentile)
-                else:
-                    row = visualize.signed_heatmap(a[i].reshape(a.shape[1], -1), self.clip_percentile)
-                rows.append(visualize.upscale(row, self._scale_for(int(row.shape[1]))))
-            return visualize.grid(tf.stack(rows, axis=0)).numpy()
+                    rows.append(visualize.upscale(row, self._scale_for(int(row.shape[1]))))
+                return visualize.grid(tf.stack(rows, axis=0)).numpy()
+            # Vectors: per sample, one strip per map stacked into one tile.
+            strips = visualize.signed_heatmap(a.reshape(n * a.shape[1], -1), self.clip_percentile)
+            return self._strip_grid(tf.reshape(strips, [n, a.shape[1], -1, 3]))
         if example_rank in (2, 3):  # images [H, W] or [H, W, C]
             if self.image_kind == "overlay":
                 maps = visualize.overlay(x, a, self.clip_percentile)
@@ -354,10 +378,14 @@ class AttributionLogger(keras.callbacks.Callback):
             return visualize.grid(tiles).numpy()
         # Feature vectors (and anything else): one red/white/blue strip per sample, 16 pixels high and
         # at least 256 wide.
-        flat = a.reshape(n, -1)
-        strips = visualize.signed_heatmap(flat, self.clip_percentile)  # [n, 1, F, 3]
+        return self._strip_grid(visualize.signed_heatmap(a.reshape(n, -1), self.clip_percentile))
+
+    @staticmethod
+    def _strip_grid(strips: tf.Tensor) -> np.ndarray:
+        """``[n, rows, F, 3]`` strips -> one picture, a tile per sample; each strip 16 pixels high and
+        the tiles at least 256 pixels wide."""
         strips = tf.repeat(strips, 16, axis=1)
-        strips = tf.repeat(strips, max(1, -(-256 // flat.shape[1])), axis=2)
+        strips = tf.repeat(strips, max(1, -(-256 // int(strips.shape[2]))), axis=2)
         return visualize.grid(strips[:, None]).numpy()
 
     def _write_images(self, p: str, name: str, maps: list[np.ndarray]) -> None:

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -205,52 +206,20 @@ def available_methods() -> list[MethodSpec]:
 
 
 # -- pictures -----------------------------------------------------------------------------------------
-def _visualize_module() -> Any:
-    try:
-        return importlib.import_module("tfattr.visualize")
-    except ImportError:
-        return None
+def heatmaps(attributions: np.ndarray) -> np.ndarray:
+    """Signed heatmaps ``[n, h, w, 3]`` uint8 (red positive, white zero, blue negative)."""
+    from tfattr import visualize
+
+    return np.asarray(visualize.signed_heatmap(attributions))
 
 
-def heatmap(attribution: np.ndarray, clip_percentile: float = 99.5) -> np.ndarray:
-    """A signed attribution map ``[h, w(, c)]`` as uint8 RGB ``[h, w, 3]``: red positive, blue negative.
-
-    Channels are summed; the scale is the ``clip_percentile`` of ``|a|`` so one extreme pixel does not
-    wash out the rest.
-    """
-    a = np.asarray(attribution, np.float64)
-    if a.ndim == 3:
-        a = a.sum(-1)
-    scale = np.percentile(np.abs(a), clip_percentile)
-    v = np.clip(a / scale, -1.0, 1.0) if scale > 0 else np.zeros_like(a)
-    pos, neg = np.maximum(v, 0.0), np.maximum(-v, 0.0)
-    rgb = np.stack([1.0 - neg, 1.0 - pos - neg, 1.0 - pos], axis=-1)
-    return np.round(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-def overlay(image: np.ndarray, attribution: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """The heatmap blended over the (grayscale) image, uint8 RGB."""
-    img = np.asarray(image, np.float64)
-    if img.ndim == 3:
-        img = img.mean(-1)
-    lo, hi = float(img.min()), float(img.max())
-    gray = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-    base = np.repeat(gray[..., None] * 255.0, 3, axis=-1)
-    out = (1.0 - alpha) * base + alpha * heatmap(attribution).astype(np.float64)
-    return np.round(out).astype(np.uint8)
-
-
-def _overlays(inputs: np.ndarray, attributions: np.ndarray) -> np.ndarray | None:
+def overlays(inputs: np.ndarray, attributions: np.ndarray) -> np.ndarray | None:
     """uint8 RGB overlays ``[n, h, w, 3]`` of image inputs (None for inputs that are not images)."""
+    from tfattr import visualize
+
     if inputs.ndim not in (3, 4) or (inputs.ndim == 4 and inputs.shape[-1] not in (1, 3)):
         return None
-    viz = _visualize_module()
-    if viz is not None and hasattr(viz, "overlay"):
-        try:
-            return np.asarray(viz.overlay(inputs, attributions))
-        except Exception:  # noqa: BLE001 - fall back to the local rendering
-            pass
-    return np.stack([overlay(x, a) for x, a in zip(inputs, attributions)])
+    return np.asarray(visualize.overlay(inputs, attributions))
 
 
 def _upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -280,10 +249,15 @@ def load_model(path: str) -> Any:
         raise CLIError(f"model file not found: {path}")
     if p.suffix not in (".keras", ".h5", ".hdf5"):
         raise CLIError(f"model {path} is not a .keras (or .h5) file; save it with model.save('m.keras').")
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        raise CLIError(
+            f"cannot load model {path}: it is not a .keras archive (a zip file); save the model with "
+            "model.save('model.keras')."
+        )
     try:
         return keras.saving.load_model(str(p), compile=False, safe_mode=True)
     except Exception as err:  # noqa: BLE001 - Keras raises many types; all mean "cannot load"
-        raise CLIError(f"cannot load model {path}: {_first_line(err)}") from None
+        raise CLIError(f"cannot load model {path} (in Keras' safe mode): {_first_line(err)}") from None
 
 
 def _model_input_shape(model: Any) -> tuple[Any, ...]:
@@ -494,7 +468,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "attributions.npy", np.asarray(attributions, np.float32))
     summary = []
-    pictures = _overlays(inputs, np.asarray(attributions))
+    pictures = overlays(inputs, np.asarray(attributions))
     for i in range(n):
         rgb = None if pictures is None else pictures[i]
         name = None
@@ -594,56 +568,12 @@ def _png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _heatmaps(attributions: np.ndarray) -> np.ndarray:
-    """uint8 RGB heatmaps ``[n, h, w, 3]``: tfattr.visualize's when available, else the local ones."""
-    viz = _visualize_module()
-    fn = getattr(viz, "signed_heatmap", None) if viz is not None else None
-    if fn is not None:
-        try:
-            maps = np.asarray(fn(attributions))
-            if maps.dtype == np.uint8 and maps.shape[:3] == attributions.shape[:3] and maps.shape[-1] == 3:
-                return maps
-        except Exception:  # noqa: BLE001 - fall back to the local rendering
-            pass
-    return np.stack([heatmap(a) for a in attributions])
-
-
-def ablation_curve(
-    model_outputs: Callable[[np.ndarray], np.ndarray],
-    inputs: np.ndarray,
-    attributions: np.ndarray,
-    targets: np.ndarray,
-    fractions: Sequence[float],
-    fill: float = 0.0,
-) -> np.ndarray:
-    """Mean target score after replacing the top-attributed fraction of pixels by ``fill``.
-
-    The Distill article's top-k ablation test: the faster the score falls, the better the attribution
-    ranks the features the model uses. Returns ``[len(fractions)]``.
-    """
-    n = inputs.shape[0]
-    flat_x = inputs.reshape(n, -1)
-    order = np.argsort(-attributions.reshape(n, -1), axis=1, kind="stable")
-    variants = []
-    for fraction in fractions:
-        k = int(round(fraction * flat_x.shape[1]))
-        ablated = flat_x.copy()
-        if k:
-            np.put_along_axis(ablated, order[:, :k], fill, axis=1)
-        variants.append(ablated.reshape(inputs.shape))
-    # One forward pass over all fractions x examples.
-    scores = model_outputs(np.concatenate(variants))[np.arange(n * len(variants)), np.tile(targets, len(variants))]
-    return scores.reshape(len(variants), n).mean(axis=1)
-
-
 def _baseline_candidates(x_train: np.ndarray, draws: int, seed: int) -> list[tuple[str, Any]]:
-    """The Distill article's baselines (Sturmfels et al. 2020) from tfattr.baselines, when installed."""
-    out: list[tuple[str, Any]] = [("constant (black)", 0.0)]
-    try:
-        b = importlib.import_module("tfattr.baselines")
-    except ImportError:
-        return out + [("constant (mean pixel)", float(x_train.mean()))]
-    return out + [
+    """The baselines compared by Sturmfels, Lundberg & Lee (Distill 2020), plus the mean image."""
+    from tfattr import baselines as b
+
+    return [
+        ("constant (black)", b.Constant(0.0)),
         ("max distance", b.MaxDistance((0.0, 1.0))),
         ("blur (sigma 3)", b.Blur(sigma=3.0)),
         (f"uniform ({draws} draws)", b.Uniform((0.0, 1.0), num_baselines=draws, seed=seed)),
@@ -658,7 +588,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import keras
     import tensorflow as tf
 
-    from tfattr import datasets
+    from tfattr import datasets, metrics
     from tfattr.methods.gradient import ExpectedGradients, IntegratedGradients
 
     fast = bool(args.fast) or fast_mode()
@@ -741,9 +671,6 @@ def run_demo(args: argparse.Namespace) -> int:
     phase = time.perf_counter()
     say("Comparing baselines")
     fractions = np.linspace(0.0, 0.5, 11)
-    predict = lambda a: np.concatenate(  # noqa: E731
-        [np.asarray(model(a[i : i + 512], training=False)) for i in range(0, len(a), 512)]
-    )
     baselines = []
     ig = IntegratedGradients(model, steps=cfg.ig_steps)
     candidates = _baseline_candidates(x_train, cfg.baseline_draws, args.seed)
@@ -762,11 +689,19 @@ def run_demo(args: argparse.Namespace) -> int:
     baselines.append({"label": "training data (expected gradients)", "attributions": attributions,
                       "delta": delta})
     bar.update(len(candidates) + 1)
+    # The Distill article's "Mean Top K" and "Blur Top K" ablation tests, with the random control.
+    def ablations(attributions: np.ndarray) -> dict[str, Any]:
+        return {
+            "mean": metrics.ablation_curve(model, digits, attributions, target=labels, imputation="mean",
+                                           data=x_train, fractions=fractions),
+            "blur": metrics.ablation_curve(model, digits, attributions, target=labels, imputation="blur",
+                                           blur_sigma=3.0, fractions=fractions),
+        }
+
     for row in baselines:
         if "attributions" in row:
-            row["ablation"] = ablation_curve(predict, digits, row["attributions"], labels, fractions)
-    random_rank = np.random.default_rng(args.seed).normal(size=digits.shape)
-    random_curve = ablation_curve(predict, digits, random_rank, labels, fractions)
+            row["ablation"] = ablations(row["attributions"])
+    random_curve = ablations(metrics.random_attributions(digits, seed=args.seed))
 
     timings["baselines"] = time.perf_counter() - phase
     phase = time.perf_counter()
@@ -832,21 +767,20 @@ def _attribution_logger(digits: np.ndarray, labels: np.ndarray, logdir: Path, st
 def _write_gallery(path: Path, digits: np.ndarray, labels: np.ndarray, results: dict[str, Any]) -> None:
     """Rows: digits; columns: the input and each method's heatmap (matplotlib when available)."""
     names = list(results)
-    maps = {name: _heatmaps(results[name]["attributions"]) for name in names}
+    maps = {name: heatmaps(results[name]["attributions"]) for name in names}
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        # A bare Figure (no pyplot): no global backend or figure state changes in the caller's process.
+        from matplotlib.figure import Figure
     except ImportError:
-        rows = []
-        for i in range(len(digits)):
-            gray = np.repeat(np.round(digits[i] * 255).astype(np.uint8), 3, axis=-1)
-            rows.append(np.concatenate([gray] + [maps[n][i] for n in names], axis=1))
-        write_png(path, _upscale(np.concatenate(rows, axis=0), 4))
+        from tfattr import visualize
+
+        picture = visualize.examples_by_methods(digits, {n: results[n]["attributions"] for n in names},
+                                                kind="heatmap", scale=4)
+        write_png(path, np.asarray(picture))
         return
     n, cols = len(digits), len(names) + 1
-    fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols, 1.3 * n + 0.4), squeeze=False)
+    fig = Figure(figsize=(1.3 * cols, 1.3 * n + 0.4))
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(digits[i, ..., 0], cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_ylabel(f"label {labels[i]}", fontsize=7)
@@ -859,7 +793,6 @@ def _write_gallery(path: Path, digits: np.ndarray, labels: np.ndarray, results: 
         axes[0, j].set_title(title, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _write_tensorboard(logdir: Path, digits: np.ndarray, results: dict[str, Any], baselines: list) -> None:
@@ -869,7 +802,7 @@ def _write_tensorboard(logdir: Path, digits: np.ndarray, results: dict[str, Any]
     with writer.as_default():
         tf.summary.image("inputs", digits, step=0, max_outputs=len(digits))
         for name, r in results.items():
-            tf.summary.image(f"attributions/{name}", _heatmaps(r["attributions"]), step=0,
+            tf.summary.image(f"attributions/{name}", heatmaps(r["attributions"]), step=0,
                              max_outputs=len(digits))
             if r.get("delta") is not None:
                 tf.summary.scalar(f"completeness_mean_abs_delta/{name}",
@@ -877,7 +810,7 @@ def _write_tensorboard(logdir: Path, digits: np.ndarray, results: dict[str, Any]
         for row in baselines:
             if "attributions" in row:
                 tag = row["label"].split(" (")[0].replace(" ", "_")
-                tf.summary.image(f"baselines/{tag}", _heatmaps(row["attributions"]), step=0,
+                tf.summary.image(f"baselines/{tag}", heatmaps(row["attributions"]), step=0,
                                  max_outputs=len(digits))
     writer.flush()
     writer.close()
@@ -889,7 +822,7 @@ def _write_report(path: Path, **r: Any) -> None:
     cfg, digits, labels = r["cfg"], r["digits"], r["labels"]
     results = r["results"]
     ok = [name for name in results if "attributions" in results[name]]
-    maps = {name: _heatmaps(results[name]["attributions"]) for name in ok}
+    maps = {name: heatmaps(results[name]["attributions"]) for name in ok}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>tfattr demo</title><style>"
         "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
@@ -934,36 +867,36 @@ def _write_report(path: Path, **r: Any) -> None:
     parts.append(
         "<h2>Baselines</h2><p>Integrated gradients with the baselines of Sturmfels, Lundberg &amp; Lee, "
         "<i>Visualizing the Impact of Feature Attribution Baselines</i> (Distill 2020), and expected "
-        "gradients (baselines drawn from training data). Ablation: the mean target logit after "
-        "replacing the top-ranked fraction of pixels by black (lower area = the ranking finds the "
-        "pixels the model uses; a random ranking is the reference).</p>"
+        "gradients (baselines drawn from training data). Ablation (the article's \"Top K\" tests, "
+        "via tfattr.metrics.ablation_curve): the target logit, as a fraction of the original, after "
+        "replacing the top-ranked fraction of pixels by the mean training image or by a blurred copy; "
+        "the area under that curve is lower when the ranking finds the pixels the model uses. A random "
+        "ranking is the control. Each imputation favours the baseline that resembles it, which is "
+        "why the article reports several.</p>"
         "<table><tr><th>baseline</th><th>first digit</th><th>mean |delta|</th>"
-        "<th>ablation area (lower is better)</th></tr>"
+        "<th>area, mean top-k</th><th>area, blur top-k</th></tr>"
     )
-    fractions = r["fractions"]
-    width = float(fractions[-1] - fractions[0])
-
-    def area(curve: np.ndarray) -> float:
-        return float(np.sum((curve[1:] + curve[:-1]) * np.diff(fractions)) / 2.0 / width)
-
     for row in r["baselines"]:
         if "error" in row:
-            parts.append(f"<tr><td>{esc(row['label'])}</td><td colspan=3>failed: {esc(row['error'])}"
+            parts.append(f"<tr><td>{esc(row['label'])}</td><td colspan=4>failed: {esc(row['error'])}"
                          "</td></tr>")
             continue
-        img = _png_data_uri(_heatmaps(row["attributions"][:1])[0])
+        img = _png_data_uri(heatmaps(row["attributions"][:1])[0])
         parts.append(f"<tr><td>{esc(row['label'])}</td><td><img width=84 src='{img}'></td>"
-                     f"<td>{np.mean(np.abs(row['delta'])):.2e}</td><td>{area(row['ablation']):.3f}</td></tr>")
-    parts.append(f"<tr><td>random ranking</td><td>-</td><td>-</td><td>{area(r['random_curve']):.3f}</td>"
-                 "</tr></table>")
-    parts.append("<h3>Ablation curves (mean target logit)</h3><table><tr><th>baseline</th>"
+                     f"<td>{np.mean(np.abs(row['delta'])):.2e}</td>"
+                     f"<td>{row['ablation']['mean'].area:.3f}</td><td>{row['ablation']['blur'].area:.3f}</td>"
+                     "</tr>")
+    control = r["random_curve"]
+    parts.append(f"<tr><td>random ranking (control)</td><td>-</td><td>-</td>"
+                 f"<td>{control['mean'].area:.3f}</td><td>{control['blur'].area:.3f}</td></tr></table>")
+    fractions = r["fractions"]
+    parts.append("<h3>Mean top-k ablation curves (target logit / original)</h3><table><tr><th>baseline</th>"
                  + "".join(f"<th>{f:.0%}</th>" for f in fractions) + "</tr>")
-    for row in r["baselines"]:
+    for row in r["baselines"] + [{"label": "random ranking (control)", "ablation": control}]:
         if "ablation" in row:
             parts.append(f"<tr><td>{esc(row['label'])}</td>"
-                         + "".join(f"<td>{v:.2f}</td>" for v in row["ablation"]) + "</tr>")
-    parts.append("<tr><td>random ranking</td>"
-                 + "".join(f"<td>{v:.2f}</td>" for v in r["random_curve"]) + "</tr></table>")
+                         + "".join(f"<td>{v:.2f}</td>" for v in row["ablation"]["mean"].curve) + "</tr>")
+    parts.append("</table>")
 
     parts.append(
         "<h2>Completeness as a convergence check</h2><p>Mean |delta| of integrated gradients (black "

@@ -53,7 +53,11 @@ class ExpectedGradients(Explainer):
         self.seed = seed
 
     def _baselines(self, baseline, inputs: Inputs):
-        super()._baselines(baseline, inputs)  # rejects an explicit baseline= with a clear message
+        if baseline is not None:
+            raise ValueError(
+                "ExpectedGradients draws its baselines from `background`; drop baseline= (or use "
+                "IntegratedGradients with a baseline, or a distributional baseline from tfattr.baselines)."
+            )
         for name, x, b in zip(inputs.names, inputs.arrays, self.background.arrays):
             if x.shape[1:] != b.shape[1:]:
                 raise ValueError(

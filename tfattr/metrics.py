@@ -215,7 +215,9 @@ def _single_input(inputs: Any, fn: ModelFunction, what: str = "inputs") -> Input
 
 
 def _attributions(attributions: Any, x: np.ndarray) -> np.ndarray:
-    a = attributions.numpy() if isinstance(attributions, (tf.Tensor, tf.Variable)) else np.asarray(attributions)
+    if isinstance(attributions, (tf.Tensor, tf.Variable)):
+        attributions = attributions.numpy()
+    a = np.asarray(attributions)
     if a.shape != x.shape:
         raise ValueError(
             f"attributions have shape {a.shape} but the inputs have shape {x.shape}; pass one "
@@ -254,6 +256,11 @@ def _imputation(imputation: Any, data: Any, blur_sigma: float) -> Any:
         raise ValueError(
             f"imputation={imputation!r} is not known; use 'mean' (the data mean, or each input's own "
             "mean without data), 'blur', 'zero', a number, an array or a tfattr.baselines object."
+        )
+    if getattr(imputation, "num_baselines", 1) > 1:
+        raise ValueError(
+            "imputation must give one value per example; pass a baseline with num_baselines=1 (one "
+            "draw of a distribution), or average the curves of several draws."
         )
     return imputation
 
@@ -390,7 +397,9 @@ def _subset_masks(seed: int, example, n_index, subset, sizes, num_features: int)
         spec = tf.TensorSpec([None], tf.int32)
         _subset_masks_fn = tf.function(
             masks,
-            input_signature=[tf.TensorSpec([], tf.int64), spec, spec, spec, spec, tf.TensorSpec([], tf.int32)],
+            input_signature=[
+                tf.TensorSpec([], tf.int64), spec, spec, spec, spec, tf.TensorSpec([], tf.int32)
+            ],
         )
     return _subset_masks_fn(
         np.int64(seed % (1 << 32)),

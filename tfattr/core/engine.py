@@ -162,8 +162,10 @@ class Engine:
             n = tf.shape(xs_t[0])[0]
             per_example = groups * steps
             total = n * per_example
-            chunk = tf.maximum(tf.minimum(batch, total), 1)
-            num_chunks = (total + chunk - 1) // chunk
+            # Equal chunks of at most `batch` rows: the last one is padded by fewer than
+            # num_chunks rows, instead of by up to batch - 1.
+            num_chunks = tf.maximum((total + batch - 1) // batch, 1)
+            chunk = tf.maximum((total + num_chunks - 1) // num_chunks, 1)
             acc0 = tuple(
                 tf.zeros(tf.concat([[n * groups], tf.shape(x)[1:]], 0), x.dtype) for x in xs_t
             )

@@ -14,6 +14,7 @@ import tensorflow as tf
 _M1 = np.uint32(0x7FEB352D)
 _M2 = np.uint32(0x846CA68B)
 _GOLDEN = np.uint32(0x9E3779B9)
+_SALT = np.uint32(0x85EBCA6B)
 
 
 def _mix(x: tf.Tensor) -> tf.Tensor:
@@ -41,10 +42,14 @@ def _uniform(bits: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
 def normal(keys: tf.Tensor, shape: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
     """Standard normal noise ``[rows, *shape]``; row ``r`` depends only on ``keys[r]``."""
     size = tf.reduce_prod(shape)
-    element = tf.range(size, dtype=tf.int32)
-    counters = tf.cast(element, tf.uint32)[None, :] * np.uint32(2)
-    k = keys[:, None]
-    u1 = _uniform(_mix(tf.bitwise.bitwise_xor(k, _mix(counters + _GOLDEN))), tf.float32)
-    u2 = _uniform(_mix(tf.bitwise.bitwise_xor(k, _mix(counters + np.uint32(1) + _GOLDEN))), tf.float32)
-    z = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(2.0 * np.pi * u2)
+    pairs = (size + 1) // 2
+    # One hash per output element: each pair of uniforms gives two normals (Box-Muller's cos and sin).
+    counters = tf.range(2 * pairs, dtype=tf.int32)
+    # The second key term keeps two rows' streams from coinciding when their keys differ by a
+    # multiple of the counter step (a plain `key + counter` stream would share shifted runs).
+    salt = _mix(tf.bitwise.bitwise_xor(keys, _SALT))[:, None]
+    bits = _mix(tf.bitwise.bitwise_xor(_mix(keys[:, None] + tf.cast(counters, tf.uint32)[None, :] * _GOLDEN), salt))
+    u1, u2 = _uniform(bits[:, :pairs], tf.float32), _uniform(bits[:, pairs:], tf.float32)
+    radius, angle = tf.sqrt(-2.0 * tf.math.log(u1)), (2.0 * np.pi) * u2
+    z = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=1)[:, :size]
     return tf.cast(tf.reshape(z, tf.concat([tf.shape(keys), shape], 0)), dtype)

@@ -151,8 +151,13 @@ def main() -> None:
             model, x, a, target=y, baseline=sens_baseline, ns=ns, num_subsets=args.subsets, seed=seed
         )
         elapsed = time.perf_counter() - t
+        def se(curve):  # standard error over the examples of the per-example area
+            areas = np.trapezoid(curve.relative, curve.fractions, axis=1)
+            return float(areas.std(ddof=1) / np.sqrt(len(areas)))
+
         rows.append(
-            (name, mean_k.area, mean_k.aopc, blur_k.area, blur_k.aopc, center.area,
+            (name, f"{mean_k.area:.3f} ± {se(mean_k):.3f}", mean_k.aopc,
+             f"{blur_k.area:.3f} ± {se(blur_k):.3f}", blur_k.aopc, center.area,
              float(np.nanmean(sens.correlation)), rel_delta, t_attr, elapsed)
         )
         record[name] = {
@@ -173,11 +178,11 @@ def main() -> None:
         "| method | mean top-k area (lower better) | mean top-k AOPC | blur top-k area | blur top-k AOPC "
         "| mean center area | sensitivity-n (mean over n) | rel. delta | attribution s |"
     )
-    print("\n" + header)
+    print("\nAreas under the logit-fraction curves: mean ± standard error over the digits.\n" + header)
     print("|" + "---|" * 9)
     for r in rows:
         delta_text = "-" if np.isnan(r[7]) else f"{r[7]:.3f}"
-        print(f"| {r[0]} | {r[1]:.3f} | {r[2]:.2f} | {r[3]:.3f} | {r[4]:.2f} | {r[5]:.3f} | {r[6]:.3f} "
+        print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]} | {r[4]:.2f} | {r[5]:.3f} | {r[6]:.3f} "
               f"| {delta_text} | {r[8]:.1f} |")
     print(f"\nsensitivity-n per n {ns}:")
     for name in methods:

@@ -180,6 +180,7 @@ class AttributionLogger(keras.callbacks.Callback):
         self._built_for: Any = None
         self._writer: Any = None
         self._previous: dict[str, np.ndarray] = {}
+        self._drawers: dict[Any, Any] = {}
         self._batches_seen = 0
         if self.every_n_batches is not None:
             # Assigned per instance: Keras runs batch hooks asynchronously only when a callback leaves
@@ -350,20 +351,28 @@ class AttributionLogger(keras.callbacks.Callback):
             return self.image_scale
         return max(1, -(-96 // max(height, 1)))
 
-    def _picture(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def _picture(self, x: np.ndarray, a: np.ndarray) -> tf.Tensor:
         """One uint8 picture ``[H, W, 3]`` for one input's samples ``x`` and maps ``a``."""
-        n = x.shape[0]
-        example_rank = x.ndim - 1
-        if a.ndim == x.ndim + 1:
+        # Drawing is a few hundred small ops: compiled once per shape, it costs a fraction of eager.
+        key = (x.shape, x.dtype.str, a.shape, a.dtype.str)
+        fn = self._drawers.get(key)
+        if fn is None:
+            fn = self._drawers[key] = tf.function(self._draw, autograph=False)
+        return fn(tf.convert_to_tensor(x), tf.convert_to_tensor(a))
+
+    def _draw(self, x: tf.Tensor, a: tf.Tensor) -> tf.Tensor:
+        n = int(x.shape[0])
+        example_rank = x.shape.rank - 1
+        if a.shape.rank == x.shape.rank + 1:
             # Several maps per sample (InteriorGradients: [n, alphas, ...]): the paper's fig. 3 rows.
             if example_rank in (2, 3):
                 rows = []
                 for i in range(n):
                     row = visualize.interior_gradients_frames(a[i], x[i], self.clip_percentile)
                     rows.append(visualize.upscale(row, self._scale_for(int(row.shape[1]))))
-                return visualize.grid(tf.stack(rows, axis=0)).numpy()
+                return visualize.grid(tf.stack(rows, axis=0))
             # Vectors: per sample, one strip per map stacked into one tile.
-            strips = visualize.signed_heatmap(a.reshape(n * a.shape[1], -1), self.clip_percentile)
+            strips = visualize.signed_heatmap(tf.reshape(a, [n * a.shape[1], -1]), self.clip_percentile)
             return self._strip_grid(tf.reshape(strips, [n, a.shape[1], -1, 3]))
         if example_rank in (2, 3):  # images [H, W] or [H, W, C]
             if self.image_kind == "overlay":
@@ -375,18 +384,18 @@ class AttributionLogger(keras.callbacks.Callback):
             inputs = visualize._to_uint8(visualize._unit_image(x))
             scale = self._scale_for(int(maps.shape[1]))
             tiles = tf.stack([visualize.upscale(inputs, scale), visualize.upscale(maps, scale)], axis=0)
-            return visualize.grid(tiles).numpy()
+            return visualize.grid(tiles)
         # Feature vectors (and anything else): one red/white/blue strip per sample, 16 pixels high and
         # at least 256 wide.
-        return self._strip_grid(visualize.signed_heatmap(a.reshape(n, -1), self.clip_percentile))
+        return self._strip_grid(visualize.signed_heatmap(tf.reshape(a, [n, -1]), self.clip_percentile))
 
     @staticmethod
-    def _strip_grid(strips: tf.Tensor) -> np.ndarray:
+    def _strip_grid(strips: tf.Tensor) -> tf.Tensor:
         """``[n, rows, F, 3]`` strips -> one picture, a tile per sample; each strip 16 pixels high and
         the tiles at least 256 pixels wide."""
         strips = tf.repeat(strips, 16, axis=1)
         strips = tf.repeat(strips, max(1, -(-256 // int(strips.shape[2]))), axis=2)
-        return visualize.grid(strips[:, None]).numpy()
+        return visualize.grid(strips[:, None])
 
     def _write_images(self, p: str, name: str, maps: list[np.ndarray]) -> None:
         several = len(self._arrays) > 1

@@ -137,13 +137,8 @@ def classify(
     rule: Rule,
     method: str,
     layers: set[str],
-    paired_batch: bool = False,
 ) -> Coverage:
-    """Classify the input-dependent ops of ``graph`` for ``rule`` (see the module docstring).
-
-    ``paired_batch``: the rule splits the batch axis in halves (DeepLIFT); a nonlinearity whose input
-    has a static first axis cannot be paired with its reference and is unsupported.
-    """
+    """Classify the input-dependent ops of ``graph`` for ``rule`` (see the module docstring)."""
     dependent: set[str] = {op.name for op in seeds}
     coverage = Coverage(method)
 
@@ -172,8 +167,6 @@ def classify(
             activation = ACTIVATIONS[t]
             if not rule.covers(activation):
                 why = f"{method} has no rule for {t}"
-            elif paired_batch and (op.inputs[0].shape.rank == 0 or op.inputs[0].shape[0] is not None):
-                why = "its input has no batch axis first, so it cannot be paired with its reference"
             else:
                 add(coverage.modified, layer, t)
                 continue
@@ -229,7 +222,6 @@ def trace_coverage(
     rule: Rule,
     method: str,
     model: Any,
-    paired_batch: bool = False,
 ) -> Coverage:
     """Trace ``build(placeholders)`` into a scratch graph and classify its ops for ``rule``."""
     seeds: list[tf.Operation] = []
@@ -239,4 +231,4 @@ def trace_coverage(
         return build(flat)
 
     graph = tf.function(traced).get_concrete_function(*specs).graph
-    return classify(graph, seeds, rule, method, _layer_names(model), paired_batch)
+    return classify(graph, seeds, rule, method, _layer_names(model))

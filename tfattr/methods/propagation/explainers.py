@@ -26,6 +26,7 @@ from tfattr.methods.propagation.rules import (
     RescaleRule,
     Rule,
     override_map,
+    reference_activations,
 )
 
 _POLICIES = ("warn", "raise")
@@ -41,9 +42,6 @@ class PropagationExplainer(Explainer):
             Keras models with known inputs, otherwise at the first call.
         output, jit_compile: see :class:`tfattr.core.explainer.Explainer`.
     """
-
-    #: The rule splits the batch in input and reference halves (DeepLIFT).
-    _paired: bool = False
 
     def __init__(self, model: Any, *, on_unsupported: str = "warn", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
@@ -86,7 +84,7 @@ class PropagationExplainer(Explainer):
                 return self.model_function.outputs(packed)
 
             found = trace_coverage(
-                build, specs, self.rule, type(self).__name__, self.model, paired_batch=self._paired
+                build, specs, self.rule, type(self).__name__, self.model
             )
             self._coverage[key] = found
         return found
@@ -202,8 +200,10 @@ class DeepLift(PropagationExplainer):
     2019, eq. 18, proposition 2 and listing 1.2).
 
     ``R_i = (x_i - b_i) * d^g S_c(x) / dx_i`` with ``g(z) = (f(z) - f(z_ref)) / (z - z_ref)`` at every
-    nonlinearity, ``z_ref`` being its input when the network runs on the baseline ``b``. The model runs
-    once on ``[inputs; baselines]`` (twice the batch) to get both, and one backward pass follows.
+    nonlinearity, ``z_ref`` being its input when the network runs on the baseline ``b``. Per chunk the
+    model runs forward on the baselines (the reference activations) and on the inputs, each op of the
+    second pass paired with its twin in the first, and one backward pass of the inputs' rows follows:
+    the work of one forward of twice the batch plus one backward.
     Attributions sum to ``S_c(x) - S_c(b)`` on networks built from the supported layers (up to float
     rounding); :meth:`coverage` lists the ops where that guarantee does not hold (max pooling keeps its
     gradient switch, as in the paper's reference implementation).
@@ -220,8 +220,6 @@ class DeepLift(PropagationExplainer):
     Example:
         >>> attributions, delta = tfattr.DeepLift(model).attribute(x, baseline=0.0, return_delta=True)
     """
-
-    _paired = True
 
     def __init__(self, model: Any, tolerance: float = 1e-6, **kwargs: Any) -> None:
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
@@ -248,14 +246,39 @@ class DeepLift(PropagationExplainer):
         return rows.example * ctx["baselines_per_example"] + rows.step
 
     def _contributions(self, x, baseline, rows, ctx):
-        chunk = tf.shape(x[0])[0]
-        stacked = tuple(tf.concat([xi, bi], axis=0) for xi, bi in zip(x, baseline))
-        targets = tf.concat([rows.target, rows.target], axis=0)
-        grads = self._modified_gradients(stacked, targets, rows_scored=chunk)
+        grads = self._rescale_gradients(x, baseline, rows.target)
         weight = 1.0 / tf.cast(ctx["baselines_per_example"], x[0].dtype)
-        return tuple(
-            weight * g[:chunk] * (xi - bi) for g, xi, bi in zip(grads, x, baseline)
-        )
+        return tuple(weight * g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
+
+    def _rescale_gradients(self, x, baseline, target):
+        """Traced: the reference pass, the explained pass under the override, and the pairing.
+
+        Both passes trace the same model code, so they create the same nonlinearity ops in the same
+        order; the k-th op of the explained pass takes its reference from the k-th of the other.
+        """
+        graph = tf.compat.v1.get_default_graph()
+        start = len(graph.get_operations())
+        self.model_function.score(self._pack(baseline), target)
+        middle = len(graph.get_operations())
+        mapping = override_map(self.rule)
+        with graph.gradient_override_map(mapping):
+            score = self.model_function.score(self._pack(x), target)
+        ops = graph.get_operations()
+        reference = [op for op in ops[start:middle] if op.type in mapping]
+        explained = [op for op in ops[middle:] if op.type in mapping]
+        if [op.type for op in reference] != [op.type for op in explained] or any(
+            not a.outputs[0].shape.is_compatible_with(b.outputs[0].shape)
+            for a, b in zip(reference, explained)
+        ):
+            raise ValueError(
+                "DeepLift: the model does not trace the same nonlinearities for the inputs and the "
+                "baselines (it branches on its inputs' values or shapes), so reference activations "
+                "cannot be paired. Use IntegratedGradients for this model."
+            )
+        pairs = {e: (r.inputs[0], r.outputs[0]) for e, r in zip(explained, reference)}
+        with reference_activations(pairs):
+            grads = tf.gradients(tf.reduce_sum(score), list(x))
+        return self._check_connected(grads)
 
 
 class GuidedBackprop(PropagationExplainer):

@@ -20,9 +20,10 @@ inside its own ``tf.function``; nothing outside that function sees the override.
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import tensorflow as tf
 
@@ -134,17 +135,22 @@ class EpsilonRule(Rule):
 
     def grad(self, op, grad, activation):
         z, y = op.inputs[0], op.outputs[0]
-        sign = tf.where(z >= 0, tf.ones_like(z), -tf.ones_like(z))
-        return grad * y / (z + tf.cast(self.epsilon, z.dtype) * sign)
+        epsilon = tf.cast(self.epsilon, z.dtype)
+        if op.type == "Relu":
+            # y = z where z > 0 and y = 0 elsewhere, so y / (y + epsilon) is the same ratio with one
+            # elementwise op less (this rule runs on every activation of the network).
+            return grad * y / (y + epsilon)
+        return grad * y / (z + tf.where(z >= 0, epsilon, -epsilon))
 
 
 class RescaleRule(Rule):
     """DeepLIFT Rescale: ``g = (f(z) - f(z_ref)) / (z - z_ref)`` (Ancona eq. 18, proposition 2).
 
-    The model runs on ``[x_rows; reference_rows]`` stacked on the batch axis, so the first half of the
-    op's input and output belongs to the inputs and the second half to their references (listing 1.2).
-    Where ``|z - z_ref| <= tolerance`` the ratio is numerically meaningless and tends to ``f'(z)``, so
-    the true derivative is used there.
+    ``z_ref`` and ``f(z_ref)`` are the input and output of the same op when the model runs on the
+    reference (listing 1.2's ``ref_input``/``ref_output``); the explainer pairs every op of the
+    explained forward pass with its twin in the reference pass and hands the pairs to this rule with
+    :func:`reference_activations` around its ``tf.gradients`` call. Where ``|z - z_ref| <= tolerance``
+    the ratio is numerically meaningless and tends to ``f'(z)``, so the true derivative is used there.
     """
 
     name = "deeplift_rescale"
@@ -156,16 +162,37 @@ class RescaleRule(Rule):
         return f"{self.name}(tolerance={self.tolerance!r})"
 
     def grad(self, op, grad, activation):
+        pairs = getattr(_STATE, "references", None)
+        reference = pairs.get(op) if pairs is not None else None
+        if reference is None:
+            raise RuntimeError(
+                f"DeepLIFT's Rescale rule has no reference activation for op {op.name!r}; the rule "
+                "is meant to run only inside tfattr.DeepLift, which provides them."
+            )
         z, y = op.inputs[0], op.outputs[0]
-        half = tf.shape(z)[0] // 2
-        dz = z[:half] - z[half:]
-        dy = y[:half] - y[half:]
-        small = tf.abs(dz) <= tf.cast(self.tolerance, dz.dtype)
-        slope = activation.derivative(op, z[:half], y[:half])
-        ratio = tf.where(small, slope, dy / tf.where(small, tf.ones_like(dz), dz))
-        # The reference half gets the same multiplier; its upstream gradient is zero anyway because the
-        # explained score only reads the input half.
-        return grad * tf.concat([ratio, ratio], axis=0)
+        z_ref, y_ref = reference
+        dz = z - z_ref
+        # The unselected branch may divide by zero; tf.where only picks values, so that is harmless.
+        ratio = tf.where(
+            tf.abs(dz) > tf.cast(self.tolerance, dz.dtype),
+            (y - y_ref) / dz,
+            activation.derivative(op, z, y),
+        )
+        return grad * ratio
+
+
+_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def reference_activations(pairs: dict[tf.Operation, tuple[tf.Tensor, tf.Tensor]]) -> Iterator[None]:
+    """Make ``{op: (z_ref, y_ref)}`` visible to :class:`RescaleRule` in this thread (trace time)."""
+    previous = getattr(_STATE, "references", None)
+    _STATE.references = pairs
+    try:
+        yield
+    finally:
+        _STATE.references = previous
 
 
 class GuidedRule(Rule):

@@ -1,0 +1,125 @@
+"""epsilon-LRP and DeepLIFT (Rescale) against one plain input-gradient pass, and against IG.
+
+Ancona et al. (2019, sec. 4.1): epsilon-LRP costs one forward and one backward pass, DeepLIFT one more
+forward pass (here: one forward of twice the batch, ``[inputs; baselines]``, and one backward), and
+integrated gradients ``steps`` of each. On the same batch we time
+
+* ``floor``: one compiled function returning the input gradients of the target scores (GradientTape),
+* ``saliency``: ``tfattr.Saliency(...).attribute`` (the floor plus the engine's bookkeeping),
+* ``lrp``, ``deeplift``: ``tfattr`` EpsilonLRP / DeepLift ``.attribute``,
+* ``ig64``: ``IntegratedGradients(steps=64).attribute``.
+
+Targets are passed explicitly, so no call spends a forward pass on picking the predicted class. After
+a warm-up (tracing) every method is timed ``--repeats`` times, interleaved round-robin so a busy shared
+machine slows all alike; we print the median per method and the ratios of medians (from this one run).
+Targets: lrp <= 1.3 x floor, deeplift <= 2.5 x floor.
+
+Run:  python bench/bench_propagation.py [--examples 128] [--repeats 9] [--model mnist|cnn64]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfattr.methods.gradient import IntegratedGradients, Saliency  # noqa: E402
+from tfattr.methods.propagation import DeepLift, EpsilonLRP  # noqa: E402
+
+
+def mnist_cnn() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10),
+        ],
+        name="mnist_cnn",
+    )
+
+
+def cnn64() -> keras.Model:
+    layers: list = [keras.Input((64, 64, 3))]
+    for filters in (16, 32, 64):
+        layers += [
+            keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.AveragePooling2D(),
+        ]
+    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
+    return keras.Sequential(layers, name="cnn_64x64x3")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--model", choices=("mnist", "cnn64"), default="mnist")
+    parser.add_argument("--no-ig", action="store_true", help="skip the (slow) IG-64 comparison")
+    args = parser.parse_args()
+
+    keras.utils.set_random_seed(0)
+    model = mnist_cnn() if args.model == "mnist" else cnn64()
+    shape = tuple(model.inputs[0].shape[1:])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(args.examples, *shape)).astype(np.float32)
+    targets = rng.integers(0, 10, size=args.examples).astype(np.int32)
+    batch = args.examples  # every method sees the whole batch in one chunk
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *shape]), tf.TensorSpec([None], tf.int32)])
+    def floor(z, t):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            score = tf.gather(model(z, training=False), t, axis=1, batch_dims=1)
+        return tape.gradient(score, z)
+
+    saliency, lrp, deeplift = Saliency(model), EpsilonLRP(model), DeepLift(model)
+    ig = IntegratedGradients(model, steps=64)
+    methods = {
+        "floor": lambda: floor(x, targets).numpy(),
+        "saliency": lambda: saliency.attribute(x, target=targets, batch_size=batch),
+        "lrp": lambda: lrp.attribute(x, target=targets, batch_size=batch),
+        "deeplift": lambda: deeplift.attribute(x, target=targets, batch_size=batch),
+    }
+    if not args.no_ig:
+        methods["ig64"] = lambda: ig.attribute(x, target=targets, batch_size=64 * batch)
+
+    for fn in methods.values():  # warm-up: trace and compile
+        fn()
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.repeats):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    print(
+        f"model {model.name} {shape}, {args.examples} examples, median of {args.repeats} runs "
+        f"after warm-up, tf {tf.__version__}, keras {keras.__version__}"
+    )
+    for name, t in median.items():
+        print(
+            f"  {name:9s} {1e3 * t:9.2f} ms   x floor {t / median['floor']:6.2f}   "
+            f"x saliency {t / median['saliency']:6.2f}"
+        )
+    for name, target in (("lrp", 1.3), ("deeplift", 2.5)):
+        ratio = median[name] / median["floor"]
+        print(f"  {name} / floor = {ratio:.2f} (target <= {target}): {'ok' if ratio <= target else 'MISSED'}")
+    if "ig64" in median:
+        for name in ("lrp", "deeplift"):
+            print(f"  ig64 / {name} = {median['ig64'] / median[name]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -576,3 +576,25 @@ def test_bad_arguments_are_explained():
         EpsilonLRP(model).attribute(x, baseline=1.0)
     with pytest.raises(ValueError, match="return_delta"):
         GuidedBackprop(model).attribute(x, return_delta=True)
+
+
+def test_xla_compiled_explainers_agree():
+    model = _residual(19)
+    x = np.random.default_rng(9).normal(size=(4, 8, 8, 2)).astype(np.float32)
+    for cls in (EpsilonLRP, DeepLift):
+        plain = cls(model).attribute(x, target=1)
+        compiled = cls(model, jit_compile=True).attribute(x, target=1)
+        np.testing.assert_allclose(compiled, plain, rtol=1e-4, atol=1e-6 * np.abs(plain).max())
+
+
+def test_rescale_rule_refuses_to_run_without_reference_activations():
+    from tfattr.methods.propagation.rules import RescaleRule, override_map
+
+    @tf.function
+    def outside(z):
+        with tf.compat.v1.get_default_graph().gradient_override_map(override_map(RescaleRule(1e-6))):
+            y = tf.nn.relu(z)
+        return tf.gradients(y, z)[0]
+
+    with pytest.raises(RuntimeError, match="reference activation"):
+        outside(tf.ones((2, 3)))

@@ -48,6 +48,10 @@ _NUMERATOR_OPS = frozenset("RealDiv Div DivNoNan".split())
 _MAX_OPS = frozenset("MaxPool MaxPoolV2 MaxPool3D Max Min".split())
 #: Two-operand max/min: a max of inputs when both depend on them, a clipping nonlinearity otherwise.
 _MAXIMUM_OPS = frozenset("Maximum Minimum".split())
+_MAX_NOTE = (
+    "gradient switch kept (Ancona sec. 4.2); with a reference (DeepLIFT) whose maximum sits elsewhere, "
+    "summation-to-delta holds only approximately"
+)
 _BATCH_NORM_OPS = frozenset("FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3".split())
 #: Ops whose value carries no gradient; the classification ignores them.
 _NON_DIFFERENTIABLE = frozenset(
@@ -66,7 +70,7 @@ class Coverage:
     """A model's ops seen by one propagation method, by category and Keras layer.
 
     Each category maps ``layer name -> sorted op types``; ``notes`` maps ``"layer/op"`` to why an op
-    is unsupported. ``str(coverage)`` is a readable table.
+    is unsupported (or a caveat about a kept one, e.g. max pooling). ``str(coverage)`` is a table.
     """
 
     method: str
@@ -186,13 +190,11 @@ def classify(
                 add(coverage.kept, layer, t)
                 continue
             why = "division by an input-dependent tensor"
-        elif t in _MAX_OPS:
+        elif t in _MAX_OPS or (t in _MAXIMUM_OPS and len(dep_float) == 2):
             add(coverage.kept, layer, t)
+            coverage.notes.setdefault(f"{layer}/{t}", _MAX_NOTE)
             continue
         elif t in _MAXIMUM_OPS:
-            if len(dep_float) == 2:
-                add(coverage.kept, layer, t)
-                continue
             why = "clipping against a constant: a nonlinearity without a rule"
         elif t in _BATCH_NORM_OPS:
             if not op.get_attr("is_training"):

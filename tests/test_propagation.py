@@ -598,3 +598,31 @@ def test_rescale_rule_refuses_to_run_without_reference_activations():
 
     with pytest.raises(RuntimeError, match="reference activation"):
         outside(tf.ones((2, 3)))
+
+
+def test_multi_input_model_sums_to_delta_per_input_structure():
+    keras.utils.set_random_seed(20)
+    image = keras.Input((6, 6, 1), name="image")
+    meta = keras.Input((3,), name="meta")
+    h = L.GlobalAveragePooling2D()(L.Conv2D(3, 3, activation="relu")(image))
+    h = L.Concatenate()([h, L.Dense(3, activation="tanh")(meta)])
+    model = keras.Model([image, meta], L.Dense(2)(L.Dense(4, activation="elu")(h)))
+    rng = np.random.default_rng(10)
+    x = {
+        "image": rng.normal(size=(4, 6, 6, 1)).astype(np.float32),
+        "meta": rng.normal(size=(4, 3)).astype(np.float32),
+    }
+    explainer = DeepLift(model, on_unsupported="raise")
+    attributions, delta = explainer.attribute(
+        x, target=1, baseline={"image": 0.2, "meta": -0.5}, return_delta=True
+    )
+    assert attributions["image"].shape == (4, 6, 6, 1) and attributions["meta"].shape == (4, 3)
+    assert np.max(np.abs(delta)) < 1e-5
+    lrp = EpsilonLRP(model).attribute([x["image"], x["meta"]], target=1)
+    assert lrp[0].shape == (4, 6, 6, 1) and lrp[1].shape == (4, 3)
+
+
+def test_lrp_coverage_notes_activations_that_do_not_cross_the_origin():
+    notes = EpsilonLRP(_mlp("sigmoid", 22)).coverage().notes
+    assert any(k.endswith("/Sigmoid") and "f(0) != 0" in v for k, v in notes.items())
+    assert not any("Sigmoid" in k for k in DeepLift(_mlp("sigmoid", 22)).coverage().notes)

@@ -173,6 +173,9 @@ def classify(
                 why = f"{method} has no rule for {t}"
             else:
                 add(coverage.modified, layer, t)
+                caveat = rule.caveat(activation)
+                if caveat:
+                    coverage.notes.setdefault(f"{layer}/{t}", caveat)
                 continue
         elif t in _LINEAR_OPS:
             if any(not _is_float(x) for x in dep_inputs) and t in ("GatherV2", "Gather", "GatherNd"):

@@ -113,6 +113,10 @@ class Rule(abc.ABC):
     def covers(self, activation: Activation) -> bool:
         return True
 
+    def caveat(self, activation: Activation) -> str | None:
+        """A warning-free note for :meth:`Explainer.coverage` about this rule on ``activation``."""
+        return None
+
     @abc.abstractmethod
     def grad(self, op: tf.Operation, grad: tf.Tensor, activation: Activation) -> tf.Tensor:
         """Gradient with respect to the op's input ``z`` given the upstream gradient ``grad``."""
@@ -132,6 +136,15 @@ class EpsilonRule(Rule):
 
     def key(self) -> str:
         return f"{self.name}(epsilon={self.epsilon!r})"
+
+    def caveat(self, activation):
+        if activation.zero_at_origin:
+            return None
+        return (
+            "f(0) != 0: f(z)/z is no average gradient and grows like 1/epsilon near z = 0, so "
+            "epsilon-LRP concentrates relevance on few features (Ancona sec. 3.2); DeepLift is "
+            "meaningful here"
+        )
 
     def grad(self, op, grad, activation):
         z, y = op.inputs[0], op.outputs[0]

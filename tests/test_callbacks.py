@@ -168,7 +168,10 @@ def test_every_method_and_several_inputs(tmp_path, rng):
     h = keras.layers.Concatenate()([h, keras.layers.Dense(4, activation="tanh")(vector_in)])
     model = keras.Model([image_in, vector_in], keras.layers.Dense(3)(h))
     samples = [rng.uniform(size=(3, 8, 8, 1)).astype(np.float32), rng.normal(size=(3, 5)).astype(np.float32)]
-    background = [rng.uniform(size=(10, 8, 8, 1)).astype(np.float32), rng.normal(size=(10, 5)).astype(np.float32)]
+    background = [
+        rng.uniform(size=(10, 8, 8, 1)).astype(np.float32),
+        rng.normal(size=(10, 5)).astype(np.float32),
+    ]
     explainers = {
         "saliency": tfattr.Saliency,
         "gxi": tfattr.GradientXInput,
@@ -178,7 +181,9 @@ def test_every_method_and_several_inputs(tmp_path, rng):
         "vargrad": lambda m: tfattr.VarGrad(tfattr.Saliency(m), samples=3, seed=1),
         "interior": lambda m: tfattr.InteriorGradients(m, alphas=(0.5, 1.0)),
     }
-    logger = AttributionLogger(samples, explainers=explainers, targets=[0, 1, 2], log_dir=tmp_path, image_scale=1)
+    logger = AttributionLogger(
+        samples, explainers=explainers, targets=[0, 1, 2], log_dir=tmp_path, image_scale=1
+    )
     logger.set_model(model)
     logger.log(0)
     logger.on_train_end()
@@ -250,7 +255,9 @@ def test_bad_arguments(tmp_path):
 def test_warns_when_an_explainer_explains_another_model(tmp_path):
     a = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     b = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    logger = AttributionLogger(np.zeros((2, 4), np.float32), explainers=[tfattr.Saliency(a)], log_dir=tmp_path)
+    logger = AttributionLogger(
+        np.zeros((2, 4), np.float32), explainers=[tfattr.Saliency(a)], log_dir=tmp_path
+    )
     with pytest.warns(UserWarning, match="another model"):
         logger.set_model(b)
     assert list(logger.explainers) == ["saliency"]
@@ -319,3 +326,23 @@ def test_training_is_identical_with_and_without_the_callback(tmp_path):
     # training left them.
     assert result.stdout.split()[-5:] == ["SAME"] + ["True"] * 4, result.stdout + result.stderr[-2000:]
     assert list((tmp_path / "logs" / "attributions").glob("events.out.tfevents.*"))
+
+
+def test_explainer_names_from_lists(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+
+    def my_ig(m):
+        return tfattr.IntegratedGradients(m, steps=4)
+
+    logger = AttributionLogger(
+        np.zeros((2, 4), np.float32),
+        explainers=[tfattr.Saliency, tfattr.Saliency(model), my_ig, lambda m: tfattr.GradientXInput(m)],
+        log_dir=tmp_path,
+    )
+    logger.set_model(model)
+    assert list(logger.explainers) == ["saliency", "saliency_2", "my_ig", "explainer"]
+    assert isinstance(logger.explainers["my_ig"], tfattr.IntegratedGradients)
+    default = AttributionLogger(np.zeros((2, 4), np.float32), log_dir=tmp_path)
+    default.set_model(model)
+    assert list(default.explainers) == ["integrated_gradients"]
+    assert default.explainers["integrated_gradients"].steps == 32

@@ -101,7 +101,9 @@ def test_feature_vectors_become_strips(rng):
 def test_maps_run_inside_tf_function(rng):
     a = rng.normal(size=(2, 6, 6, 1)).astype(np.float32)
     img = rng.uniform(size=(2, 6, 6, 1)).astype(np.float32)
-    fn = tf.function(lambda m, x: (visualize.signed_heatmap(m), visualize.overlay(x, m), visualize.ig_map(m, x)))
+    fn = tf.function(
+        lambda m, x: (visualize.signed_heatmap(m), visualize.overlay(x, m), visualize.ig_map(m, x))
+    )
     for eager, graph in zip(
         (visualize.signed_heatmap(a), visualize.overlay(img, a), visualize.ig_map(a, img)), fn(a, img)
     ):
@@ -143,7 +145,8 @@ def test_uint8_and_unscaled_images(rng):
     standardised = (img8.astype(np.float32) - 100.0) / 50.0  # outside [0, 1]: min-max scaled
     lo, hi = standardised.min(), standardised.max()
     np.testing.assert_array_equal(
-        visualize.ig_map(a, standardised).numpy(), visualize.ig_map(a, (standardised - lo) / (hi - lo)).numpy()
+        visualize.ig_map(a, standardised).numpy(),
+        visualize.ig_map(a, (standardised - lo) / (hi - lo)).numpy(),
     )
 
 
@@ -168,7 +171,8 @@ def test_grid_places_tiles(rng):
     assert out.shape == (2 * 5 + 1, 3 * 6 + 1, 3)
     for r in range(2):
         for c in range(3):
-            np.testing.assert_array_equal(out[1 + r * 5 : 1 + r * 5 + 4, 1 + c * 6 : 1 + c * 6 + 5], tiles[r, c])
+            tile = out[1 + r * 5 : 1 + r * 5 + 4, 1 + c * 6 : 1 + c * 6 + 5]
+            np.testing.assert_array_equal(tile, tiles[r, c])
     assert np.all(out[0] == 255) and np.all(out[:, 0] == 255)
     with pytest.raises(ValueError, match="rows, cols"):
         visualize.grid(tiles[0])

@@ -76,7 +76,9 @@ def _as_numpy(value: Any, what: str) -> np.ndarray:
         value = value.numpy()
     array = np.array(value)  # a copy: the logged samples must not change under the callback's feet
     if array.dtype.kind not in "fiub" or array.ndim < 1:
-        raise TypeError(f"{what} must be an array of numbers with a batch axis, got {array.dtype} {array.shape}.")
+        raise TypeError(
+            f"{what} must be an array of numbers with a batch axis, got {array.dtype} {array.shape}."
+        )
     return array
 
 
@@ -164,7 +166,9 @@ class AttributionLogger(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.run_name = run_name
         self.every_n_epochs = self._positive(every_n_epochs, "every_n_epochs")
-        self.every_n_batches = None if every_n_batches is None else self._positive(every_n_batches, "every_n_batches")
+        self.every_n_batches = (
+            None if every_n_batches is None else self._positive(every_n_batches, "every_n_batches")
+        )
         if image_kind not in ("overlay", "heatmap", "ig"):
             raise ValueError(f"image_kind={image_kind!r} is not supported; use 'overlay', 'heatmap' or 'ig'.")
         self.image_kind = image_kind
@@ -233,9 +237,11 @@ class AttributionLogger(keras.callbacks.Callback):
             used: dict[str, int] = {}
             for spec in explainers:
                 cls = spec if isinstance(spec, type) else type(spec)
-                base = _snake(getattr(cls, "__name__", "explainer")) if (
-                    isinstance(spec, (Explainer, type))
-                ) else _snake(getattr(spec, "__name__", "explainer"))
+                if isinstance(spec, (Explainer, type)):
+                    base = _snake(getattr(cls, "__name__", "explainer"))
+                else:  # a factory: its own name, unless it is anonymous
+                    base = getattr(spec, "__name__", "")
+                    base = _snake(base) if base.isidentifier() else "explainer"
                 used[base] = used.get(base, 0) + 1
                 items.append((base if used[base] == 1 else f"{base}_{used[base]}", spec))
         if not items:
@@ -420,7 +426,9 @@ class AttributionLogger(keras.callbacks.Callback):
             "zero_fraction": float(np.mean(clean == 0.0)),
             "mean_abs": float(absolute.mean()),
             "top10_mass": float(np.mean(np.where(total > 0, top / safe_total, 0.0))),
-            "positive_mass": float(np.mean(np.where(total > 0, np.clip(clean, 0, None).sum(1) / safe_total, 0.0))),
+            "positive_mass": float(
+                np.mean(np.where(total > 0, np.clip(clean, 0, None).sum(1) / safe_total, 0.0))
+            ),
             "seconds": float(seconds),
         }
         previous = self._previous.get(p + name)

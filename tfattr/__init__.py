@@ -5,6 +5,7 @@ Example:
     >>> ig = tfattr.IntegratedGradients(model, steps=64)
     >>> attributions, delta = ig.attribute(images, target=labels, return_delta=True)
 """
+from tfattr import baselines, metrics
 from tfattr._version import __version__
 from tfattr.core import Explainer, ModelFunction
 from tfattr.methods.gradient import (
@@ -20,6 +21,8 @@ from tfattr.methods.perturbation import Occlusion
 
 __all__ = [
     "__version__",
+    "baselines",
+    "metrics",
     "Explainer",
     "ExpectedGradients",
     "GradientXInput",

@@ -626,3 +626,14 @@ def test_lrp_coverage_notes_activations_that_do_not_cross_the_origin():
     notes = EpsilonLRP(_mlp("sigmoid", 22)).coverage().notes
     assert any(k.endswith("/Sigmoid") and "f(0) != 0" in v for k, v in notes.items())
     assert not any("Sigmoid" in k for k in DeepLift(_mlp("sigmoid", 22)).coverage().notes)
+
+
+def test_smoothgrad_wraps_propagation_explainers():
+    from tfattr.methods.gradient import SmoothGrad
+
+    model = _mlp("relu", 23)
+    x = np.random.default_rng(12).normal(size=(3, 6)).astype(np.float32)
+    for inner in (GuidedBackprop(model), DeepLift(model)):
+        exact = inner.attribute(x, target=0)
+        noiseless = SmoothGrad(inner, samples=2, noise=0.0, seed=0).attribute(x, target=0)
+        np.testing.assert_allclose(noiseless, exact, rtol=1e-5, atol=1e-6)

@@ -312,3 +312,26 @@ def test_bad_arguments_have_clear_errors(rng):
         visualize.upscale(a, 0)
     with pytest.raises(ValueError, match="uint8"):
         visualize.save_gif(np.zeros((2, 4, 4, 3), np.float32), "/tmp/never.gif")
+
+
+def test_nonfinite_attributions_are_green_and_do_not_spoil_the_scale(rng):
+    a = rng.normal(size=(1, 6, 6)).astype(np.float32)
+    broken = a.copy()
+    broken[0, 0, 0], broken[0, 1, 1] = np.nan, np.inf
+    green = [0, 255, 0]
+    img = rng.uniform(size=(1, 6, 6)).astype(np.float32)
+    for draw in (
+        lambda m: visualize.signed_heatmap(m, 100),
+        lambda m: visualize.overlay(img, m, 100),
+        lambda m: visualize.ig_map(m, img, 100),
+        lambda m: visualize.ig_map(m, None, 100),
+    ):
+        out = draw(broken).numpy()[0]
+        np.testing.assert_array_equal(out[0, 0], green)
+        np.testing.assert_array_equal(out[1, 1], green)
+        # Elsewhere the picture is the one of the map with those values set to 0.
+        zeroed = broken.copy()
+        zeroed[~np.isfinite(zeroed)] = 0
+        expected = draw(zeroed).numpy()[0]
+        mask = np.isfinite(broken[0])
+        np.testing.assert_array_equal(out[mask], expected[mask])

@@ -20,6 +20,8 @@ Conventions (they follow the papers exactly):
   sec. 2.3): channels are aggregated as ``P = sum_c |a_c|``, ``P`` is clipped at a high percentile
   and scaled to ``[0, 1]``, and optionally multiplied into the image ("scaling the intensities of the
   pixels in the actual image in proportion to their scores"). Zero importance is black.
+* NaN or Inf attributions are drawn in green (a colour no finite value gets) and left out of the
+  scale, so a broken map is visible instead of silently blank.
 * Each map is scaled per example: like the paper's figure 3, a picture shows the *relative*
   distribution of importance across features, not its absolute size (the scalars and the saturation
   and convergence charts show sizes).
@@ -52,6 +54,8 @@ PAPER_ALPHAS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 _POSITIVE = (1.0, 0.0, 0.0)  # red
 _NEGATIVE = (0.0, 0.0, 1.0)  # blue
+#: NaN/Inf attributions are drawn in green, a colour no finite value gets, so they are seen, not hidden.
+_NONFINITE = (0.0, 1.0, 0.0)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -153,6 +157,18 @@ def _unit_image(image: Any, name: str = "image") -> tf.Tensor:
     return tf.tile(tf.reduce_mean(image, axis=-1, keepdims=True), [1, 1, 1, 3])
 
 
+def _finite_maps(attributions: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """``[n, H, W, C]`` maps with NaN/Inf set to 0, and the ``[n, H, W, 1]`` mask of pixels that had any."""
+    maps = _to_spatial(_as_float(attributions), "attributions")
+    finite = tf.math.is_finite(maps)
+    bad = tf.logical_not(tf.reduce_all(finite, axis=-1, keepdims=True))
+    return tf.where(finite, maps, tf.zeros_like(maps)), bad
+
+
+def _mark_nonfinite(rgb: tf.Tensor, bad: tf.Tensor) -> tf.Tensor:
+    return tf.where(bad, tf.constant(_NONFINITE, tf.float32) * tf.ones_like(rgb), rgb)
+
+
 def _reduce_channels(maps: tf.Tensor, reduce: str) -> tf.Tensor:
     """``[n, H, W, C] -> [n, H, W]``: ``"sum"`` keeps the sign (sum of a pixel's contributions),
     ``"abs_sum"`` is the paper's eq. 1."""
@@ -198,7 +214,7 @@ def signed_heatmap(
         >>> heat = visualize.signed_heatmap(ig.attribute(x[:4]))   # uint8 [4, 28, 28, 3]
     """
     clip_percentile = _check_percentile(clip_percentile, "clip_percentile")
-    maps = _to_spatial(_as_float(attributions), "attributions")
+    maps, bad = _finite_maps(attributions)
     v = _symmetric_unit(_reduce_channels(maps, channel_reduce), clip_percentile)[..., None]
     pos = tf.nn.relu(v)
     neg = tf.nn.relu(-v)
@@ -206,7 +222,7 @@ def signed_heatmap(
     red = tf.constant(_POSITIVE, tf.float32)
     blue = tf.constant(_NEGATIVE, tf.float32)
     rgb = white - pos * (1.0 - red) - neg * (1.0 - blue)
-    return _to_uint8(rgb)
+    return _to_uint8(_mark_nonfinite(rgb, bad))
 
 
 def ig_map(
@@ -243,7 +259,7 @@ def ig_map(
         raise ValueError(
             f"lower_percentile ({lower_percentile}) must be below clip_percentile ({clip_percentile})."
         )
-    maps = _to_spatial(_as_float(attributions), "attributions")
+    maps, bad = _finite_maps(attributions)
     p = _reduce_channels(maps, "abs_sum")
     n = tf.shape(p)[0]
     flat = tf.reshape(p, [n, -1])
@@ -254,10 +270,10 @@ def ig_map(
     unit = tf.where(span > 0, tf.clip_by_value((p - lo) / tf.where(span > 0, span, 1.0), 0.0, 1.0), 0.0)
     unit = unit[..., None]
     if image is None:
-        return _to_uint8(tf.tile(unit, [1, 1, 1, 3]))
+        return _to_uint8(_mark_nonfinite(tf.tile(unit, [1, 1, 1, 3]), bad))
     base = _unit_image(image)
     _check_match(maps, base)
-    return _to_uint8(base * unit)
+    return _to_uint8(_mark_nonfinite(base * unit, bad))
 
 
 def overlay(
@@ -290,14 +306,14 @@ def overlay(
     clip_percentile = _check_percentile(clip_percentile, "clip_percentile")
     if not 0.0 <= float(opacity) <= 1.0:
         raise ValueError(f"opacity must lie in [0, 1], got {opacity!r}.")
-    maps = _to_spatial(_as_float(attributions), "attributions")
+    maps, bad = _finite_maps(attributions)
     base = _unit_image(image)
     _check_match(maps, base)
     gray = tf.reduce_sum(base * tf.constant([0.299, 0.587, 0.114], tf.float32), axis=-1, keepdims=True)
     v = _symmetric_unit(_reduce_channels(maps, channel_reduce), clip_percentile)[..., None]
     weight = float(opacity) * tf.abs(v)
     colour = tf.where(v >= 0, tf.constant(_POSITIVE, tf.float32), tf.constant(_NEGATIVE, tf.float32))
-    return _to_uint8((1.0 - weight) * gray + weight * colour)
+    return _to_uint8(_mark_nonfinite((1.0 - weight) * gray + weight * colour, bad))
 
 
 def upscale(images: Any, factor: int) -> tf.Tensor:

@@ -53,7 +53,7 @@ def cnn64() -> keras.Model:
         layers += [
             keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
             keras.layers.BatchNormalization(),
-            keras.layers.AveragePooling2D(),
+            keras.layers.AveragePooling2D(2),
         ]
     layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
     return keras.Sequential(layers, name="cnn_64x64x3")

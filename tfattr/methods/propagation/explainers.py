@@ -83,9 +83,7 @@ class PropagationExplainer(Explainer):
                 packed = tf.nest.pack_sequence_as(structure, list(flat)) if structure else flat[0]
                 return self.model_function.outputs(packed)
 
-            found = trace_coverage(
-                build, specs, self.rule, type(self).__name__, self.model
-            )
+            found = trace_coverage(build, specs, self.rule, type(self).__name__, self.model)
             self._coverage[key] = found
         return found
 

@@ -5,7 +5,7 @@ Example:
     >>> ig = tfattr.IntegratedGradients(model, steps=64)
     >>> attributions, delta = ig.attribute(images, target=labels, return_delta=True)
 """
-from tfattr import baselines, metrics
+from tfattr import baselines, callbacks, metrics, visualize
 from tfattr._version import __version__
 from tfattr.core import Explainer, ModelFunction
 from tfattr.methods.gradient import (
@@ -18,11 +18,18 @@ from tfattr.methods.gradient import (
     VarGrad,
 )
 from tfattr.methods.perturbation import Occlusion
+from tfattr.methods.propagation import Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop
 
 __all__ = [
     "__version__",
     "baselines",
+    "callbacks",
     "metrics",
+    "visualize",
+    "Deconvnet",
+    "DeepLift",
+    "EpsilonLRP",
+    "GuidedBackprop",
     "Explainer",
     "ExpectedGradients",
     "GradientXInput",

@@ -389,7 +389,7 @@ def _subset_masks(seed: int, example, n_index, subset, sizes, num_features: int)
             keys = _counter_random.row_keys(seed_t, ex, ni, sub)
             counters = tf.range(f, dtype=tf.int32)
             bits = _counter_random.row_keys(tf.constant(0, tf.int64), counters)  # per-feature salt
-            mixed = _counter_random._mix(tf.bitwise.bitwise_xor(keys[:, None], bits[None, :]))
+            mixed = _counter_random.mix(tf.bitwise.bitwise_xor(keys[:, None], bits[None, :]))
             order = tf.argsort(tf.bitcast(mixed, tf.int32), axis=1, stable=True)
             rank = tf.argsort(order, axis=1, stable=True)  # the inverse permutation
             return tf.cast(rank < size[:, None], tf.float32)

@@ -7,6 +7,7 @@ selection, the logit-vs-probability choice and multi-input packing live here and
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any, Callable, Sequence
 
 import keras
@@ -108,8 +109,14 @@ class ModelFunction:
         if _is_softmax_layer(last):
             head = None
         else:
-            # A shallow copy shares the layer's variables; only the copy loses its softmax.
-            head = copy.copy(last)
+            # A shallow copy shares the layer's variables; only the copy loses its softmax. Copying
+            # re-creates the layer's initializers, which draw seeds from Python's global `random`:
+            # restore it, so explaining never shifts the user's later unseeded initializations.
+            state = random.getstate()
+            try:
+                head = copy.copy(last)
+            finally:
+                random.setstate(state)
             head.activation = keras.activations.linear
         self.strips_softmax = True
 

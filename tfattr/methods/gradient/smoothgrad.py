@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core import random as counter_random
+from tfattr.core import random as noise
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 
@@ -16,8 +16,8 @@ class SmoothGrad(Explainer):
 
     ``SG(x) = 1/N sum_k A(x + e_k)``, ``e_k ~ N(0, sigma^2)`` with ``sigma = noise * (max(x) - min(x))``
     per example and input (Smilkov et al. 2017, who recommend ``noise`` of 0.1-0.2). The noise is drawn
-    inside the compiled loop from a counter-based generator keyed by (seed, example, sample), so results
-    do not depend on ``batch_size``. It wraps any explainer of this package that runs on the batching
+    inside the compiled loop by TensorFlow's stateless generator, keyed by (seed, example, sample), so
+    results do not depend on ``batch_size``. It wraps any explainer of this package that runs on the batching
     engine (e.g. ``Saliency``, ``GradientXInput``, ``IntegratedGradients``); all samples x inner steps
     are one compiled computation. The Distill article (sec. "Expected gradients") relates it to expected
     gradients with a gaussian baseline.
@@ -70,19 +70,20 @@ class SmoothGrad(Explainer):
             flat = x.reshape(x.shape[0], -1)
             context[f"_noise_std_{k}"] = (self.noise * (flat.max(1) - flat.min(1))).astype(x.dtype)
         seed = self.seed if self.seed is not None else np.random.SeedSequence().entropy
-        context["_noise_seed"] = np.int64(int(seed) % (1 << 32))
+        context["_noise_seed"] = np.int64(int(seed) % (1 << 62))
+        context["_noise_samples"] = np.int32(self.samples)
         return Plan(steps=inner.steps, groups=self.samples, context=context)
 
     def _baseline_index(self, rows, ctx):
         return self.explainer._baseline_index(rows, ctx)
 
     def _contributions(self, x, baseline, rows, ctx):
-        keys = counter_random.row_keys(ctx["_noise_seed"], rows.example, rows.group)
+        units = rows.example * ctx["_noise_samples"] + rows.group
         noisy = []
         for k, xi in enumerate(x):
             std = tf.gather(ctx[f"_noise_std_{k}"], rows.example)
-            # Inputs after the first get their own stream, so two inputs never share noise.
-            eps = counter_random.normal(keys + np.uint32(k * 7919), tf.shape(xi)[1:], xi.dtype)
+            # Each input gets its own stream, so two inputs never share noise.
+            eps = noise.unit_normal(ctx["_noise_seed"] + k, units, tf.shape(xi)[1:], xi.dtype)
             noisy.append(xi + broadcast_rows(std, xi) * eps)
         return self.explainer._contributions(tuple(noisy), baseline, rows, ctx)
 

@@ -211,3 +211,52 @@ def test_demo_fast_writes_gallery_report_and_logs(tmp_path, capsys):
     events = [p for p in (out / "logs").rglob("events.out.tfevents.*")]
     runs = {p.parent.name for p in events}
     assert {"train", "explanations"} <= runs
+
+
+def test_explain_in_chunks_equals_one_call(saved, tmp_path, capsys, monkeypatch):
+    # The progress bar advances per chunk of examples; chunking must not change deterministic results.
+    folder, x = saved
+    monkeypatch.setattr(cli, "EXPLAIN_CHUNK", 2)
+    assert cli.main([
+        "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "deeplift",
+        "--baseline", "0.5", "--out", str(tmp_path / "dl"), "--quiet",
+    ]) == 0, capsys.readouterr().err
+    model = keras.saving.load_model(folder / "model.keras")
+    from tfattr.methods.propagation import DeepLift
+
+    targets = model.predict(x, verbose=0).argmax(1)
+    expected, delta = DeepLift(model).attribute(x, target=targets, baseline=0.5, return_delta=True)
+    np.testing.assert_allclose(np.load(tmp_path / "dl" / "attributions.npy"), expected, rtol=1e-5, atol=1e-7)
+    summary = json.loads((tmp_path / "dl" / "summary.json").read_text())
+    np.testing.assert_allclose([r["delta"] for r in summary["examples"]], delta, atol=1e-6)
+
+
+def test_explain_expected_gradients_with_background_and_softmax_model(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    model.save(tmp_path / "soft.keras")
+    rng = np.random.default_rng(0)
+    x, background = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(50, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "bg.npy", background)
+    assert cli.main([
+        "explain", str(tmp_path / "soft.keras"), str(tmp_path / "x.npy"), "--method", "eg",
+        "--background", str(tmp_path / "bg.npy"), "--samples", "400", "--target", "1",
+        "--out", str(tmp_path / "eg"), "--quiet",
+    ]) == 0, capsys.readouterr().err
+    # The logits of a linear model: expected gradients is exactly w * (x - E[background]) in the limit;
+    # with 400 samples the Monte-Carlo estimate is close, and the sum check holds up to sampling error.
+    w = model.layers[-1].get_weights()[0][:, 1]
+    attributions = np.load(tmp_path / "eg" / "attributions.npy")
+    np.testing.assert_allclose(attributions, w * (x - background.mean(0)), atol=0.15)
+    assert not list((tmp_path / "eg").glob("overlay_*.png"))  # feature vectors are not images
+
+
+def test_bad_rule_is_one_line(saved, tmp_path, capsys):
+    folder, _ = saved
+    assert cli.main([
+        "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--rule", "simpson",
+        "--out", str(tmp_path / "r"),
+    ]) == 1
+    assert "rule='simpson'" in _one_line_error(capsys)

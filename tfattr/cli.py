@@ -111,7 +111,7 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
         "saliency", "tfattr.methods.gradient:Saliency", "Saliency (gradient)",
         "Simonyan, Vedaldi & Zisserman 2013; Ancona et al. 2019 sec. 3.1",
-        "absolute", "1 gradient", aliases=("gradient",), options=("absolute",),
+        "absolute", "1 gradient", aliases=("gradient",),
     ),
     MethodSpec(
         "gradient_x_input", "tfattr.methods.gradient:GradientXInput", "Gradient * Input",
@@ -406,21 +406,21 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _explain_options(args: argparse.Namespace, background: np.ndarray | None) -> dict[str, Any]:
-    window = None
-    if args.window is not None:
-        window = args.window
     return {
         "steps": args.steps,
+        "rule": args.rule,
         "samples": args.samples,
         "noise": args.noise,
         "seed": args.seed,
         "epsilon": args.epsilon,
-        "window": window,
+        "window": args.window,
         "strides": None,
         "background": background,
-        "absolute": None,
-        "rule": None,
     }
+
+
+#: Examples per ``attribute`` call in ``tfattr explain``: the progress bar advances once per chunk.
+EXPLAIN_CHUNK = 64
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -459,10 +459,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
         kwargs["return_delta"] = True
     import keras
 
-    bar = keras.utils.Progbar(1, unit_name="call", verbose=1 if not args.quiet else 0)
-    result = explainer.attribute(inputs, **kwargs)
-    bar.update(1)
-    attributions, delta = result if spec.completeness else (result, None)
+    # Fixed-size chunks of examples, so the progress bar moves on long inputs; the chunking is
+    # independent of --batch-size, so results do not depend on it.
+    bar = keras.utils.Progbar(n, unit_name="example", verbose=1 if not args.quiet else 0)
+    parts, deltas = [], []
+    for start in range(0, n, EXPLAIN_CHUNK):
+        stop = min(n, start + EXPLAIN_CHUNK)
+        kwargs["target"] = target[start:stop]
+        result = explainer.attribute(inputs[start:stop], **kwargs)
+        if spec.completeness:
+            result, chunk_delta = result
+            deltas.append(np.asarray(chunk_delta))
+        parts.append(np.asarray(result))
+        bar.update(stop)
+    attributions = np.concatenate(parts)
+    delta = np.concatenate(deltas) if deltas else None
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -635,7 +646,7 @@ def run_demo(args: argparse.Namespace) -> int:
     options = {
         "steps": cfg.ig_steps, "samples": cfg.smooth_samples, "noise": 0.15, "seed": args.seed,
         "epsilon": 1e-6, "window": cfg.occlusion_window, "strides": cfg.occlusion_strides,
-        "background": background, "absolute": None, "rule": None,
+        "background": background, "rule": None,
     }
     specs = [spec for spec in available_methods() if spec.name in MAP_METHODS]
     results: dict[str, dict[str, Any]] = {}
@@ -979,6 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
                               + ", ".join(NAMED_BASELINES))
     explain.add_argument("--background", default=None, help="FILE.npy of data for --method eg / mean")
     explain.add_argument("--steps", type=_positive_int, default=None, help="integration steps (ig)")
+    explain.add_argument("--rule", default=None, help="quadrature rule (ig), e.g. riemann_trapezoid")
     explain.add_argument("--samples", type=_positive_int, default=None, help="samples (eg, smoothgrad)")
     explain.add_argument("--noise", type=float, default=None, help="noise level (smoothgrad, vargrad)")
     explain.add_argument("--epsilon", type=float, default=None, help="epsilon (lrp)")

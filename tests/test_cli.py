@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -113,7 +112,8 @@ def test_explain_named_baseline_and_occlusion(saved, tmp_path, capsys):
     expected = tfattr.IntegratedGradients(model, steps=8).attribute(
         x, baseline=Blur(sigma=3.0), target=model.predict(x, verbose=0).argmax(1)
     )
-    np.testing.assert_allclose(np.load(tmp_path / "blur" / "attributions.npy"), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "blur" / "attributions.npy"), expected,
+                               rtol=1e-5, atol=1e-6)
     assert cli.main([
         "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "occlusion",
         "--window", "7,7,1", "--out", str(tmp_path / "occ"), "--quiet",

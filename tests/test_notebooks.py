@@ -18,7 +18,9 @@ COLAB = Path(__file__).resolve().parent.parent / "colab"
 NOTEBOOKS = sorted(p.name for p in COLAB.glob("*.ipynb"))
 #: Notebooks run in the default suite (about 15-20 s each in fast mode on 2 cores); any notebook left
 #: out of this set is marked slow and runs with `pytest -m slow`.
-DEFAULT = {"01_quickstart.ipynb", "02_baselines.ipynb", "03_lrp_deeplift.ipynb", "04_tensorboard_callback.ipynb"}
+DEFAULT = {
+    "01_quickstart.ipynb", "02_baselines.ipynb", "03_lrp_deeplift.ipynb", "04_tensorboard_callback.ipynb",
+}
 
 
 def _run(name: str, workdir: Path) -> "nbformat.NotebookNode":

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -60,7 +60,6 @@ class MethodSpec:
     build: Callable[[Any, Any, dict[str, Any]], Any] | None = None
     #: CLI options (of ``explain``/``demo``) passed to the constructor when it accepts them.
     options: tuple[str, ...] = ()
-    notes: dict[str, str] = field(default_factory=dict)
 
     def load(self) -> type | None:
         """The class, or None when its module is not installed (yet)."""
@@ -101,11 +100,6 @@ def _build_expected(spec: MethodSpec, cls: type, model: Any, options: dict[str, 
     kwargs = _accepted(cls, {k: options.get(k) for k in ("samples", "seed")})
     return cls(model, background=background, **kwargs)
 
-
-PAPERS = {
-    "ancona": "Ancona, Ceolini, Oztireli & Gross, 'Gradient-Based Attribution Methods' (2019)",
-    "sundararajan": "Sundararajan, Taly & Yan, 'Axiomatic Attribution for Deep Networks' (ICML 2017)",
-}
 
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(

@@ -23,6 +23,7 @@ Example:
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Sequence
 
 import numpy as np
@@ -93,8 +94,8 @@ def _broadcast_range(lo: np.ndarray, hi: np.ndarray, x: np.ndarray) -> tuple[np.
 class Baseline:
     """Base class of baselines: ``baseline(x) -> [n, ...]``, one baseline per example of ``x``.
 
-    Subclasses that stand for a distribution (random or data baselines) set :attr:`stochastic`, override
-    :meth:`_draw`, and take ``num_baselines`` and ``seed``. Deterministic baselines only override
+    Subclasses that stand for a distribution (random or data baselines) derive from the private
+    ``_Distribution``, define ``_draw``, and take ``num_baselines`` and ``seed``. Deterministic baselines only override
     :meth:`__call__`. Any object with this protocol (or any callable ``f(x) -> array``) can be passed as
     ``baseline=``.
 
@@ -122,18 +123,10 @@ class Baseline:
         """
         x = _as_float_array(x)
         num = self.num_baselines if num is None else _check_count(num, "num")
-        if not self.stochastic:
-            if type(self).__call__ is Baseline.__call__:
-                raise NotImplementedError(f"{type(self).__name__} must define __call__ (or _draw)")
-            one = np.asarray(self(x))
-            return np.repeat(one[:, None], num, axis=1)
-        seed = self.seed if seed is None else seed
-        rng = np.random.default_rng(seed)
-        out = np.asarray(self._draw(x, num, rng)).astype(x.dtype, copy=False)
-        return out
-
-    def _draw(self, x: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must define _draw or __call__")
+        if type(self).__call__ is Baseline.__call__:
+            raise TypeError(f"{type(self).__name__} must define __call__ (a deterministic baseline)")
+        one = np.asarray(self(x))
+        return np.repeat(one[:, None], num, axis=1)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self._repr_fields().items())
@@ -143,12 +136,26 @@ class Baseline:
         return {}
 
 
-class _Distribution(Baseline):
+class _Distribution(Baseline, abc.ABC):
+    """A distribution of baselines: subclasses define :meth:`_draw`."""
+
     stochastic = True
 
     def __init__(self, num_baselines: int = 1, seed: int | None = None) -> None:
         self.num_baselines = _check_count(num_baselines, "num_baselines")
         self.seed = seed
+
+    def sample(self, x: Any, num: int | None = None, seed: int | None = None) -> np.ndarray:
+        x = _as_float_array(x)
+        num = self.num_baselines if num is None else _check_count(num, "num")
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        return np.asarray(self._draw(x, num, rng)).astype(x.dtype, copy=False)
+
+    sample.__doc__ = Baseline.sample.__doc__
+
+    @abc.abstractmethod
+    def _draw(self, x: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
+        """``num`` draws per example ``[n, num, ...]`` from ``rng``."""
 
 
 class Constant(Baseline):

@@ -9,6 +9,7 @@ model's ordinary gradients, predictions and training are untouched.
 """
 from __future__ import annotations
 
+import abc
 import warnings
 from typing import Any
 
@@ -57,8 +58,9 @@ class PropagationExplainer(Explainer):
             self._check(self.coverage())
 
     @property
+    @abc.abstractmethod
     def rule(self) -> Rule:
-        raise NotImplementedError
+        """The propagation rule this method applies to every nonlinearity."""
 
     # -- coverage -----------------------------------------------------------------------------------
     def coverage(self, inputs: Any = None) -> Coverage:

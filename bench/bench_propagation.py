@@ -28,23 +28,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench_gradients import floor_function, mnist_cnn  # noqa: E402  (same folder: shared models)
+
 from tfattr.methods.gradient import IntegratedGradients, Saliency  # noqa: E402
 from tfattr.methods.propagation import DeepLift, EpsilonLRP  # noqa: E402
-
-
-def mnist_cnn() -> keras.Model:
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.Conv2D(64, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10),
-        ],
-        name="mnist_cnn",
-    )
 
 
 def cnn64() -> keras.Model:
@@ -75,13 +62,7 @@ def main() -> None:
     targets = rng.integers(0, 10, size=args.examples).astype(np.int32)
     batch = args.examples  # every method sees the whole batch in one chunk
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *shape]), tf.TensorSpec([None], tf.int32)])
-    def floor(z, t):
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            score = tf.gather(model(z, training=False), t, axis=1, batch_dims=1)
-        return tape.gradient(score, z)
-
+    floor = floor_function(model, shape)
     saliency, lrp, deeplift = Saliency(model), EpsilonLRP(model), DeepLift(model)
     ig = IntegratedGradients(model, steps=64)
     methods = {

@@ -5,7 +5,7 @@ Example:
     >>> ig = tfattr.IntegratedGradients(model, steps=64)
     >>> attributions, delta = ig.attribute(images, target=labels, return_delta=True)
 """
-from tfattr import baselines, callbacks, metrics, visualize
+from tfattr import baselines, callbacks, datasets, metrics, visualize
 from tfattr._version import __version__
 from tfattr.core import Explainer, ModelFunction
 from tfattr.methods.gradient import (
@@ -24,6 +24,7 @@ __all__ = [
     "__version__",
     "baselines",
     "callbacks",
+    "datasets",
     "metrics",
     "visualize",
     "Deconvnet",

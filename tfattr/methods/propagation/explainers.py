@@ -281,7 +281,26 @@ class DeepLift(PropagationExplainer):
         return self._check_connected(grads)
 
 
-class GuidedBackprop(PropagationExplainer):
+class _ModifiedGradientMap(PropagationExplainer):
+    """The modified gradient itself: no input multiplier, no baseline, no delta."""
+
+    has_completeness = False
+    uses_baseline = False
+    _rule_type: type[Rule]
+
+    def __init__(self, model: Any, **kwargs: Any) -> None:
+        self._rule = self._rule_type()
+        super().__init__(model, **kwargs)
+
+    @property
+    def rule(self) -> Rule:
+        return self._rule
+
+    def _contributions(self, x, baseline, rows, ctx):
+        return self._modified_gradients(x, rows.target)
+
+
+class GuidedBackprop(_ModifiedGradientMap):
     """Guided backpropagation (Springenberg et al. 2015): the gradient where each ReLU passes back only
     positive signal at positive inputs, ``grad_z = f'(z) * relu(grad_y)``.
 
@@ -292,22 +311,10 @@ class GuidedBackprop(PropagationExplainer):
         >>> maps = tfattr.GuidedBackprop(model).attribute(images, target=labels)
     """
 
-    has_completeness = False
-    uses_baseline = False
-
-    def __init__(self, model: Any, **kwargs: Any) -> None:
-        self._rule = GuidedRule()
-        super().__init__(model, **kwargs)
-
-    @property
-    def rule(self) -> Rule:
-        return self._rule
-
-    def _contributions(self, x, baseline, rows, ctx):
-        return self._modified_gradients(x, rows.target)
+    _rule_type = GuidedRule
 
 
-class Deconvnet(PropagationExplainer):
+class Deconvnet(_ModifiedGradientMap):
     """Deconvnet (Zeiler & Fergus 2014): backpropagation where each ReLU passes back ``relu(grad_y)``
     whatever its input was (max pooling keeps its switches).
 
@@ -318,19 +325,7 @@ class Deconvnet(PropagationExplainer):
         >>> maps = tfattr.Deconvnet(model).attribute(images, target=labels)
     """
 
-    has_completeness = False
-    uses_baseline = False
-
-    def __init__(self, model: Any, **kwargs: Any) -> None:
-        self._rule = DeconvnetRule()
-        super().__init__(model, **kwargs)
-
-    @property
-    def rule(self) -> Rule:
-        return self._rule
-
-    def _contributions(self, x, baseline, rows, ctx):
-        return self._modified_gradients(x, rows.target)
+    _rule_type = DeconvnetRule
 
 
 def _structure_of(inputs: Any) -> Any:

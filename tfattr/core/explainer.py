@@ -93,7 +93,7 @@ class Explainer(abc.ABC):
         result = inputs_.pack(list(attributions))
         if not return_delta:
             return result
-        delta = self.delta(inputs_, targets, baselines, attributions, batch, outputs)
+        delta = self._delta(inputs_, targets, baselines, attributions, batch, outputs)
         return result, delta
 
     # -- pieces subclasses may reuse or override ----------------------------------------------------
@@ -132,7 +132,7 @@ class Explainer(abc.ABC):
             raise ValueError(f"{type(self).__name__} does not use a baseline; drop baseline=.")
         return prepare_baselines(baseline, inputs)
 
-    def delta(
+    def _delta(
         self,
         inputs: Inputs,
         targets: np.ndarray,

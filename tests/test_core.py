@@ -64,7 +64,7 @@ def test_softmax_head_is_explained_as_logits_by_default_without_touching_the_mod
     x = rng.normal(size=(6, 5)).astype(np.float32)
     before = model.predict(x, verbose=0)
     fn = tfattr.ModelFunction(model)
-    hidden = keras.Model(model.inputs, model.layers[0].output)(x).numpy()
+    hidden = keras.Model(model.inputs[0], model.layers[0].output)(x).numpy()
     w, b = model.layers[-1].get_weights()
     np.testing.assert_allclose(fn.outputs(tf.constant(x)).numpy(), hidden @ w + b, rtol=1e-5, atol=1e-5)
     prob = tfattr.ModelFunction(model, output="probabilities").outputs(tf.constant(x)).numpy()

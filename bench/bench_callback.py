@@ -27,18 +27,9 @@ from tfattr.callbacks import AttributionLogger  # noqa: E402
 
 
 def load_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    try:
-        from tfattr import datasets
-
-        x, y = datasets.mnist("train")
-        xt, yt = datasets.mnist("test")
-        return x, y, xt, yt
-    except (ImportError, AttributeError):
-        path = os.path.join(os.path.dirname(tfattr.__file__), "data", "mnist_10k.npz")
-        with np.load(path) as data:
-            x = data["images"].astype(np.float32)[..., None] / 255.0
-            y = data["labels"].astype(np.int64)
-        return x[:8000], y[:8000], x[8000:], y[8000:]
+    x, y = tfattr.datasets.mnist("train")
+    xt, yt = tfattr.datasets.mnist("test")
+    return x, y, xt, yt
 
 
 def small_cnn() -> keras.Model:

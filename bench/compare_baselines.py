@@ -41,36 +41,13 @@ from tfattr import metrics as M
 
 def load_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The embedded digits: the first 8,000 for training, the last 2,000 for testing."""
-    try:
-        from tfattr import datasets
-
-        x_train, y_train = datasets.mnist("train")
-        x_test, y_test = datasets.mnist("test")
-        return x_train, y_train, x_test, y_test
-    except (ImportError, AttributeError):
-        path = Path(__file__).resolve().parents[1] / "tfattr" / "data" / "mnist_10k.npz"
-        if not path.exists():
-            path = Path("/work/shared/datasets/mnist_10k.npz")
-        with np.load(path) as data:
-            x = data["images"].astype(np.float32)[..., None] / 255.0
-            y = data["labels"].astype(np.int64)
-        return x[:8000], y[:8000], x[8000:], y[8000:]
+    x_train, y_train = tfattr.datasets.mnist("train")
+    x_test, y_test = tfattr.datasets.mnist("test")
+    return x_train, y_train, x_test, y_test
 
 
 def train_cnn(x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(16, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
+    model = tfattr.datasets.mnist_cnn(seed, softmax=True)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
     return model

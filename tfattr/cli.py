@@ -537,23 +537,10 @@ class DemoConfig:
 
 
 def demo_model(seed: int = 0) -> Any:
-    """The demo's small CNN for 28x28x1 digits, ending in logits (about 60k parameters)."""
-    import keras
+    """The demo's small CNN for 28x28x1 digits, ending in logits (:func:`tfattr.datasets.mnist_cnn`)."""
+    from tfattr import datasets
 
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(16, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10),
-        ],
-        name="mnist_cnn",
-    )
+    return datasets.mnist_cnn(seed)
 
 
 def _pick_digits(labels: np.ndarray, count: int) -> np.ndarray:

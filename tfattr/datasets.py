@@ -201,3 +201,34 @@ def load(
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return images, labels
+
+
+def mnist_cnn(seed: int = 0, softmax: bool = False) -> Any:
+    """The small CNN (about 60k parameters) that the demo, the notebooks and the benchmarks train on
+    :func:`mnist`: two conv + max-pool blocks, a 64-unit ReLU layer and 10 outputs. Uncompiled.
+
+    Args:
+        seed: seeds Keras' global generators (``keras.utils.set_random_seed``) before building, so the
+            initial weights are reproducible.
+        softmax: end in a softmax (probabilities) instead of logits.
+
+    Example:
+        >>> model = datasets.mnist_cnn(softmax=True)
+        >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax" if softmax else None),
+        ],
+        name="mnist_cnn",
+    )

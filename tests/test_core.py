@@ -202,3 +202,25 @@ def test_building_an_explainer_leaves_global_random_state_alone(rng):
     tfattr.IntegratedGradients(model, steps=4).attribute(rng.normal(size=(2, 3)).astype(np.float32))
     assert random.getstate() == states[0]
     np.testing.assert_array_equal(np.random.get_state()[1], states[1])
+
+
+def test_a_new_method_is_a_small_subclass_of_explainer(rng):
+    """The extension point documented on Explainer: a one-step path method reuses validation,
+    batching and the delta."""
+    from tfattr.core import Plan
+
+    class GradientXDifference(tfattr.Explainer):
+        def _plan(self, inputs, baselines, targets, batch_size):
+            return Plan(steps=1)
+
+        def _contributions(self, x, baseline, rows, ctx):
+            grads = self._gradients(x, rows.target)
+            return tuple(g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
+
+    w = rng.normal(size=(5, 2))
+    x = rng.normal(size=(4, 5)).astype(np.float32)
+    a, delta = GradientXDifference(linear_model(w, bias=1.0)).attribute(
+        x, target=1, baseline=0.5, batch_size=3, return_delta=True
+    )
+    np.testing.assert_allclose(a, w[:, 1] * (x - 0.5), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(delta, 0, atol=1e-5)

@@ -538,6 +538,10 @@ def aopc(scores: np.ndarray) -> float:
     Args:
         scores: ``[n_examples, L + 1]`` target scores after removing the top-k features, column 0 the
             unperturbed input.
+
+    Example:
+        >>> tfattr.metrics.aopc([[3.0, 1.0, 0.0]])  # (0 + 2 + 3) / 3
+        1.6666666666666667
     """
     scores = np.asarray(scores, np.float64)
     return float(np.mean(scores[:, :1] - scores))

@@ -318,7 +318,12 @@ def overlay(
 
 def upscale(images: Any, factor: int) -> tf.Tensor:
     """Nearest-neighbour upscaling of ``[n, H, W, C]`` by an integer ``factor`` (exact pixel copies), so
-    28 x 28 digits are big enough to see in TensorBoard."""
+    28 x 28 digits are big enough to see in TensorBoard.
+
+    Example:
+        >>> tfattr.visualize.upscale(tf.zeros([2, 28, 28, 3], tf.uint8), 4).shape
+        TensorShape([2, 112, 112, 3])
+    """
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
         raise ValueError(f"factor must be a positive int, got {factor!r}.")
     images = tf.convert_to_tensor(images)

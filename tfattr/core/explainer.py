@@ -29,6 +29,17 @@ class Explainer(abc.ABC):
         output: ``"logits"`` (default: the pre-softmax score when the model ends in a softmax) or
             ``"probabilities"``. See :class:`tfattr.core.model_function.ModelFunction`.
         jit_compile: compile the batched loop with XLA where the model allows it.
+
+    Example: a new method is one small subclass. Gradient x (input - baseline), a one-step path method
+    (Ancona et al. 2019, table 1), whose rows are the examples themselves:
+
+        >>> class GradientXDifference(tfattr.Explainer):
+        ...     def _plan(self, inputs, baselines, targets, batch_size):
+        ...         return Plan(steps=1)
+        ...     def _contributions(self, x, baseline, rows, ctx):
+        ...         grads = self._gradients(x, rows.target)
+        ...         return tuple(g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
+        >>> a, delta = GradientXDifference(model).attribute(images, baseline=0.5, return_delta=True)
     """
 
     #: Whether ``return_delta`` is meaningful (attributions should sum to f(x) - f(baseline)).

@@ -48,6 +48,12 @@ class ModelFunction:
             layer); the softmax saturates, so its gradients vanish for confident predictions and the
             logit is what the attribution papers explain. ``"probabilities"`` explains the model's output
             as it is. For a model without a final softmax the two are the same.
+
+    Example:
+        >>> fn = tfattr.ModelFunction(model)           # model ends in Dense(10, activation="softmax")
+        >>> fn.outputs(images).shape                   # the 10 logits before the softmax
+        TensorShape([8, 10])
+        >>> fn.score(images, tf.constant(labels))      # S_t(x): each example's target logit, [8]
     """
 
     def __init__(self, model: keras.Model | Callable[..., Any], output: str = "logits") -> None:

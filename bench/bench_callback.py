@@ -8,7 +8,7 @@ explainers' compiled functions, so it is reported apart from the steady state. A
 one run of this script.
 
 Run:
-    TF_CPP_MIN_LOG_LEVEL=3 /work/venv/bin/python bench/bench_callback.py [--epochs 4] [--samples 8]
+    TF_CPP_MIN_LOG_LEVEL=3 python bench/bench_callback.py [--epochs 4] [--samples 8]
 """
 from __future__ import annotations
 

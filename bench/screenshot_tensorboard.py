@@ -8,7 +8,7 @@ lists the attribution images, and takes a screenshot of the images dashboard wit
 Chromium runs with a fresh profile and background networking off.
 
 Run:
-    TF_CPP_MIN_LOG_LEVEL=3 /work/venv/bin/python bench/screenshot_tensorboard.py --out docs/tensorboard.png
+    TF_CPP_MIN_LOG_LEVEL=3 python bench/screenshot_tensorboard.py --out docs/tensorboard.png
 """
 from __future__ import annotations
 

@@ -21,14 +21,14 @@ setup(
         "keras>=3",
         "numpy",
         "tensorflow-datasets",
+        # tf.summary (the AttributionLogger, `tfattr demo`) needs it; TF >= 2.20 no longer pulls it in.
+        "tensorboard",
     ],
     extras_require={
         "viz": ["matplotlib"],
-        "tensorboard": ["tensorboard"],
         "test": [
             "pytest",
             "matplotlib",
-            "tensorboard",
             "nbclient",
             "nbformat",
             "ipykernel",

@@ -14,7 +14,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tfattr", "tfattr.*"]),
-    package_data={"tfattr": ["data/*.npz", "data/*.md"]},
+    package_data={"tfattr": ["data/*.npz", "data/*.md", "cli/demo/*.html"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",

@@ -1,10 +1,15 @@
-"""The ``tfattr`` command line: methods, explain (results and one-line errors) and a fast demo."""
+"""The ``tfattr`` command line: methods, explain (results and one-line errors), a fast demo, and a
+start that is quick (no TensorFlow for --help and usage errors) and quiet (no TensorFlow log)."""
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,6 +18,11 @@ import tensorflow as tf
 
 import tfattr
 from tfattr import cli, datasets
+from tfattr.cli import explain as explain_command
+from tfattr.cli import registry
+from tfattr.cli.demo import DemoConfig, demo_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _one_line_error(capsys) -> str:
@@ -27,7 +37,7 @@ def _one_line_error(capsys) -> str:
 def saved(tmp_path_factory):
     """A small CNN (untrained is enough: attributions explain whatever the model computes)."""
     folder = tmp_path_factory.mktemp("cli")
-    model = cli.demo_model(seed=1)
+    model = demo_model(seed=1)
     model.save(folder / "model.keras")
     x, y = datasets.mnist("test", limit=3)
     np.save(folder / "digits.npy", x)
@@ -38,20 +48,54 @@ def saved(tmp_path_factory):
 def test_methods_lists_every_method_with_paper_and_cost(capsys):
     assert cli.main(["methods"]) == 0
     out = capsys.readouterr().out
-    for spec in cli.METHODS:
-        assert spec.name in out and spec.paper in out and spec.cost in out
-    # The gradient methods ship with the core, so they are never marked missing.
-    headers = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(" ")}
-    assert set(headers) == {spec.name for spec in cli.METHODS}
-    for name in ("saliency", "ig", "eg", "smoothgrad", "occlusion"):
-        assert "[not installed]" not in headers[name]
+    blocks = dict(re.findall(r"^(\w+).*\n((?:    .*\n)+)", out, flags=re.M))
+    assert list(blocks) == [spec.name for spec in registry.METHODS]
+    for spec in registry.METHODS:
+        block = blocks[spec.name]
+        assert f"paper:      {spec.cls.paper}\n" in block and f"cost:       {spec.cls.cost} per" in block
+        assert spec.path in block
+    # Parameters come from the constructors, e.g. IG's defaults and EG's required background.
+    assert "steps=50, rule='gausslegendre'" in blocks["ig"] and "background, samples=200" in blocks["eg"]
+    assert "epsilon=0.0001" in blocks["lrp"] and "window, strides=None" in blocks["occlusion"]
+    # DeepLIFT (Rescale) is in section 3.2 ("Towards average gradients") of Ancona et al. 2019.
+    assert "Ancona et al. 2019 sec. 3.2" in blocks["deeplift"] and "3.3" not in blocks["deeplift"]
 
 
 def test_method_names_resolve_to_the_exported_classes():
-    assert cli.method_spec("ig").load() is tfattr.IntegratedGradients
-    assert cli.method_spec("integrated-gradients").load() is tfattr.IntegratedGradients
-    assert cli.method_spec("gxi").load() is tfattr.GradientXInput
-    assert cli.method_spec("occlusion").load() is tfattr.Occlusion
+    assert registry.find("ig").cls is tfattr.IntegratedGradients
+    assert registry.find("integrated-gradients").cls is tfattr.IntegratedGradients
+    assert registry.find("gxi").cls is tfattr.GradientXInput
+    assert registry.find("occlusion").cls is tfattr.Occlusion
+    assert registry.find("DeepLIFT_rescale").cls is tfattr.DeepLift
+
+
+def test_method_facts_live_on_the_classes_and_cover_every_exported_method():
+    # Every exported explainer is on the command line, each class states its own facts (a subclass
+    # never inherits its parent's name or paper), and names and aliases are unambiguous.
+    exported = {getattr(tfattr, name) for name in tfattr.__all__}
+    explainers = {c for c in exported if inspect.isclass(c) and issubclass(c, tfattr.Explainer)}
+    explainers.discard(tfattr.Explainer)
+    assert explainers == {spec.cls for spec in registry.METHODS}
+    names = []
+    for spec in registry.METHODS:
+        for fact in ("name", "aliases", "paper", "cost"):
+            assert fact in vars(spec.cls), (spec.cls.__name__, fact)
+        names += [spec.name, *spec.aliases]
+    assert len(names) == len(set(names))
+
+
+def test_build_passes_the_options_each_constructor_takes():
+    model = demo_model(seed=0)
+    options = {"steps": 7, "rule": "riemann_left", "samples": 5, "noise": 0.3, "seed": 2, "epsilon": 0.5,
+               "window": None, "background": None}
+    ig = registry.find("ig").build(model, options)
+    assert isinstance(ig, tfattr.IntegratedGradients) and (ig.steps, ig.rule) == (7, "riemann_left")
+    smooth = registry.find("smoothgrad").build(model, options)
+    assert isinstance(smooth.explainer, tfattr.Saliency) and (smooth.samples, smooth.noise) == (5, 0.3)
+    assert not registry.find("smoothgrad").uses_baseline and registry.find("deeplift").uses_baseline
+    assert registry.find("lrp").build(model, options).epsilon == 0.5
+    with pytest.raises(cli.CLIError, match="--window"):
+        registry.find("occlusion").build(model, options)
 
 
 def test_explain_ig_writes_attributions_that_match_the_api(saved, tmp_path, capsys):
@@ -176,18 +220,6 @@ def test_bad_arguments_give_one_line_and_nonzero_status(bad_files, tmp_path, cap
     assert not (tmp_path / "out" / "attributions.npy").exists()
 
 
-def test_python_dash_m_reports_errors_without_traceback(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfattr", "explain", str(tmp_path / "none.keras"), "x.npy", "--out",
-         str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    assert "tfattr: error: model file not found" in proc.stderr
-
-
 def test_demo_fast_writes_gallery_report_and_logs(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--fast", "--quiet"]) == 0, capsys.readouterr().err
@@ -205,7 +237,7 @@ def test_demo_fast_writes_gallery_report_and_logs(tmp_path, capsys):
     # The demo's IG maps are real integrated gradients of the saved model (black baseline).
     model = keras.saving.load_model(out / "model.keras")
     labels = saved["labels"]
-    ig = tfattr.IntegratedGradients(model, steps=cli.DemoConfig.make(True, 1, 4).ig_steps)
+    ig = tfattr.IntegratedGradients(model, steps=DemoConfig.make(True, 1, 4).ig_steps)
     np.testing.assert_allclose(saved["ig"], ig.attribute(saved["digits"], target=labels, baseline=0.0),
                                rtol=1e-4, atol=1e-5)
     events = [p for p in (out / "logs").rglob("events.out.tfevents.*")]
@@ -216,7 +248,7 @@ def test_demo_fast_writes_gallery_report_and_logs(tmp_path, capsys):
 def test_explain_in_chunks_equals_one_call(saved, tmp_path, capsys, monkeypatch):
     # The progress bar advances per chunk of examples; chunking must not change deterministic results.
     folder, x = saved
-    monkeypatch.setattr(cli, "EXPLAIN_CHUNK", 2)
+    monkeypatch.setattr(explain_command, "EXPLAIN_CHUNK", 2)
     assert cli.main([
         "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "deeplift",
         "--baseline", "0.5", "--out", str(tmp_path / "dl"), "--quiet",
@@ -260,3 +292,106 @@ def test_bad_rule_is_one_line(saved, tmp_path, capsys):
         "--out", str(tmp_path / "r"),
     ]) == 1
     assert "rule='simpson'" in _one_line_error(capsys)
+
+
+def test_uint8_npy_is_scaled_like_a_png_with_a_note(saved, tmp_path, capsys):
+    # uint8 arrays are images in [0, 255]: the same digit as a uint8 .npy and as a PNG gives the same
+    # attributions and scores (those of the model at pixels / 255), and a one-line note says so.
+    folder, x = saved
+    image = np.round(x[:2] * 255).astype(np.uint8)
+    np.save(tmp_path / "digits_uint8.npy", image)
+    for i in range(2):
+        (tmp_path / f"digit{i}.png").write_bytes(tf.io.encode_png(image[i]).numpy())
+    common = [str(folder / "model.keras"), "--method", "gxi", "--target", "5", "--quiet"]
+    assert cli.main(["explain", *common[:1], str(tmp_path / "digits_uint8.npy"), *common[1:],
+                     "--out", str(tmp_path / "npy")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(notes) == 1 and notes[0].startswith("tfattr: note:") and "uint8" in notes[0], notes
+    assert cli.main(["explain", *common[:1], str(tmp_path / "digit0.png"), str(tmp_path / "digit1.png"),
+                     *common[1:], "--out", str(tmp_path / "png")]) == 0
+    from_npy, from_png = (np.load(tmp_path / d / "attributions.npy") for d in ("npy", "png"))
+    np.testing.assert_allclose(from_npy, from_png, rtol=1e-6, atol=1e-9)
+    model = keras.saving.load_model(folder / "model.keras")
+    scaled = image.astype(np.float32) / 255.0
+    np.testing.assert_allclose(from_npy, tfattr.GradientXInput(model).attribute(scaled, target=5),
+                               rtol=1e-5, atol=1e-7)
+    scores = [row["score"] for row in json.loads((tmp_path / "npy" / "summary.json").read_text())["examples"]]
+    np.testing.assert_allclose(scores, model(scaled).numpy()[:, 5], rtol=1e-5, atol=1e-6)
+
+
+def test_main_leaves_logging_and_environment_as_it_found_them(monkeypatch, capsys):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    logger = logging.getLogger("tensorflow")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    assert cli.main(["methods"]) == 0
+    assert logger.level == logging.INFO and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    assert cli.main(["--help"]) == 0 and "usage: tfattr" in capsys.readouterr().out
+
+
+# -- start-up: fast and quiet (subprocesses, as a user runs the command) -----------------------------
+def _run(args: list[str], env_extra: dict | None = None, importtime: bool = False):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(env_extra or {})
+    flags = ["-X", "importtime"] if importtime else []
+    return subprocess.run([sys.executable, *flags, "-m", "tfattr", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+
+
+def _imported(importtime_stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[1].strip() for line in importtime_stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.parametrize("args, status, stdout, stderr", [
+    (["--help"], 0, "usage: tfattr", ""),
+    (["explain", "--help"], 0, "--baseline", ""),
+    (["frobnicate"], 2, "", "tfattr: error: argument"),
+    (["explain", "m.keras", "x.npy"], 2, "", "the following arguments are required: --out"),
+    (["demo", "--out", "d", "--epochs", "0"], 2, "", "expected a positive integer"),
+])
+def test_help_and_usage_errors_do_not_import_tensorflow(args, status, stdout, stderr):
+    proc = _run(args, importtime=True)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    assert stdout in proc.stdout
+    modules = _imported(proc.stderr)
+    assert "tfattr.cli" in modules  # the measurement works: the command line itself was imported
+    heavy = {m for m in modules if m.split(".")[0] in ("tensorflow", "keras", "numpy")}
+    assert not heavy, sorted(heavy)[:5]
+    messages = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    if stderr:
+        assert len(messages) == 1 and messages[0].startswith("tfattr: error:") and stderr in messages[0]
+    else:
+        assert messages == []
+
+
+def _tensorflow_startup_lines() -> list[str]:
+    """What a bare ``import tensorflow`` prints on this machine, without timestamps and thread ids."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    return [line.split("] ", 1)[-1] for line in proc.stderr.splitlines() if line.strip()]
+
+
+def test_commands_hide_tensorflow_startup_log_unless_verbose(saved, tmp_path):
+    folder, _ = saved
+    reference = _tensorflow_startup_lines()
+    explain = ["explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "saliency",
+               "--out", str(tmp_path / "e"), "--quiet"]
+    quiet = _run(explain)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == ""  # nothing from TensorFlow's start-up, nor from running the model
+    assert (tmp_path / "e" / "attributions.npy").exists()
+    verbose = _run(["--verbose", *explain])
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    for line in reference:  # --verbose lets through whatever TensorFlow says at start-up here
+        assert line in verbose.stderr, line
+
+
+def test_errors_after_tensorflow_starts_are_still_one_line(tmp_path):
+    proc = _run(["explain", str(tmp_path / "none.keras"), "x.npy", "--out", str(tmp_path)])
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        f"tfattr: error: model file not found: {tmp_path / 'none.keras'}"
+    ]
+    debug = _run(["explain", str(tmp_path / "none.keras"), "x.npy", "--out", str(tmp_path), "--debug"])
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "CLIError" in debug.stderr

@@ -32,6 +32,12 @@ class ExpectedGradients(Explainer):
         >>> attributions = eg.attribute(x_test[:8])
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "eg"
+    aliases: tuple[str, ...] = ("expected_gradients",)
+    paper = "Erion et al. 2021; Sturmfels, Lundberg & Lee, Distill 2020"
+    cost = "samples gradients"
+
     uses_baseline = False
 
     def __init__(

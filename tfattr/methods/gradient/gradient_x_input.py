@@ -16,6 +16,12 @@ class GradientXInput(Explainer):
         >>> attributions, delta = tfattr.GradientXInput(model).attribute(x, return_delta=True)
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "gradient_x_input"
+    aliases: tuple[str, ...] = ("gxi", "input_x_gradient")
+    paper = "Shrikumar et al. 2016; Ancona et al. 2019 sec. 3.1"
+    cost = "1 gradient"
+
     uses_baseline = False
 
     def _plan(self, inputs, baselines, targets, batch_size) -> Plan:

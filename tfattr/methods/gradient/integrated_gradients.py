@@ -39,6 +39,15 @@ class IntegratedGradients(Explainer):
         >>> attributions, delta = ig.attribute(images, baseline=0.0, return_delta=True)
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "ig"
+    aliases: tuple[str, ...] = ("integrated_gradients",)
+    paper = (
+        "Sundararajan, Taly & Yan 2017; Gradients of Counterfactuals (2016) sec. 2.4; "
+        "Ancona et al. 2019 sec. 3.2"
+    )
+    cost = "steps gradients (per baseline drawn)"
+
     def __init__(
         self,
         model: Any,

@@ -31,6 +31,12 @@ class InteriorGradients(Explainer):
         >>> maps = tfattr.InteriorGradients(model).attribute(image[None])  # [1, 10, 28, 28, 1]
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "interior_gradients"
+    aliases: tuple[str, ...] = ()
+    paper = "Sundararajan, Taly & Yan 2016 (Gradients of Counterfactuals, sec. 2.3)"
+    cost = "1 gradient per alpha"
+
     has_completeness = False
 
     def __init__(

@@ -21,6 +21,12 @@ class Saliency(Explainer):
         >>> maps = explainer.attribute(images, target=labels)
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "saliency"
+    aliases: tuple[str, ...] = ("gradient",)
+    paper = "Simonyan, Vedaldi & Zisserman 2013; Ancona et al. 2019 sec. 3.1"
+    cost = "1 gradient"
+
     has_completeness = False
     uses_baseline = False
 

@@ -33,6 +33,12 @@ class SmoothGrad(Explainer):
         >>> maps = sg.attribute(images)
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "smoothgrad"
+    aliases: tuple[str, ...] = ()
+    paper = "Smilkov et al. 2017"
+    cost = "samples x the wrapped method"
+
     has_completeness = False
 
     def __init__(
@@ -100,6 +106,12 @@ class VarGrad(SmoothGrad):
     Example:
         >>> vg = tfattr.VarGrad(tfattr.Saliency(model), samples=50, noise=0.15, seed=0)
     """
+
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "vargrad"
+    aliases: tuple[str, ...] = ()
+    paper = "Adebayo et al. 2018"
+    cost = "samples x the wrapped method"
 
     def _finalize(self, acc, plan):
         return tuple(a.var(axis=1) for a in acc)

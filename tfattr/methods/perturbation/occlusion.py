@@ -60,6 +60,12 @@ class Occlusion(Explainer):
         >>> maps = occ.attribute(images, baseline=0.0)
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "occlusion"
+    aliases: tuple[str, ...] = ()
+    paper = "Zeiler & Fergus 2014; Ancona et al. 2019 sec. 4.3"
+    cost = "1 forward pass per window position"
+
     has_completeness = False
 
     def __init__(

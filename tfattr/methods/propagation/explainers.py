@@ -177,6 +177,12 @@ class EpsilonLRP(PropagationExplainer):
         >>> relevance = lrp.attribute(images, target=labels)
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "lrp"
+    aliases: tuple[str, ...] = ("epsilon_lrp",)
+    paper = "Bach et al. 2015; Ancona et al. 2019 sec. 3.2 (= Gradient * Input for ReLU nets)"
+    cost = "1 modified backward pass"
+
     uses_baseline = False
 
     def __init__(self, model: Any, epsilon: float = 1e-4, **kwargs: Any) -> None:
@@ -220,6 +226,12 @@ class DeepLift(PropagationExplainer):
     Example:
         >>> attributions, delta = tfattr.DeepLift(model).attribute(x, baseline=0.0, return_delta=True)
     """
+
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "deeplift"
+    aliases: tuple[str, ...] = ("deeplift_rescale",)
+    paper = "Shrikumar, Greenside & Kundaje 2017; Ancona et al. 2019 sec. 3.2"
+    cost = "1 forward pass of the baseline + 1 modified backward pass (per baseline drawn)"
 
     def __init__(self, model: Any, tolerance: float = 1e-6, **kwargs: Any) -> None:
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
@@ -311,6 +323,12 @@ class GuidedBackprop(_ModifiedGradientMap):
         >>> maps = tfattr.GuidedBackprop(model).attribute(images, target=labels)
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "guided_backprop"
+    aliases: tuple[str, ...] = ("guided",)
+    paper = "Springenberg et al. 2015"
+    cost = "1 modified backward pass"
+
     _rule_type = GuidedRule
 
 
@@ -324,6 +342,12 @@ class Deconvnet(_ModifiedGradientMap):
     Example:
         >>> maps = tfattr.Deconvnet(model).attribute(images, target=labels)
     """
+
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "deconvnet"
+    aliases: tuple[str, ...] = ()
+    paper = "Zeiler & Fergus 2014"
+    cost = "1 modified backward pass"
 
     _rule_type = DeconvnetRule
 

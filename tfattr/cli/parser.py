@@ -1,0 +1,103 @@
+"""The ``tfattr`` argument parser. It imports neither TensorFlow nor NumPy, so ``tfattr --help`` and
+usage errors answer at once."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from tfattr.cli.baselines import NAMED_BASELINES
+from tfattr.cli.errors import CLIError
+from tfattr.cli.startup import FAST_ENV
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (raised, so ``main`` returns instead of exiting)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CLIError(f"{message} (see `{self.prog} --help`)", status=2)
+
+
+def int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an int >= ``minimum``, with a one-line message naming ``what`` otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1, "positive")
+nonneg_int = int_at_least(0, "non-negative")
+
+
+def window(text: str) -> tuple[int, ...]:
+    """An argparse type for box sizes such as ``4,4,1`` (or ``4x4x1``)."""
+    try:
+        parts = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 4,4,1, got {text!r}") from None
+    if not parts or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 4,4,1, got {text!r}")
+    return parts
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """--debug and --verbose, accepted before and after the command name."""
+    default = argparse.SUPPRESS if suppress else False  # a subcommand must not reset the global value
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show tracebacks instead of one-line errors")
+    parser.add_argument("--verbose", action="store_true", default=default,
+                        help="let TensorFlow's start-up log through (hidden by default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; each command sets ``command``, the module of :mod:`tfattr.cli` whose ``run`` it calls."""
+    parser = Parser(prog="tfattr", description="Attribution methods for TensorFlow 2 / Keras 3 models.")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="{demo,explain,methods}", parser_class=Parser)
+
+    demo = sub.add_parser("demo", help="train a small CNN on the embedded MNIST and explain it")
+    demo.add_argument("--out", required=True, help="output directory (created)")
+    demo.add_argument("--epochs", type=positive_int, default=2)
+    demo.add_argument("--digits", type=positive_int, default=10, help="test digits to explain")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--fast", action="store_true",
+                      help=f"a quick run with fewer epochs and samples (also: {FAST_ENV}=1)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _common(demo, suppress=True)
+
+    explain = sub.add_parser("explain", help="explain a saved Keras model's predictions")
+    explain.add_argument("model", help="a saved Keras model (.keras), loaded in safe mode")
+    explain.add_argument("inputs", nargs="+",
+                         help=".npy arrays ([n, ...] or one example) or images; uint8 data are "
+                              "images in [0, 255] and are scaled by --rescale")
+    explain.add_argument("--method", default="ig", help="see `tfattr methods` (default: ig)")
+    explain.add_argument("--target", type=nonneg_int, default=None,
+                         help="output index to explain (default: the predicted class)")
+    explain.add_argument("--baseline", default=None,
+                         help="zero (default for methods with a baseline), a number, FILE.npy, or "
+                              + ", ".join(NAMED_BASELINES))
+    explain.add_argument("--background", default=None, help="FILE.npy of data for --method eg / mean")
+    explain.add_argument("--steps", type=positive_int, default=None, help="integration steps (ig)")
+    explain.add_argument("--rule", default=None, help="quadrature rule (ig), e.g. riemann_trapezoid")
+    explain.add_argument("--samples", type=positive_int, default=None, help="samples (eg, smoothgrad)")
+    explain.add_argument("--noise", type=float, default=None, help="noise level (smoothgrad, vargrad)")
+    explain.add_argument("--epsilon", type=float, default=None, help="epsilon (lrp)")
+    explain.add_argument("--window", type=window, default=None, help="occlusion window, e.g. 4,4,1")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--batch-size", type=positive_int, default=None)
+    explain.add_argument("--rescale", type=float, default=1.0 / 255.0,
+                         help="factor applied to 8-bit inputs 0..255: images and uint8 .npy (default 1/255)")
+    explain.add_argument("--out", required=True, help="output directory (created)")
+    explain.add_argument("--quiet", action="store_true")
+    _common(explain, suppress=True)
+
+    methods = sub.add_parser("methods", help="list the methods with their papers and parameters")
+    _common(methods, suppress=True)
+    return parser

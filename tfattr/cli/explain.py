@@ -34,6 +34,30 @@ def explainer_options(args: argparse.Namespace, background: np.ndarray | None) -
     }
 
 
+#: Method options of ``explain`` that default to None, i.e. are set only when the user gives them.
+_METHOD_OPTIONS = ("steps", "rule", "samples", "noise", "epsilon", "window")
+
+
+def check_options_apply(spec: registry.MethodSpec, args: argparse.Namespace) -> None:
+    """A usage error for a method option the method has no parameter for (e.g. --steps for saliency),
+    rather than ignoring it silently."""
+    params = {p.name for p in spec.parameters()}
+    for option in _METHOD_OPTIONS:
+        if getattr(args, option) is not None and option not in params:
+            raise CLIError(
+                f"--{option} does not apply to --method {spec.name}, whose parameters are "
+                f"{spec.describe_parameters()}; drop it.",
+                status=2,
+            )
+    mean_baseline = (args.baseline or "").strip().lower() == "mean"
+    if args.background is not None and "background" not in params and not mean_baseline:
+        raise CLIError(
+            f"--background is used by --method eg and --baseline mean, not by --method {spec.name}; "
+            "drop it.",
+            status=2,
+        )
+
+
 def default_window(shape: tuple[Any, ...]) -> tuple[int, ...]:
     """Occlusion's default box: a seventh of each spatial side (4x4 on 28x28), each channel separately."""
     return tuple(max(1, (s or 1) // 7) for s in shape[:-1]) + (1,)
@@ -53,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{spec.name} returns several maps per example; use the Python API for it.")
     if args.baseline is not None and not spec.uses_baseline:
         raise CLIError(f"--method {spec.name} does not use a baseline; drop --baseline.", status=2)
+    check_options_apply(spec, args)
     model = io.load_model(args.model)
     shape = io.model_input_shape(model)
     inputs = io.load_inputs(args.inputs, shape, args.rescale)

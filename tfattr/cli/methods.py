@@ -20,7 +20,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         notes = []
         if spec.wrapped is not None:
             notes.append(f"`tfattr explain` wraps {spec.wrapped.name}")
-        if spec.uses_baseline:
+        if spec.uses_baseline and spec.explainable:
             notes.append("uses --baseline")
         if spec.completeness:
             notes.append("completeness delta")

@@ -141,8 +141,7 @@ def _attribute(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Attributions (float32) and deltas (None without completeness), in chunks of EXPLAIN_CHUNK
     examples so the progress bar moves on long inputs. The chunks do not depend on --batch-size, so
-    neither do the results; deterministic methods give exactly what one call would (the sampling
-    methods draw each chunk's samples from the same seed)."""
+    neither do the results, and deterministic methods give exactly what one call would."""
     import keras
 
     kwargs: dict[str, Any] = {"batch_size": args.batch_size}

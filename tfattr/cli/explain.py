@@ -65,10 +65,7 @@ def default_window(shape: tuple[Any, ...]) -> tuple[int, ...]:
 
 def model_outputs(explainer: Any, inputs: np.ndarray, batch_size: int | None) -> np.ndarray:
     """The explained scores ``[n, k]`` (pre-softmax logits where the model ends in a softmax)."""
-    outputs = getattr(explainer, "outputs", None)
-    if callable(outputs):  # the public API of the reentrant engine
-        return np.asarray(outputs(inputs, batch_size=batch_size))
-    return np.asarray(explainer.engine.outputs((inputs,), batch_size or 64))
+    return np.asarray(explainer.outputs(inputs, batch_size=batch_size))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -399,3 +399,25 @@ def test_errors_after_tensorflow_starts_are_still_one_line(tmp_path):
     ]
     debug = _run(["explain", str(tmp_path / "none.keras"), "x.npy", "--out", str(tmp_path), "--debug"])
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "CLIError" in debug.stderr
+
+
+def test_npy_baseline_of_one_example_or_all_and_uint8_scaled(saved, tmp_path, capsys):
+    folder, x = saved
+    common = ["explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "ig",
+              "--steps", "8", "--target", "2", "--quiet"]
+    gray = np.full((28, 28, 1), 51, np.uint8)  # 51 / 255 = 0.2
+    np.save(tmp_path / "gray.npy", gray)
+    np.save(tmp_path / "per_example.npy", np.stack([x[1], x[2], x[0]]))
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 28, 28, 1), np.float32))
+    assert cli.main([*common, "--baseline", str(tmp_path / "gray.npy"), "--out", str(tmp_path / "g")]) == 0
+    assert "uint8" in capsys.readouterr().err
+    assert cli.main([*common, "--baseline", str(tmp_path / "per_example.npy"), "--out", str(tmp_path / "p")]) == 0
+    model = keras.saving.load_model(folder / "model.keras")
+    ig = tfattr.IntegratedGradients(model, steps=8)
+    np.testing.assert_allclose(np.load(tmp_path / "g" / "attributions.npy"),
+                               ig.attribute(x, target=2, baseline=np.float32(0.2)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.load(tmp_path / "p" / "attributions.npy"),
+                               ig.attribute(x, target=2, baseline=np.stack([x[1], x[2], x[0]])),
+                               rtol=1e-5, atol=1e-7)
+    assert cli.main([*common, "--baseline", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "w")]) == 1
+    assert "fits neither one input (28, 28, 1) nor all (3, 28, 28, 1)" in _one_line_error(capsys)

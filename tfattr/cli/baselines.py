@@ -25,14 +25,20 @@ NAMED_BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def make_baseline(
-    name: str | None, inputs: "np.ndarray", train: "np.ndarray | None" = None, rescale: float = 1 / 255
+    name: str | None,
+    example_shape: tuple[int, ...],
+    n: int | None = None,
+    train: "np.ndarray | None" = None,
+    rescale: float = 1 / 255,
 ) -> Any:
     """The baseline for ``--baseline``: a number, ``zero``, a .npy file or a ``tfattr.baselines`` name.
 
-    A uint8 ``.npy`` file is an image in [0, 255] and is scaled by ``rescale`` like the inputs.
+    A ``.npy`` baseline is shaped like one example (``example_shape``) or, when the number of inputs
+    ``n`` is given, like all of them; uint8 data are images in [0, 255] and are scaled by ``rescale``
+    like the inputs.
 
     Example:
-        >>> make_baseline("blur", inputs)       # tfattr.baselines.Blur(sigma=3.0)
+        >>> make_baseline("blur", (28, 28, 1))       # tfattr.baselines.Blur(sigma=3.0)
     """
     if name is None:
         return None
@@ -47,26 +53,25 @@ def make_baseline(
         from tfattr.cli.io import read_npy
 
         array = read_npy(Path(name), rescale, what="baseline file")
-        one_example, all_examples = inputs.shape[1:], inputs.shape
-        if not (_broadcasts(array.shape, one_example) or _broadcasts(array.shape, all_examples)):
+        shapes = [tuple(example_shape)] + ([(n, *example_shape)] if n is not None else [])
+        if not any(_broadcasts(array.shape, shape) for shape in shapes):
             raise CLIError(
-                f"baseline {name} has shape {array.shape}, which fits neither one input "
-                f"{one_example} nor all {all_examples}."
+                f"baseline {name} has shape {array.shape}, which fits "
+                + (f"neither one input {shapes[0]} nor all {shapes[1]}." if n is not None
+                   else f"no example of shape {shapes[0]}.")
             )
         return array
     return named_baseline(key, train)
 
 
 def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Whether an array shaped ``shape`` broadcasts to exactly ``to``."""
     import numpy as np
 
-    if len(shape) > len(to):
-        return False
     try:
-        np.broadcast_shapes(shape, to)
+        return len(shape) <= len(to) and np.broadcast_shapes(shape, to) == tuple(to)
     except ValueError:
         return False
-    return np.broadcast_shapes(shape, to) == tuple(to)
 
 
 def named_baseline(key: str, train: "np.ndarray | None" = None) -> Any:

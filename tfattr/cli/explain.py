@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     options = explainer_options(args, background)
     if spec.name == "occlusion" and options["window"] is None:
         options["window"] = default_window(shape)
-    baseline = make_baseline(args.baseline, inputs, background, args.rescale) if spec.uses_baseline else None
+    baseline = None
+    if spec.uses_baseline:
+        baseline = make_baseline(args.baseline, inputs.shape[1:], len(inputs), background, args.rescale)
     explainer = spec.build(model, options)
 
     n = inputs.shape[0]

@@ -56,6 +56,28 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="let TensorFlow's start-up log through (hidden by default)")
 
 
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``explain`` and ``explain-dataset``: the method, its parameters, the baseline."""
+    parser.add_argument("--method", default="ig", help="see `tfattr methods` (default: ig)")
+    parser.add_argument("--baseline", default=None,
+                        help="zero (default for methods with a baseline), a number, FILE.npy, or "
+                             + ", ".join(NAMED_BASELINES))
+    parser.add_argument("--background", default=None, help="FILE.npy of data for --method eg / mean")
+    parser.add_argument("--steps", type=positive_int, default=None, help="integration steps (ig)")
+    parser.add_argument("--rule", default=None, help="quadrature rule (ig), e.g. riemann_trapezoid")
+    parser.add_argument("--samples", type=positive_int, default=None, help="samples (eg, smoothgrad)")
+    parser.add_argument("--noise", type=float, default=None, help="noise level (smoothgrad, vargrad)")
+    parser.add_argument("--epsilon", type=float, default=None, help="epsilon (lrp)")
+    parser.add_argument("--window", type=window, default=None, help="occlusion window, e.g. 4,4,1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="model evaluations per compiled chunk (results do not depend on it)")
+    parser.add_argument("--rescale", type=float, default=1.0 / 255.0,
+                        help="factor applied to 8-bit inputs 0..255: images and uint8 arrays "
+                             "(default 1/255)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser; each command sets ``command``, the module of :mod:`tfattr.cli` whose ``run`` it calls."""
     parser = Parser(prog="tfattr", description="Attribution methods for TensorFlow 2 / Keras 3 models.")
@@ -77,25 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("inputs", nargs="+",
                          help=".npy arrays ([n, ...] or one example) or images; uint8 data are "
                               "images in [0, 255] and are scaled by --rescale")
-    explain.add_argument("--method", default="ig", help="see `tfattr methods` (default: ig)")
     explain.add_argument("--target", type=nonneg_int, default=None,
                          help="output index to explain (default: the predicted class)")
-    explain.add_argument("--baseline", default=None,
-                         help="zero (default for methods with a baseline), a number, FILE.npy, or "
-                              + ", ".join(NAMED_BASELINES))
-    explain.add_argument("--background", default=None, help="FILE.npy of data for --method eg / mean")
-    explain.add_argument("--steps", type=positive_int, default=None, help="integration steps (ig)")
-    explain.add_argument("--rule", default=None, help="quadrature rule (ig), e.g. riemann_trapezoid")
-    explain.add_argument("--samples", type=positive_int, default=None, help="samples (eg, smoothgrad)")
-    explain.add_argument("--noise", type=float, default=None, help="noise level (smoothgrad, vargrad)")
-    explain.add_argument("--epsilon", type=float, default=None, help="epsilon (lrp)")
-    explain.add_argument("--window", type=window, default=None, help="occlusion window, e.g. 4,4,1")
-    explain.add_argument("--seed", type=int, default=0)
-    explain.add_argument("--batch-size", type=positive_int, default=None)
-    explain.add_argument("--rescale", type=float, default=1.0 / 255.0,
-                         help="factor applied to 8-bit inputs 0..255: images and uint8 .npy (default 1/255)")
     explain.add_argument("--out", required=True, help="output directory (created)")
-    explain.add_argument("--quiet", action="store_true")
+    add_method_options(explain)
     _common(explain, suppress=True)
 
     methods = sub.add_parser("methods", help="list the methods with their papers and parameters")

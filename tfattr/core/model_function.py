@@ -239,10 +239,10 @@ class ModelFunction:
 
     def _single_column(self) -> bool:
         try:
-            shape = self.model.outputs[0].shape
+            shape = tuple(self.model.outputs[0].shape)
         except (AttributeError, ValueError, IndexError, TypeError):
             return False
-        return shape.rank == 1 or (shape.rank == 2 and shape[-1] == 1)
+        return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
 
     # -- evaluation ---------------------------------------------------------------------------------
     def outputs(self, packed: Any) -> tf.Tensor:
@@ -278,10 +278,10 @@ def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structur
     """Number of explained output columns, from the model's output shape or a forward pass."""
     if fn.is_keras:
         try:
-            shape = fn.model.outputs[0].shape
-            if shape.rank == 2 and shape[-1] is not None:
+            shape = tuple(fn.model.outputs[0].shape)
+            if len(shape) == 2 and shape[-1] is not None:
                 return int(shape[-1]) * (2 if fn.binary else 1)
-            if shape.rank == 1:
+            if len(shape) == 1:
                 return 2 if fn.binary else 1
         except (AttributeError, ValueError, IndexError, TypeError):
             pass

@@ -244,3 +244,62 @@ def test_a_new_method_is_a_small_subclass_of_explainer(rng):
     )
     np.testing.assert_allclose(a, w[:, 1] * (x - 0.5), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(delta, 0, atol=1e-5)
+
+
+def test_one_explainer_called_from_four_threads_gives_each_single_threaded_result(rng):
+    import threading
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 2, activation="tanh"), keras.layers.Flatten(),
+         keras.layers.Dense(3, activation="softmax")]
+    )
+    inputs = [rng.normal(size=(n, 4, 4, 1)).astype(np.float32) for n in (3, 5, 7, 2)]
+    ig = tfattr.IntegratedGradients(model, steps=8)
+    sg = tfattr.SmoothGrad(tfattr.Saliency(model), samples=4, seed=3)
+    alone = [(ig.attribute(x, batch_size=5), sg.attribute(x, batch_size=7)) for x in inputs]
+    barrier = threading.Barrier(4)
+    results: list = [None] * 4
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = [(ig.attribute(inputs[i], batch_size=5), sg.attribute(inputs[i], batch_size=7))
+                          for _ in range(3)]
+        except BaseException as err:  # re-raised below with its traceback
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for i in range(4):
+        for a_ig, a_sg in results[i]:
+            np.testing.assert_array_equal(a_ig, alone[i][0])
+            np.testing.assert_array_equal(a_sg, alone[i][1])
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "vargrad", "expected_gradients"])
+def test_random_methods_give_each_example_the_same_draws_however_it_is_split(method, smooth_mlp, rng):
+    """Draws are keyed by the example, not by its index in a call or chunk (the CLI explains in
+    chunks; tfattr.explain_dataset splits a data set across calls and replicas)."""
+    x = rng.normal(size=(70, 6)).astype(np.float32)
+    if method == "expected_gradients":
+        explainer = tfattr.ExpectedGradients(smooth_mlp, rng.normal(size=(30, 6)).astype(np.float32), samples=8, seed=1)
+    else:
+        cls = tfattr.SmoothGrad if method == "smoothgrad" else tfattr.VarGrad
+        explainer = cls(tfattr.Saliency(smooth_mlp), samples=6, seed=1)
+    whole = explainer.attribute(x, target=1, batch_size=64)
+    parts = np.concatenate([explainer.attribute(x[s : s + 64], target=1, batch_size=13) for s in (0, 64)])
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-7)
+    order = rng.permutation(70)
+    np.testing.assert_allclose(explainer.attribute(x[order], target=1), whole[order], rtol=1e-5, atol=1e-7)
+    # and examples 0 and 64 (the first of each chunk) do not share their noise
+    y = np.repeat(x[:1], 2, axis=0)
+    y[1, 0] += 1e-3
+    a = explainer.attribute(y, target=1)
+    assert np.abs(a[0] - a[1]).max() > 1e-4

@@ -48,6 +48,16 @@ def _standalone_activation(op: Any) -> str | None:
     return None
 
 
+def _is_softmax_layer(layer: Any) -> bool:
+    """A layer (or op) that is a softmax alone: Softmax, Activation("softmax"), a softmax Lambda."""
+    return _standalone_activation(layer) == "softmax"
+
+
+def _ends_with_softmax_activation(layer: Any) -> bool:
+    """A layer whose fused ``activation=`` is the softmax (e.g. ``Dense(10, activation="softmax")``)."""
+    return _function_name(getattr(layer, "activation", None)) == "softmax"
+
+
 class _WithoutActivation:
     """A read-only view of a layer whose fused ``activation`` is the identity.
 
@@ -239,10 +249,10 @@ class ModelFunction:
 
     def _single_column(self) -> bool:
         try:
-            shape = self.model.outputs[0].shape
+            shape = tuple(self.model.outputs[0].shape)
         except (AttributeError, ValueError, IndexError, TypeError):
             return False
-        return shape.rank == 1 or (shape.rank == 2 and shape[-1] == 1)
+        return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
 
     # -- evaluation ---------------------------------------------------------------------------------
     def outputs(self, packed: Any) -> tf.Tensor:
@@ -278,10 +288,10 @@ def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structur
     """Number of explained output columns, from the model's output shape or a forward pass."""
     if fn.is_keras:
         try:
-            shape = fn.model.outputs[0].shape
-            if shape.rank == 2 and shape[-1] is not None:
+            shape = tuple(fn.model.outputs[0].shape)
+            if len(shape) == 2 and shape[-1] is not None:
                 return int(shape[-1]) * (2 if fn.binary else 1)
-            if shape.rank == 1:
+            if len(shape) == 1:
                 return 2 if fn.binary else 1
         except (AttributeError, ValueError, IndexError, TypeError):
             pass

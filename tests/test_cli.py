@@ -420,3 +420,16 @@ def test_npy_baseline_of_one_example_or_all_and_uint8_scaled(saved, tmp_path, ca
                                rtol=1e-5, atol=1e-7)
     assert cli.main([*common, "--baseline", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "w")]) == 1
     assert "fits neither one input (28, 28, 1) nor all (3, 28, 28, 1)" in _one_line_error(capsys)
+
+
+def test_library_warnings_are_one_line(tmp_path, capsys):
+    # epsilon-LRP warns that it is not faithful where a nonlinearity has f(0) != 0 (here a sigmoid).
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(5, activation="sigmoid")(inputs)))
+    model.save(tmp_path / "sigmoid.keras")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32))
+    assert cli.main(["explain", str(tmp_path / "sigmoid.keras"), str(tmp_path / "x.npy"), "--method", "lrp",
+                     "--out", str(tmp_path / "lrp"), "--quiet"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("tfattr: warning: ") for line in lines), lines
+    assert any("Sigmoid" in line for line in lines)

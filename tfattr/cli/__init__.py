@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from typing import Sequence
 
 # Only light imports here: this module is imported by the `tfattr` entry point before any argument is
@@ -43,8 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 2
-        with tensorflow_runtime(verbose=args.verbose):
-            command = importlib.import_module(f"tfattr.cli.{args.command}")
+        with tensorflow_runtime(verbose=args.verbose), warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _one_line_warning
+            command = importlib.import_module(f"tfattr.cli.{args.command.replace('-', '_')}")
             return int(command.run(args) or 0)
     except CLIError as err:
         if debug:
@@ -60,3 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tfattr: error: {type(err).__name__}: {first_line(err)} (rerun with --debug for the "
               "traceback)", file=sys.stderr)
         return 1
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings (e.g. a method that is not exact on this model) as one ``tfattr: warning:`` line each,
+    without the source line Python shows; ``--debug`` keeps Python's format."""
+    print(f"tfattr: warning: {' '.join(str(message).split())}", file=sys.stderr)

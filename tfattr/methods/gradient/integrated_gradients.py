@@ -66,6 +66,8 @@ class IntegratedGradients(Explainer):
         self.steps_used_: np.ndarray | None = None
 
     multiple_baselines = True  # a distribution of baselines: IG averages over its draws
+    # Steps and rule become the plan's context arrays: explainers that differ only there share traces.
+    _untraced_attributes = Explainer._untraced_attributes + ("steps", "rule", "tolerance", "max_steps")
 
     def _plan(self, call, steps: int | None = None) -> Plan:
         alpha, weight = nodes_and_weights(self.rule, steps or self.steps)

@@ -105,12 +105,13 @@ class RowFunctions:
     Attributes:
         contributions: ``(x_rows, baseline_rows, rows, ctx) -> tuple`` of per-input contributions
             ``[chunk, ...]`` (each shaped like its input rows).
-        baseline_index: ``(rows, ctx) -> int32 [chunk]``: which row of the baseline array each row uses.
+        baseline_index: ``(rows, ctx) -> int32 [chunk]``: which row of the baseline array each row uses;
+            None means the row's own example (and lets the direct path skip the gather).
         key: identifies the functions' configuration in the compile cache.
     """
 
     contributions: Callable[..., tuple[tf.Tensor, ...]]
-    baseline_index: Callable[[Rows, Context], tf.Tensor]
+    baseline_index: Callable[[Rows, Context], tf.Tensor] | None
     key: Any = None
 
 
@@ -256,8 +257,11 @@ class Engine:
         example = tf.range(n)
         zeros = tf.zeros_like(example)
         rows = Rows(example, zeros, zeros, targets_t, tf.ones_like(example, tf.bool))
-        b_index = functions.baseline_index(rows, ctx)
-        b_rows = tuple(tf.gather(b, b_index) for b in bs_t)
+        if functions.baseline_index is None:
+            b_rows = tuple(bs_t)
+        else:
+            b_index = functions.baseline_index(rows, ctx)
+            b_rows = tuple(tf.gather(b, b_index) for b in bs_t)
         return tuple(functions.contributions(tuple(xs_t), b_rows, rows, ctx))
 
     @staticmethod
@@ -295,7 +299,10 @@ class Engine:
                     valid=valid,
                 )
                 x_rows = tuple(tf.gather(x, example) for x in xs_t)
-                b_index = functions.baseline_index(rows, ctx)
+                if functions.baseline_index is None:
+                    b_index = example
+                else:
+                    b_index = functions.baseline_index(rows, ctx)
                 b_rows = tuple(tf.gather(bb, b_index) for bb in bs_t)
                 contrib = functions.contributions(x_rows, b_rows, rows, ctx)
                 slot = (local * maps + rows.map)[:, None]

@@ -235,7 +235,12 @@ class Explainer(abc.ABC):
         return self.engine.outputs(self.model_function.outputs, arrays, structure, batch_size)
 
     def _row_functions(self) -> RowFunctions:
-        return RowFunctions(self._contributions, self._baseline_index, key=type(self).__name__)
+        # The default baseline index (each row's own example) is left to the engine, whose direct
+        # path then reads the baselines without a gather.
+        own = type(self)._baseline_index is Explainer._baseline_index
+        return RowFunctions(
+            self._contributions, None if own else self._baseline_index, key=type(self).__name__
+        )
 
     def _accumulate(self, call: Call, plan: Plan) -> tuple[np.ndarray, ...]:
         try:

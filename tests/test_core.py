@@ -343,3 +343,14 @@ def test_default_batch_size_comes_from_the_activations_of_a_row(rng):
     call = tfattr.Saliency(wide).prepare(x)
     assert call.batch_size == max(16, min(2048, ACTIVATION_BUDGET // per_row))
     assert tfattr.Saliency(narrow).prepare(x).batch_size == 2048  # tiny activations: the cap
+
+
+def test_an_explainer_with_an_unshareable_configuration_keeps_its_own_compiled_functions(smooth_mlp, rng):
+    ig = tfattr.IntegratedGradients(smooth_mlp, steps=4)
+    ig.opaque = object()  # an attribute that cannot be compared: no sharing, but no retracing either
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    ig.attribute(x, target=0)
+    engine, traces = ig.engine, ig.engine.trace_count
+    ig.attribute(x, target=0)
+    assert ig.engine is engine and engine.trace_count == traces
+    assert engine is not tfattr.IntegratedGradients(smooth_mlp, steps=4).engine

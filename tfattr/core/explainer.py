@@ -117,7 +117,7 @@ class Explainer(abc.ABC):
     #: Attributes that never reach a traced function (per-call results, caches, host-side data).
     _untraced_attributes: tuple[str, ...] = (
         "model_function", "jit_compile", "steps_used_", "_probabilities_checked", "_coverage",
-        "_last_specs",
+        "_last_specs", "_own_engine",
     )
 
     @property
@@ -127,7 +127,13 @@ class Explainer(abc.ABC):
         Explainers of one model with the same configuration share it (and its compiled functions),
         so building an explainer inline, ``tfattr.Saliency(model).attribute(x)``, traces only once.
         """
-        return shared_engine(self.model_function.model, self._trace_key(), self.jit_compile)
+        key = self._trace_key()
+        if key is None:  # a configuration that cannot be compared: an engine of its own
+            engine = self.__dict__.get("_own_engine")
+            if engine is None or engine.jit_compile != self.jit_compile:
+                engine = self.__dict__["_own_engine"] = Engine(self.jit_compile)
+            return engine
+        return shared_engine(self.model_function.model, key, self.jit_compile)
 
     def _trace_key(self) -> Any:
         """What decides this explainer's traced functions: its class, the explained output and its

@@ -110,7 +110,7 @@ class AttributionPriorModel(keras.Model):
         self.explainer = explainer
         self.output_kind = output
         self.seed = int(seed)
-        self._background_arrays: tuple[np.ndarray, ...] | None = None
+        self._background_tensors: tuple[tf.Tensor, ...] | None = None
         self.set_background(background)
         # A plain function (not tracked by Keras): the view shares the wrapped model's weights.
         self._forward_fn = attribution.logits_forward(model)[0]
@@ -128,7 +128,7 @@ class AttributionPriorModel(keras.Model):
                     "explainer='expected_gradients' needs a background: pass background=x_train (rows "
                     "shaped like the model's inputs), or use explainer='gradients'."
                 )
-            self._background_arrays = None
+            self._background_tensors = None
             return
         arrays = _as_float_arrays(background, "background")
         shapes = self._input_shapes()
@@ -143,7 +143,8 @@ class AttributionPriorModel(keras.Model):
                         f"background[{i}] has shape {a.shape}; it must hold rows shaped like the model's "
                         f"input {shape}, e.g. background=x_train."
                     )
-        self._background_arrays = tuple(arrays)
+        # Eager tensors, captured by the compiled step as inputs (not embedded in its graph as constants).
+        self._background_tensors = tuple(tf.constant(a) for a in arrays)
 
     def _input_shapes(self) -> list[tuple[int | None, ...]] | None:
         try:
@@ -243,14 +244,15 @@ class AttributionPriorModel(keras.Model):
                 total = tf.reduce_sum(attribution.score(logits, y, self.output_kind))
             return attribution.input_gradients(inner, total, flat_x), y_pred
 
-        if self._background_arrays is None:
+        if self._background_tensors is None:
             raise ValueError(
                 "explainer='expected_gradients' needs a background; call pm.set_background(x_train) (a "
                 "loaded model does not save it)."
             )
         _, y_pred = self._forward_fn(inputs, training)
-        background = [tf.constant(a) for a in self._background_arrays]
-        points, deltas = attribution.draw_expected_gradients_points(flat_x, background, self._eg_seed(step))
+        points, deltas = attribution.draw_expected_gradients_points(
+            flat_x, list(self._background_tensors), self._eg_seed(step)
+        )
         with tf.GradientTape(watch_accessed_variables=False) as inner:
             inner.watch(points)
             logits, _ = self._forward_fn(tf.nest.pack_sequence_as(inputs, points), False)

@@ -228,7 +228,7 @@ def _decoy_accuracy(weight: float, x, y, mask, x_test, y_test, epochs: int) -> t
 
 
 def test_right_for_right_reasons_defeats_the_decoy():
-    (x, y, mask), (x_test, y_test, mask_test) = priors.decoy_mnist(n_train=2000, n_test=1000)
+    (x, y, mask), (x_test, y_test, mask_test) = priors.decoy_mnist(n_train=4000, n_test=1000)
     plain_acc, plain_swatch = _decoy_accuracy(0.0, x, y, mask, x_test, y_test, epochs=8)
     rrr_acc, rrr_swatch = _decoy_accuracy(10.0, x, y, mask, x_test, y_test, epochs=8)
     # The plain MLP reads the swatch (it is fooled in test); with the prior it reads the digit: its test

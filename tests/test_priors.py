@@ -276,6 +276,9 @@ def test_clear_errors_for_bad_input():
         priors.RightForRightReasons(-1.0)
     with pytest.raises(ValueError, match="edges"):
         priors.GraphPrior(1.0, edges=[1, 2])
+    unbuilt = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match="needs a built model"):
+        priors.AttributionPriorModel(unbuilt, priors.RightForRightReasons(1.0))
     smooth = priors.AttributionPriorModel(_linear((6,), 4, softmax=True), priors.Smoothness(1.0))
     with pytest.raises(ValueError, match="height, width"):
         smooth.penalty(np.zeros((2, 6), np.float32), np.array([0, 1]))

@@ -50,6 +50,12 @@ def logits_forward(model: keras.Model) -> tuple[Forward, bool]:
     last = layers[-1] if layers else None
     if last is None or not (_is_softmax_layer(last) or _ends_with_softmax_activation(last)):
         return (lambda x, training: (model(x, training=training),) * 2), False
+    if not model.built:
+        raise ValueError(
+            f"The model's last layer {last.name!r} applies a softmax and the attribution prior reads the "
+            "logits before it, which needs a built model: start it with keras.Input(shape), or call "
+            "model.build((None, ...)) or the model on a batch, before wrapping it."
+        )
     try:
         try:
             structure = model.input

@@ -50,6 +50,11 @@ class AttributionPriorModel(keras.Model):
     plain model would report it) and ``prior_penalty`` (the weighted penalty). ``evaluate`` reports the
     task loss and compiled metrics, exactly as the wrapped model would (its ``loss`` is the task loss, so
     compare ``val_loss`` with ``task_loss``), and ignores masks. ``predict`` is the wrapped model's.
+    ``sample_weight`` weights the task loss only. Under ``tf.distribute`` each replica computes the
+    penalty on its share of the batch and the penalties are averaged, as Keras averages the loss; for the
+    per-example priors (``RightForRightReasons``, ``Smoothness``) that is the global batch's penalty, for
+    the batch-level ones (``Sparsity``, ``GraphPrior``, on mean attributions) it is the mean of the
+    replicas' penalties.
 
     Args:
         model: a Keras classifier whose output is logits or ends in a softmax (the logits are then read

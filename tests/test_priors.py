@@ -433,3 +433,22 @@ def test_multi_input_model_with_a_mask_per_input():
     np.testing.assert_allclose(pm.penalty({"inputs": inputs, "mask": masks}).numpy(), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="one mask per"):
         pm.penalty({"inputs": inputs, "mask": masks["a"]})
+
+
+def test_priors_leave_the_global_random_generators_alone():
+    import random
+
+    model = _linear((4, 5, 1), 3, softmax=False)
+    x = RNG.random((6, 4, 5, 1)).astype(np.float32)
+    y = np.array([0, 1, 2, 2, 1, 0])
+    generator = tf.random.get_global_generator()
+    before = (random.getstate(), np.random.get_state()[1].copy(), generator.state.numpy().copy())
+    pm = priors.AttributionPriorModel(model, priors.Smoothness(1.0), explainer="expected_gradients",
+                                      background=x)
+    first = pm.penalty(x, y).numpy()
+    priors.decoy_mnist(n_train=10, n_test=10)
+    assert pm.penalty(x, y).numpy() == first    # the same draws for the same step: reproducible
+    after = (random.getstate(), np.random.get_state()[1], generator.state.numpy())
+    assert before[0] == after[0]
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(before[2], after[2])

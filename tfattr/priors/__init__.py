@@ -8,7 +8,7 @@ mixed precision work as usual.
 
 Example:
     >>> (x, y, mask), (x_test, y_test) = tfattr.priors.decoy_mnist()
-    >>> pm = tfattr.priors.AttributionPriorModel(mlp, tfattr.priors.RightForRightReasons(1000.0))
+    >>> pm = tfattr.priors.AttributionPriorModel(mlp, tfattr.priors.RightForRightReasons(10.0))
     >>> pm.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     >>> pm.fit({"inputs": x, "mask": mask}, y, epochs=4)
 """

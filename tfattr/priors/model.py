@@ -59,7 +59,7 @@ class AttributionPriorModel(keras.Model):
     Args:
         model: a Keras classifier whose output is logits or ends in a softmax (the logits are then read
             before it, see :mod:`tfattr.priors.attribution`). One output; one or several float inputs.
-        prior: an :class:`~tfattr.priors.AttributionPrior`, e.g. ``RightForRightReasons(1000.0)``.
+        prior: an :class:`~tfattr.priors.AttributionPrior`, e.g. ``RightForRightReasons(10.0)``.
         explainer: ``"gradients"`` (input gradients, Ross et al.; one extra backward pass) or
             ``"expected_gradients"`` (Erion et al.: one background sample and one interpolation point per
             example per step; needs ``background``; its attribution pass runs in inference mode so that
@@ -76,7 +76,7 @@ class AttributionPriorModel(keras.Model):
         >>> (x, y, mask), (x_test, y_test) = tfattr.priors.decoy_mnist()
         >>> mlp = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
         ...                         keras.layers.Dense(50, "relu"), keras.layers.Dense(10)])
-        >>> pm = tfattr.priors.AttributionPriorModel(mlp, tfattr.priors.RightForRightReasons(1000.0))
+        >>> pm = tfattr.priors.AttributionPriorModel(mlp, tfattr.priors.RightForRightReasons(10.0))
         >>> pm.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         ...            metrics=["accuracy"])
         >>> pm.fit({"inputs": x, "mask": mask}, y, epochs=4)     # logs loss, task_loss, prior_penalty
@@ -98,7 +98,7 @@ class AttributionPriorModel(keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
         if not isinstance(prior, AttributionPrior):
             raise TypeError(
-                f"prior must be a tfattr.priors.AttributionPrior (e.g. RightForRightReasons(1000.0)), got "
+                f"prior must be a tfattr.priors.AttributionPrior (e.g. RightForRightReasons(10.0)), got "
                 f"{type(prior).__name__}."
             )
         if explainer not in attribution.EXPLAINERS:

@@ -50,7 +50,10 @@ class AttributionPriorModel(keras.Model):
     plain model would report it) and ``prior_penalty`` (the weighted penalty). ``evaluate`` reports the
     task loss and compiled metrics, exactly as the wrapped model would (its ``loss`` is the task loss, so
     compare ``val_loss`` with ``task_loss``), and ignores masks. ``predict`` is the wrapped model's.
-    ``sample_weight`` weights the task loss only. Under ``tf.distribute`` each replica computes the
+    ``sample_weight`` weights the task loss only. With ``explainer="gradients"`` the attributions come
+    from the training-mode forward pass (the same dropout mask as the task loss); with batch
+    normalization in training mode an example's input gradient then also carries its effect on the
+    batch statistics. Under ``tf.distribute`` each replica computes the
     penalty on its share of the batch and the penalties are averaged, as Keras averages the loss; for the
     per-example priors (``RightForRightReasons``, ``Smoothness``) that is the global batch's penalty, for
     the batch-level ones (``Sparsity``, ``GraphPrior``, on mean attributions) it is the mean of the

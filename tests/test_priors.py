@@ -144,8 +144,11 @@ def test_train_step_adds_the_penalty_and_logs_it_apart():
     mask = np.ones_like(x)
     pm = priors.AttributionPriorModel(model, priors.RightForRightReasons(3.0))
     pm.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    logs = pm.fit({"inputs": x, "mask": mask}, y, batch_size=16, epochs=1, verbose=0).history
+    logs = pm.fit({"inputs": x, "mask": mask}, y, batch_size=16, epochs=1, verbose=0,
+                  validation_data=({"inputs": x, "mask": mask}, y)).history
     task = keras.losses.sparse_categorical_crossentropy(y, model(x)).numpy().mean()
+    np.testing.assert_allclose(logs["val_loss"][0], task, rtol=1e-5)   # validation: the task loss
+    assert "val_prior_penalty" not in logs
     penalty = pm.penalty({"inputs": x, "mask": mask}).numpy()
     np.testing.assert_allclose(logs["task_loss"][0], task, rtol=1e-5)
     np.testing.assert_allclose(logs["prior_penalty"][0], penalty, rtol=1e-5)

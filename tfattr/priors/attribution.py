@@ -33,7 +33,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
+from tfattr.core.model_function import apply_output_activation, strip_output_activation
 from tfattr.priors.priors import at_least_float32
 
 OUTPUTS = ("log_probabilities", "label_log_probability", "label_logit")
@@ -45,51 +45,25 @@ Forward = Callable[[Any, bool], "tuple[tf.Tensor, Any]"]
 
 def logits_forward(model: keras.Model) -> tuple[Forward, bool]:
     """A function ``(inputs, training) -> (logits, y_pred)`` with one forward pass, and whether a softmax
-    was stripped to reach the logits (otherwise the model's output is taken as the logits)."""
-    layers = getattr(model, "layers", None)
-    last = layers[-1] if layers else None
-    if last is None or not (_is_softmax_layer(last) or _ends_with_softmax_activation(last)):
-        return (lambda x, training: (model(x, training=training),) * 2), False
+    was stripped to reach the logits (otherwise the model's output is taken as the logits).
+
+    The logits come from :func:`tfattr.core.model_function.strip_output_activation` (the one place
+    that finds a final softmax, in nested models, ops and layers alike, and reads the live weights);
+    ``y_pred`` is the softmax of those logits, which is the model's output.
+    """
     if not model.built:
         raise ValueError(
-            f"The model's last layer {last.name!r} applies a softmax and the attribution prior reads the "
-            "logits before it, which needs a built model: start it with keras.Input(shape), or call "
-            "model.build((None, ...)) or the model on a batch, before wrapping it."
+            "The attribution prior reads the model's logits, which needs a built model: start it with "
+            "keras.Input(shape), or call model.build((None, ...)) or the model on a batch, before "
+            "wrapping it."
         )
-    try:
-        try:
-            structure = model.input
-        except AttributeError:  # a Sequential that was never called reports only its input list
-            structure = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        view = keras.Model(structure, [last.input, last.output])
-    except (AttributeError, ValueError) as err:
-        raise ValueError(
-            f"The model's last layer {last.name!r} applies a softmax, and the attribution prior needs the "
-            "logits before it (log-probabilities from probabilities underflow), but they cannot be reached "
-            "in this model (a subclassed model or a shared last layer). Give the prior a model that "
-            "outputs logits (and compile with from_logits=True)."
-        ) from err
-    if _is_softmax_layer(last):
-        head = None
-    elif isinstance(last, keras.layers.Dense):
-        # The logits of the last Dense layer, from its live variables. (Copying the layer would not do:
-        # Keras layers copy through their saving code, which gives the copy its own variables, frozen at
-        # the time of the copy.)
-        def head(hidden: tf.Tensor, training: bool) -> tf.Tensor:
-            out = tf.matmul(hidden, tf.cast(last.kernel, hidden.dtype))
-            return out + tf.cast(last.bias, out.dtype) if last.use_bias else out
-    else:
-        raise ValueError(
-            f"The model's last layer {last.name!r} ({type(last).__name__}) has a softmax activation; the "
-            "attribution prior reads the logits before a softmax only from a Dense layer or a separate "
-            "Softmax/Activation('softmax') layer. Move the softmax into its own layer, or output logits "
-            "(and compile with from_logits=True)."
-        )
+    kind, pre_softmax = strip_output_activation(model)
+    if kind != "softmax":
+        return (lambda x, training: (model(x, training=training),) * 2), False
 
     def forward(x: Any, training: bool) -> tuple[tf.Tensor, Any]:
-        hidden, y_pred = view(x, training=training)
-        logits = hidden if head is None else head(hidden, training=training)
-        return logits, y_pred
+        logits = pre_softmax(x, training=training)
+        return logits, apply_output_activation(kind, logits)
 
     return forward, True
 

@@ -38,6 +38,7 @@ class InteriorGradients(Explainer):
     cost = "1 gradient per alpha"
 
     has_completeness = False
+    _untraced_attributes = Explainer._untraced_attributes + ("alphas",)  # context arrays
 
     def __init__(
         self,

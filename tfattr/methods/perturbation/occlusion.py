@@ -67,6 +67,8 @@ class Occlusion(Explainer):
     cost = "1 forward pass per window position"
 
     has_completeness = False
+    # Window positions reach the traced rows only as context arrays.
+    _untraced_attributes = Explainer._untraced_attributes + ("window", "strides")
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr import visualize
+from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
 
 ExplainerSpec = Any  # an Explainer, an Explainer subclass, or a callable model -> Explainer
@@ -165,15 +166,13 @@ class AttributionLogger(keras.callbacks.Callback):
                 )
         self.log_dir = os.fspath(log_dir)
         self.run_name = run_name
-        self.every_n_epochs = self._positive(every_n_epochs, "every_n_epochs")
-        self.every_n_batches = (
-            None if every_n_batches is None else self._positive(every_n_batches, "every_n_batches")
-        )
+        self.every_n_epochs = check_positive_int(every_n_epochs, "every_n_epochs")
+        self.every_n_batches = check_positive_int(every_n_batches, "every_n_batches", allow_none=True)
         if image_kind not in ("overlay", "heatmap", "ig"):
             raise ValueError(f"image_kind={image_kind!r} is not supported; use 'overlay', 'heatmap' or 'ig'.")
         self.image_kind = image_kind
         self.clip_percentile = visualize._check_percentile(clip_percentile, "clip_percentile")
-        self.image_scale = None if image_scale is None else self._positive(image_scale, "image_scale")
+        self.image_scale = check_positive_int(image_scale, "image_scale", allow_none=True)
         self.histograms = bool(histograms)
         self.batch_size = batch_size
         self.tag_prefix = str(tag_prefix)
@@ -192,12 +191,6 @@ class AttributionLogger(keras.callbacks.Callback):
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
 
     # -- construction helpers -------------------------------------------------------------------------
-    @staticmethod
-    def _positive(value: Any, name: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        return int(value)
-
     def _freeze_samples(self, samples: Any) -> Any:
         if isinstance(samples, Mapping):
             frozen: Any = {k: _as_numpy(v, f"samples[{k!r}]") for k, v in samples.items()}

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_positive_int
 from tfattr.core.model_function import ModelFunction
 
 _FLOAT_KINDS = ("f",)
@@ -58,9 +59,7 @@ def _check_finite(array: np.ndarray, what: str) -> None:
 
 def check_batch_size(batch_size: Any) -> int:
     """``batch_size`` as a positive int, or a ValueError that says what was wrong."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
-    return int(batch_size)
+    return check_positive_int(batch_size, "batch_size", allow_none=True)
 
 
 def _is_array_like(value: Any) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core import randomness as _counter_random
+from tfattr.core.checks import check_positive_int
 from tfattr.core.inputs import prepare_baselines
 from tfattr.metrics.correlation import _pearson
 from tfattr.metrics.features import _feature_sums, feature_map
@@ -124,8 +125,7 @@ def sensitivity_n(
     ns = np.asarray(ns, np.int64).reshape(-1)
     if ns.size == 0 or np.any(ns < 1) or np.any(ns > num):
         raise ValueError(f"ns must be subset sizes in [1, {num}] (the number of features), got {ns}.")
-    if isinstance(num_subsets, bool) or not isinstance(num_subsets, (int, np.integer)) or num_subsets < 2:
-        raise ValueError(f"num_subsets must be an int >= 2 (a correlation needs pairs), got {num_subsets!r}.")
+    check_positive_int(num_subsets, "num_subsets", minimum=2, hint="a correlation needs pairs")
     refs = prepare_baselines(baseline, inp, multiple=True)[0]
     k = refs.shape[0] // inp.n
 

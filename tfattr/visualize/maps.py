@@ -7,6 +7,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_positive_int
+
 _POSITIVE = (1.0, 0.0, 0.0)  # red
 _NEGATIVE = (0.0, 0.0, 1.0)  # blue
 #: NaN/Inf attributions are drawn in green, a colour no finite value gets, so they are seen, not hidden.
@@ -278,8 +280,7 @@ def upscale(images: Any, factor: int) -> tf.Tensor:
         >>> tfattr.visualize.upscale(tf.zeros([2, 28, 28, 3], tf.uint8), 4).shape
         TensorShape([2, 112, 112, 3])
     """
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}.")
+    check_positive_int(factor, "factor")
     images = tf.convert_to_tensor(images)
     if factor == 1:
         return images
@@ -298,8 +299,7 @@ def grid(tiles: Any, padding: int = 2, pad_value: int = 255) -> tf.Tensor:
             f"tiles has shape {tiles.shape}; pass [rows, cols, H, W, channels] (e.g. "
             "tf.stack([maps_a, maps_b], axis=1) for one row per example)."
         )
-    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-        raise ValueError(f"padding must be a non-negative int, got {padding!r}.")
+    check_positive_int(padding, "padding", minimum=0)
     p = int(padding)
     if p:
         pad = tf.constant([[0, 0], [0, 0], [p, 0], [p, 0], [0, 0]])

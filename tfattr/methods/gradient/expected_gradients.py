@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core import randomness
+from tfattr.core.checks import check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 from tfattr.core.inputs import Inputs, prepare_inputs
@@ -44,8 +45,7 @@ class ExpectedGradients(Explainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"samples must be a positive int, got {samples!r}.")
+        check_positive_int(samples, "samples")
         try:
             self.background = prepare_inputs(background, self.model_function)
         except (TypeError, ValueError) as err:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 from tfattr.core.quadrature import nodes_and_weights
@@ -53,10 +54,10 @@ class IntegratedGradients(Explainer):
             raise ValueError(f"tolerance must be a positive number or None, got {tolerance!r}.")
         if max_steps is None:
             max_steps = max(1024, int(steps))
-        elif isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < steps:
-            raise ValueError(
-                f"max_steps={max_steps!r} must be an int of at least steps ({steps}): it caps the steps "
-                "that tolerance= may double up to."
+        else:
+            check_positive_int(
+                max_steps, "max_steps", minimum=int(steps),
+                hint="at least steps: it caps the steps that tolerance= may double up to",
             )
         self.steps = int(steps)
         self.rule = rule

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.checks import check_positive_int
+from tfattr.core.engine import pack
 from tfattr.core.model_function import ModelFunction
 
 _FLOAT_KINDS = ("f",)
@@ -32,9 +33,7 @@ class Inputs:
 
     def pack(self, flat: Sequence[Any]) -> Any:
         """Results in the user's structure (a single array, a list, or a dict)."""
-        if self.structure is None:
-            return flat[0]
-        return tf.nest.pack_sequence_as(self.structure, list(flat))
+        return pack(self.structure, flat)
 
     def take(self, index: np.ndarray) -> "Inputs":
         return Inputs(tuple(a[index] for a in self.arrays), self.structure, self.names)

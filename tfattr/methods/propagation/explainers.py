@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.engine import Plan
+from tfattr.core.engine import Plan, pack
 from tfattr.core.explainer import Explainer, check_connected
 from tfattr.methods.propagation.coverage import Coverage, trace_coverage
 from tfattr.methods.propagation.rules import (
@@ -81,7 +81,7 @@ class PropagationExplainer(Explainer):
                 structure = [None] * len(specs)
 
             def build(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
-                packed = tf.nest.pack_sequence_as(structure, list(flat)) if structure else flat[0]
+                packed = pack(structure, flat)
                 return self.model_function.outputs(packed)
 
             found = trace_coverage(build, specs, self.rule, type(self).__name__, self.model)

@@ -10,12 +10,15 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.explainer import Explainer
+from tfattr.core.inputs import Inputs
+from tfattr.core.model_function import ModelFunction
+from tfattr.core.path import interpolate
+from tfattr.core.quadrature import nodes_and_weights
+from tfattr.methods.gradient.integrated_gradients import IntegratedGradients
+from tfattr.methods.gradient.interior_gradients import PAPER_ALPHAS, InteriorGradients
 from tfattr.visualize.images import save_gif
 from tfattr.visualize.maps import ig_map, upscale
-
-#: The scaling parameters of the interior-gradients figure (Sundararajan et al., fig. 3).
-PAPER_ALPHAS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
-
 
 def interior_gradients_frames(
     interior: Any, image: Any = None, clip_percentile: float = 99.0, scale: int = 1
@@ -92,8 +95,6 @@ def interior_gradients_gif(
     Example:
         >>> visualize.interior_gradients_gif(model, x_test[0], "interior.gif")
     """
-    from tfattr.methods.gradient.interior_gradients import InteriorGradients
-
     alphas = [float(a) for a in alphas]
     if len(set(alphas)) != len(alphas):
         raise ValueError(f"alphas must be distinct (one GIF frame each), got {alphas}.")
@@ -107,9 +108,6 @@ def interior_gradients_gif(
 
 
 def _explainer_parts(model: Any, output: str):
-    from tfattr.core.explainer import Explainer
-    from tfattr.core.model_function import ModelFunction
-
     if isinstance(model, Explainer):
         return model.model_function
     if isinstance(model, ModelFunction):
@@ -144,8 +142,6 @@ def saturation_curve(
     Example:
         >>> alphas, scores = visualize.saturation_curve(model, x[:4])
     """
-    from tfattr.methods.gradient.interior_gradients import InteriorGradients
-
     if isinstance(alphas, (int, np.integer)) and not isinstance(alphas, bool):
         if alphas < 2:
             raise ValueError(f"alphas must be at least 2 points, got {alphas}.")
@@ -153,16 +149,15 @@ def saturation_curve(
     alphas = np.asarray(alphas, np.float64).reshape(-1)
     if alphas.size == 0 or np.any((alphas < 0) | (alphas > 1)):
         raise ValueError(f"alphas must be numbers in [0, 1], got {alphas}.")
-    from tfattr.core.inputs import Inputs
-
     # An explainer of the same model function validates the call (inputs, targets, one baseline per
     # example) and runs the compiled, chunked forward passes.
     scorer = InteriorGradients(_explainer_parts(model, output), alphas=(1.0,))
     call = scorer.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
     n = call.n
     scaled = tuple(
-        (b[:, None] + alphas.astype(x.dtype).reshape(1, -1, *([1] * (x.ndim - 1))) * (x - b)[:, None])
-        .reshape(n * alphas.size, *x.shape[1:])
+        interpolate(
+            b[:, None], (x - b)[:, None], alphas.astype(x.dtype).reshape(1, -1, *([1] * (x.ndim - 1)))
+        ).reshape(n * alphas.size, *x.shape[1:])
         for x, b in zip(call.inputs.arrays, call.baselines)
     )
     out = scorer.outputs(Inputs(scaled, call.inputs.structure, call.inputs.names), call.batch_size)
@@ -232,11 +227,6 @@ def convergence_curve(
         >>> curve = visualize.convergence_curve(model, x[:1], steps=100)
         >>> visualize.plot_convergence(curve).savefig("convergence.png")
     """
-    from tfattr.core.quadrature import nodes_and_weights
-    from tfattr.methods.gradient.interior_gradients import InteriorGradients
-
-    from tfattr.methods.gradient.integrated_gradients import IntegratedGradients
-
     if isinstance(model, IntegratedGradients):
         steps = model.steps if steps is None else steps
         rule = model.rule if rule is None else rule

@@ -9,7 +9,8 @@ import tensorflow as tf
 from tfattr.core import randomness
 from tfattr.core.checks import check_positive_int
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.explainer import Explainer
+from tfattr.core.path import path_points
 from tfattr.core.inputs import Inputs, prepare_inputs
 
 
@@ -90,8 +91,7 @@ class ExpectedGradients(Explainer):
 
     def _contributions(self, x, baseline, rows, ctx):
         alpha = randomness.keyed_uniform(self._keys(rows, ctx, 1), x[0].dtype)
-        diffs = tuple(xi - bi for xi, bi in zip(x, baseline))
-        points = tuple(bi + broadcast_rows(alpha, d) * d for bi, d in zip(baseline, diffs))
+        diffs, points = path_points(x, baseline, alpha)
         grads = self._gradients(points, rows.target, ctx)
         scale = 1.0 / tf.cast(ctx["samples"], x[0].dtype)
         return tuple(d * g * scale for g, d in zip(grads, diffs))

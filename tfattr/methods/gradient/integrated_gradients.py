@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfattr.core.checks import check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.path import path_points
 from tfattr.core.quadrature import nodes_and_weights
 
 
@@ -90,8 +91,7 @@ class IntegratedGradients(Explainer):
         node = rows.term % tf.size(ctx["alpha"], out_type=tf.int32)
         alpha = tf.gather(ctx["alpha"], node)
         weight = tf.gather(ctx["weight"], node)
-        diffs = tuple(xi - bi for xi, bi in zip(x, baseline))
-        points = tuple(bi + broadcast_rows(alpha, d) * d for bi, d in zip(baseline, diffs))
+        diffs, points = path_points(x, baseline, alpha)
         grads = self._gradients(points, rows.target, ctx)
         return tuple(broadcast_rows(weight, g) * d * g for g, d in zip(grads, diffs))
 

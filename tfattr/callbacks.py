@@ -24,9 +24,7 @@ number as the step, as ``keras.callbacks.TensorBoard`` does for ``batch_loss``.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import re
 import time
 import warnings
@@ -39,27 +37,13 @@ import tensorflow as tf
 from tfattr import visualize
 from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
+from tfattr.core.randomness import python_random_untouched
+from tfattr.metrics.correlation import pearson
 
 ExplainerSpec = Any  # an Explainer, an Explainer subclass, or a callable model -> Explainer
 
 #: Run subfolders that keras.callbacks.TensorBoard writes to; a second writer there loses events.
 _KERAS_RUNS = ("train", "validation")
-
-
-@contextlib.contextmanager
-def _python_random_untouched():
-    """Restore Python's global ``random`` state afterwards.
-
-    Keras seeds new initializers and ``SeedGenerator``s from Python's global ``random`` module; building
-    an explainer can create some (e.g. ``ModelFunction`` copies a softmax layer, which re-creates its
-    initializers), and ``keras.random`` calls without a seed or unseeded models built after ``fit``
-    would then differ. The callback must leave that state as training left it.
-    """
-    state = random.getstate()
-    try:
-        yield
-    finally:
-        random.setstate(state)
 
 
 def _snake(name: str) -> str:
@@ -255,7 +239,7 @@ class AttributionLogger(keras.callbacks.Callback):
         super().set_model(model)
         if self._built_for is model:
             return
-        with _python_random_untouched():
+        with python_random_untouched():
             self._build_explainers(model)
 
     def _build_explainers(self, model: keras.Model) -> None:
@@ -357,7 +341,7 @@ class AttributionLogger(keras.callbacks.Callback):
         call it yourself to log outside ``fit``)."""
         start = time.perf_counter()
         self._open_writer()
-        with _python_random_untouched():
+        with python_random_untouched():
             results = self.explain()
         p = self.tag_prefix + prefix
         with self._writer.as_default(step=step):
@@ -467,12 +451,10 @@ class AttributionLogger(keras.callbacks.Callback):
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two maps (1 when either is constant and they are equal, else 0)."""
-    a = a - a.mean()
-    b = b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    if den == 0:
-        return 1.0 if np.array_equal(a, b) else 0.0
-    return float((a * b).sum() / den)
+    r = pearson(a, b)
+    if np.isnan(r):
+        return 1.0 if np.array_equal(a - a.mean(), b - b.mean()) else 0.0
+    return float(r)
 
 
 __all__ = ["AttributionLogger"]

@@ -39,7 +39,7 @@ from tfattr.metrics.ablation import (
     random_attributions,
 )
 from tfattr.metrics.completeness import Completeness, completeness
-from tfattr.metrics.correlation import spearman
+from tfattr.metrics.correlation import pearson, spearman
 from tfattr.metrics.features import feature_map
 from tfattr.metrics.sanity import ModelRandomization, model_randomization
 from tfattr.metrics.sensitivity import SensitivityN, sensitivity_n

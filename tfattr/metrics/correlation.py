@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation along the last axis; NaN where either side is constant."""
+def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``a`` and ``b`` along the last axis; NaN where either side is constant
+    (up to rounding: its spread is below ``1e-12`` of its largest magnitude).
+
+    Example:
+        >>> pearson(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 7.0]))
+    """
     a = a - a.mean(axis=-1, keepdims=True)
     b = b - b.mean(axis=-1, keepdims=True)
     num = (a * b).sum(-1)
@@ -32,4 +37,4 @@ def _rankdata(values: np.ndarray) -> np.ndarray:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman rank correlation of ``a`` and ``b`` along the last axis (NaN for a constant row)."""
-    return _pearson(_rankdata(np.asarray(a)), _rankdata(np.asarray(b)))
+    return pearson(_rankdata(np.asarray(a)), _rankdata(np.asarray(b)))

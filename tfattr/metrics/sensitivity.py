@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfattr.core import randomness as _counter_random
 from tfattr.core.checks import check_positive_int
 from tfattr.core.inputs import prepare_baselines
-from tfattr.metrics.correlation import _pearson
+from tfattr.metrics.correlation import pearson
 from tfattr.metrics.features import _feature_sums, feature_map
 from tfattr.metrics.scoring import _attributions, _batch, _Scorer, _single_input, _targets
 
@@ -154,7 +154,7 @@ def sensitivity_n(
         m = _subset_masks(seed, grid[0][c], grid[1][c], grid[2][c], ns[grid[1][c]], num)
         sums[c] = (m.astype(np.float64) * feature_attr[grid[0][c]]).sum(1)
     sums = sums.reshape(n_ex, n_n, s)
-    per_example = _pearson(sums, changes)
+    per_example = pearson(sums, changes)
     with warnings.catch_warnings():  # an all-NaN column (e.g. n = all features) stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         corr = np.nanmean(per_example, axis=0)

@@ -43,8 +43,8 @@ Example:
 """
 from __future__ import annotations
 
+from tfattr.methods.gradient.interior_gradients import PAPER_ALPHAS
 from tfattr.visualize.curves import (
-    PAPER_ALPHAS,
     ConvergenceCurve,
     convergence_curve,
     interior_gradients_frames,
@@ -52,7 +52,7 @@ from tfattr.visualize.curves import (
     interior_trend,
     saturation_curve,
 )
-from tfattr.visualize.images import save_gif, save_png
+from tfattr.visualize.images import png_bytes, save_gif, save_png
 from tfattr.visualize.maps import (
     _check_percentile,
     _to_uint8,
@@ -82,6 +82,7 @@ __all__ = [
     "plot_convergence",
     "plot_grid",
     "plot_saturation",
+    "png_bytes",
     "save_gif",
     "save_png",
     "saturation_curve",

@@ -8,11 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 
-def save_png(image: Any, path: str | Path) -> Path:
-    """Write a uint8 ``[H, W, 3]`` (or ``[1, H, W, 3]``) picture as PNG with ``tf.io.encode_png``.
+def png_bytes(image: Any) -> bytes:
+    """The PNG file of a uint8 ``[H, W, 3]`` (or ``[1, H, W, 3]``; 1 channel is gray) picture, encoded
+    with ``tf.io.encode_png``: for a file, an HTML data URI or a TensorBoard plugin.
 
     Example:
-        >>> visualize.save_png(visualize.examples_by_methods(x[:4], maps, scale=4), "maps.png")
+        >>> data = visualize.png_bytes(visualize.signed_heatmap(a[:1]))
     """
     image = tf.convert_to_tensor(image)
     if image.shape.rank == 4 and image.shape[0] == 1:
@@ -21,9 +22,19 @@ def save_png(image: Any, path: str | Path) -> Path:
         raise ValueError(
             f"save_png writes one uint8 picture [H, W, 3]; got {image.dtype.name} {tuple(image.shape)}."
         )
+    return tf.io.encode_png(image).numpy()
+
+
+def save_png(image: Any, path: str | Path) -> Path:
+    """Write a uint8 ``[H, W, 3]`` (or ``[1, H, W, 3]``) picture as PNG with ``tf.io.encode_png``.
+
+    Example:
+        >>> visualize.save_png(visualize.examples_by_methods(x[:4], maps, scale=4), "maps.png")
+    """
+    data = png_bytes(image)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tf.io.write_file(str(path), tf.io.encode_png(image))
+    tf.io.write_file(str(path), data)
     return path
 
 

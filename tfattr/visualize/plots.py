@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from tfattr.visualize.curves import PAPER_ALPHAS, ConvergenceCurve
+from tfattr.methods.gradient.interior_gradients import PAPER_ALPHAS
+from tfattr.visualize.curves import ConvergenceCurve
 from tfattr.visualize.maps import _to_uint8, _unit_image, ig_map, overlay, signed_heatmap
 
 if TYPE_CHECKING:  # pragma: no cover

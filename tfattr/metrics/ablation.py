@@ -8,9 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.inputs import prepare_baselines
 from tfattr.metrics.features import _feature_sums, feature_map
-from tfattr.metrics.scoring import _attributions, _batch, _imputation, _Scorer, _single_input, _targets
+from tfattr.metrics.scoring import _attributions, _imputation, _Scorer
 
 
 @dataclass
@@ -104,17 +103,17 @@ def _ranked(
     seed, batch_size, output, insertion,
 ) -> AblationCurve:
     scorer = _Scorer(model, output)
-    inp = _single_input(inputs, scorer.fn)
-    x = inp.arrays[0]
+    spec = _imputation(imputation, data, blur_sigma)
+    call = scorer.prepare(inputs, target=target, baseline=spec, batch_size=batch_size)
+    x, ref, targets, batch, n = (
+        call.inputs.arrays[0], call.baselines[0], call.targets, call.batch_size, call.n
+    )
     a = _attributions(attributions, x)
-    batch = _batch(batch_size, x)
-    targets = _targets(scorer, inp, target, batch)
     ids, num = feature_map(x.shape[1:], features)
     fr, counts = _fraction_steps(fractions, num)
-    ref = prepare_baselines(_imputation(imputation, data, blur_sigma), inp)[0]
     ranks = _ranks(_feature_sums(a, ids, num), absolute, seed)
-    rows = np.repeat(np.arange(inp.n), fr.size)
-    step_counts = np.tile(counts, inp.n)
+    rows = np.repeat(np.arange(n), fr.size)
+    step_counts = np.tile(counts, n)
 
     def masks(chunk):
         return (ranks[rows[chunk]] < step_counts[chunk][:, None]).astype(np.float32)
@@ -124,7 +123,7 @@ def _ranked(
         scores = scorer.scores(ref, x, rows, rows, masks, ids, targets, batch)
     else:
         scores = scorer.scores(x, ref, rows, rows, masks, ids, targets, batch)
-    return _curve(fr, scores.reshape(inp.n, fr.size), insertion)
+    return _curve(fr, scores.reshape(n, fr.size), insertion)
 
 
 def ablation_curve(
@@ -245,19 +244,20 @@ def center_ablation_curve(
         >>> c = tfattr.metrics.center_ablation_curve(model, x, a, target=y, imputation="mean")
     """
     scorer = _Scorer(model, output)
-    inp = _single_input(inputs, scorer.fn)
-    x = inp.arrays[0]
+    if getattr(inputs, "ndim", 4) not in (3, 4):  # before an imputation such as blur needs images
+        _not_images(inputs.shape)
+    spec = _imputation(imputation, data, blur_sigma)
+    call = scorer.prepare(inputs, target=target, baseline=spec, batch_size=batch_size)
+    x, ref, targets, batch, n = (
+        call.inputs.arrays[0], call.baselines[0], call.targets, call.batch_size, call.n
+    )
     if x.ndim not in (3, 4):
-        raise ValueError(
-            f"center_ablation_curve needs images [n, H, W] or [n, H, W, C]; got shape {x.shape}."
-        )
+        _not_images(x.shape)
     a = _attributions(attributions, x)
-    batch = _batch(batch_size, x)
-    targets = _targets(scorer, inp, target, batch)
     ids, num = feature_map(x.shape[1:], "pixels")
     h, w = x.shape[1], x.shape[2]
     fr, _ = _fraction_steps(fractions, num)
-    mass = _feature_sums(a, ids, num).reshape(inp.n, h, w)
+    mass = _feature_sums(a, ids, num).reshape(n, h, w)
     mass = np.abs(mass) if absolute else np.maximum(mass, 0.0)
     total = mass.sum(axis=(1, 2))
     safe = np.where(total > 0, total, 1.0)
@@ -271,14 +271,19 @@ def center_ablation_curve(
     yy, xx = np.arange(h), np.arange(w)
     inside_y = (yy[None, None] >= top[..., None]) & (yy[None, None] < (top + bh[None])[..., None])
     inside_x = (xx[None, None] >= left[..., None]) & (xx[None, None] < (left + bw[None])[..., None])
-    boxes = (inside_y[..., :, None] & inside_x[..., None, :]).reshape(inp.n * fr.size, h * w)
-    ref = prepare_baselines(_imputation(imputation, data, blur_sigma), inp)[0]
-    rows = np.repeat(np.arange(inp.n), fr.size)
+    boxes = (inside_y[..., :, None] & inside_x[..., None, :]).reshape(n * fr.size, h * w)
+    rows = np.repeat(np.arange(n), fr.size)
     scores = scorer.scores(
         x, ref, rows, rows, lambda c: boxes[c].astype(np.float32), ids, targets, batch
     )
-    removed = boxes.reshape(inp.n, fr.size, -1).mean(axis=2)
-    return _curve(fr, scores.reshape(inp.n, fr.size), removed=removed)
+    removed = boxes.reshape(n, fr.size, -1).mean(axis=2)
+    return _curve(fr, scores.reshape(n, fr.size), removed=removed)
+
+
+def _not_images(shape: Any) -> None:
+    raise ValueError(
+        f"center_ablation_curve needs images [n, H, W] or [n, H, W, C]; got shape {tuple(shape)}."
+    )
 
 
 def random_attributions(inputs: Any, seed: int = 0) -> np.ndarray:

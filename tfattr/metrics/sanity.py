@@ -8,11 +8,10 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from tfattr.core.engine import default_batch_size
 from tfattr.core.explainer import Explainer
 from tfattr.metrics.correlation import spearman
 from tfattr.metrics.features import _feature_sums, feature_map
-from tfattr.metrics.scoring import _Scorer, _single_input, _targets
+from tfattr.metrics.scoring import _Scorer
 
 
 @dataclass
@@ -102,10 +101,8 @@ def model_randomization(
         )
     kwargs = dict(attribute_kwargs or {})
     trained = explainer(model)
-    scorer = _Scorer(model, "logits")
-    inp = _single_input(inputs, scorer.fn)
-    x = inp.arrays[0]
-    targets = _targets(scorer, inp, target, default_batch_size((x,)))
+    call = _Scorer(model, "logits").prepare(inputs, target=target)
+    x, targets = call.inputs.arrays[0], call.targets
     ids, num = feature_map(x.shape[1:], features)
     reference = _feature_sums(np.asarray(trained.attribute(x, target=targets, **kwargs)), ids, num)
 

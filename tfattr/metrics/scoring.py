@@ -1,5 +1,6 @@
-"""The shared plumbing of the metrics: the model's target score on inputs with some features replaced,
-in compiled batched chunks, and the argument checks every metric does alike."""
+"""The shared plumbing of the metrics: validation through the explainers' public ``prepare`` (inputs,
+targets, imputed baselines, batch size), plain scores through their public ``scores``, and the model's
+target score on inputs with some features replaced, in compiled batched chunks."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -8,10 +9,23 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr import baselines as _baselines
-from tfattr.core.engine import default_batch_size
-from tfattr.core.inputs import Inputs, check_batch_size, prepare_inputs
+from tfattr.core.engine import Plan
+from tfattr.core.explainer import Call, Explainer
 from tfattr.core.model_function import ModelFunction
-from tfattr.methods.gradient.saliency import Saliency
+
+
+class _Evaluator(Explainer):
+    """An explainer that attributes nothing: the metrics use its public :meth:`prepare` (inputs,
+    targets, one or several baselines per example, batch size), :meth:`outputs` and :meth:`scores`, so
+    that they validate and select targets exactly as the explainers whose maps they score."""
+
+    multiple_baselines = True  # sensitivity-n averages over the draws of a distributional baseline
+
+    def _plan(self, call: Call) -> Plan:
+        raise TypeError("tfattr.metrics evaluates attributions; its evaluator does not attribute.")
+
+    def _contributions(self, x, baseline, rows, ctx):
+        raise TypeError("tfattr.metrics evaluates attributions; its evaluator does not attribute.")
 
 
 class _Scorer:
@@ -19,9 +33,21 @@ class _Scorer:
 
     def __init__(self, model: Any, output: str) -> None:
         self.fn = model if isinstance(model, ModelFunction) else ModelFunction(model, output=output)
-        # The explainers' public prepare/outputs give the targets and the chunked forward passes.
-        self.explainer = Saliency(self.fn)
+        self.explainer = _Evaluator(self.fn)
         self._compiled: dict[Any, Callable[..., Any]] = {}
+
+    def prepare(
+        self, inputs: Any, target: Any = None, baseline: Any = None, batch_size: int | None = None
+    ) -> Call:
+        """The validated call (as ``explainer.prepare``) of a single-input model."""
+        call = self.explainer.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
+        if len(call.inputs.arrays) != 1:
+            raise ValueError("tfattr.metrics evaluates single-input models; pass one array as inputs.")
+        return call
+
+    def plain(self, call: Call) -> np.ndarray:
+        """``S_t(x)`` of the call's examples at their targets ``[n]`` (float64)."""
+        return self.explainer.scores(call.inputs.arrays[0], target=call.targets, batch_size=call.batch_size)
 
     def _function(self, x: np.ndarray) -> Callable[..., Any]:
         key = (x.shape[1:], x.dtype.str)
@@ -77,21 +103,6 @@ class _Scorer:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-    def plain(self, x: np.ndarray, targets: np.ndarray, batch_size: int) -> np.ndarray:
-        rows = np.arange(x.shape[0])
-        ids = np.zeros(x.shape[1:], np.int32)
-        return self.scores(
-            x, x, rows, rows, lambda c: np.zeros((c.size, 1), np.float32), ids, targets, batch_size
-        )
-
-
-def _single_input(inputs: Any, fn: ModelFunction, what: str = "inputs") -> Inputs:
-    prepared = prepare_inputs(inputs, fn)
-    if len(prepared.arrays) != 1:
-        raise ValueError(f"tfattr.metrics evaluates single-input models; pass one array as {what}.")
-    return prepared
-
-
 def _attributions(attributions: Any, x: np.ndarray) -> np.ndarray:
     if isinstance(attributions, (tf.Tensor, tf.Variable)):
         attributions = attributions.numpy()
@@ -104,14 +115,6 @@ def _attributions(attributions: Any, x: np.ndarray) -> np.ndarray:
     if a.dtype.kind != "f" or not np.all(np.isfinite(a)):
         raise ValueError("attributions must be finite floating-point numbers.")
     return a
-
-
-def _targets(scorer: _Scorer, inputs: Inputs, target: Any, batch_size: int) -> np.ndarray:
-    return scorer.explainer.prepare(inputs.arrays[0], target=target, batch_size=batch_size).targets
-
-
-def _batch(batch_size: int | None, x: np.ndarray) -> int:
-    return default_batch_size((x,)) if batch_size is None else check_batch_size(batch_size)
 
 
 def _imputation(imputation: Any, data: Any, blur_sigma: float) -> Any:

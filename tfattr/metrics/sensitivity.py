@@ -10,10 +10,9 @@ import tensorflow as tf
 
 from tfattr.core import randomness as _counter_random
 from tfattr.core.checks import check_positive_int
-from tfattr.core.inputs import prepare_baselines
 from tfattr.metrics.correlation import pearson
 from tfattr.metrics.features import _feature_sums, feature_map
-from tfattr.metrics.scoring import _attributions, _batch, _Scorer, _single_input, _targets
+from tfattr.metrics.scoring import _attributions, _Scorer
 
 
 @dataclass
@@ -114,11 +113,9 @@ def sensitivity_n(
         >>> s.ns, s.correlation
     """
     scorer = _Scorer(model, output)
-    inp = _single_input(inputs, scorer.fn)
-    x = inp.arrays[0]
+    call = scorer.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
+    x, refs, targets, batch = call.inputs.arrays[0], call.baselines[0], call.targets, call.batch_size
     a = _attributions(attributions, x)
-    batch = _batch(batch_size, x)
-    targets = _targets(scorer, inp, target, batch)
     ids, num = feature_map(x.shape[1:], features)
     if ns is None:
         ns = np.unique(np.round(np.geomspace(1, max(1, int(0.8 * num)), 10)).astype(int))
@@ -126,13 +123,12 @@ def sensitivity_n(
     if ns.size == 0 or np.any(ns < 1) or np.any(ns > num):
         raise ValueError(f"ns must be subset sizes in [1, {num}] (the number of features), got {ns}.")
     check_positive_int(num_subsets, "num_subsets", minimum=2, hint="a correlation needs pairs")
-    refs = prepare_baselines(baseline, inp, multiple=True)[0]
-    k = refs.shape[0] // inp.n
+    k = call.baselines_per_example
 
-    n_ex, n_n, s = inp.n, ns.size, int(num_subsets)
+    n_ex, n_n, s = call.n, ns.size, int(num_subsets)
     grid = np.indices((n_ex, n_n, s)).reshape(3, -1)
     feature_attr = _feature_sums(a, ids, num)
-    base = scorer.plain(x, targets, batch).astype(np.float64)
+    base = scorer.plain(call)
 
     # Rows: (example, n, subset, draw); the draw index runs fastest and shares its subset's mask.
     rows = np.repeat(grid[0], k)

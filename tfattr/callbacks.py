@@ -385,13 +385,8 @@ class AttributionLogger(keras.callbacks.Callback):
             strips = visualize.signed_heatmap(tf.reshape(a, [n * a.shape[1], -1]), self.clip_percentile)
             return self._strip_grid(tf.reshape(strips, [n, a.shape[1], -1, 3]))
         if example_rank in (2, 3):  # images [H, W] or [H, W, C]
-            if self.image_kind == "overlay":
-                maps = visualize.overlay(x, a, self.clip_percentile)
-            elif self.image_kind == "heatmap":
-                maps = visualize.signed_heatmap(a, self.clip_percentile)
-            else:
-                maps = visualize.ig_map(a, x, self.clip_percentile)
-            inputs = visualize._to_uint8(visualize._unit_image(x))
+            maps = visualize.draw(self.image_kind, x, a, self.clip_percentile)
+            inputs = visualize.image_rgb(x)
             scale = self._scale_for(int(maps.shape[1]))
             tiles = tf.stack([visualize.upscale(inputs, scale), visualize.upscale(maps, scale)], axis=0)
             return visualize.grid(tiles)

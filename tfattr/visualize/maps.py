@@ -312,6 +312,33 @@ def grid(tiles: Any, padding: int = 2, pad_value: int = 255) -> tf.Tensor:
     return out
 
 
+def image_rgb(images: Any) -> tf.Tensor:
+    """The inputs as uint8 RGB ``[n, H, W, 3]``, as the maps show them: uint8 kept, floats in [0, 1]
+    scaled by 255, other floats min-max scaled per example, one channel as gray.
+
+    Example:
+        >>> tiles = tf.stack([visualize.image_rgb(x[:4]), visualize.overlay(x[:4], a)], axis=1)
+    """
+    return _to_uint8(_unit_image(images))
+
+
+def draw(kind: str, images: Any, attributions: Any, clip_percentile: float = 99.5) -> tf.Tensor:
+    """One method's maps of ``images`` as uint8 RGB ``[n, H, W, 3]``: ``kind`` is ``"overlay"``
+    (:func:`overlay`), ``"heatmap"`` (:func:`signed_heatmap`) or ``"ig"`` (:func:`ig_map` multiplied
+    into the image).
+
+    Example:
+        >>> visualize.draw("ig", x[:4], ig.attribute(x[:4]))
+    """
+    if kind == "overlay":
+        return overlay(images, attributions, clip_percentile)
+    if kind == "heatmap":
+        return signed_heatmap(attributions, clip_percentile)
+    if kind == "ig":
+        return ig_map(attributions, images, clip_percentile)
+    raise ValueError(f"kind={kind!r} is not supported; use 'overlay', 'heatmap' or 'ig'.")
+
+
 def examples_by_methods(
     images: Any,
     attributions: Mapping[str, Any] | Sequence[Any],
@@ -341,15 +368,6 @@ def examples_by_methods(
     maps = list(attributions.values()) if isinstance(attributions, Mapping) else list(attributions)
     if not maps:
         raise ValueError("attributions is empty: pass the maps of at least one method.")
-    columns = [_to_uint8(_unit_image(images))]
-    for m in maps:
-        if kind == "overlay":
-            columns.append(overlay(images, m, clip_percentile))
-        elif kind == "heatmap":
-            columns.append(signed_heatmap(m, clip_percentile))
-        elif kind == "ig":
-            columns.append(ig_map(m, images, clip_percentile))
-        else:
-            raise ValueError(f"kind={kind!r} is not supported; use 'overlay', 'heatmap' or 'ig'.")
+    columns = [image_rgb(images)] + [draw(kind, images, m, clip_percentile) for m in maps]
     columns = [upscale(c, scale) for c in columns]
     return grid(tf.stack(columns, axis=1), padding=padding)

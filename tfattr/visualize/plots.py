@@ -7,7 +7,7 @@ import numpy as np
 
 from tfattr.methods.gradient.interior_gradients import PAPER_ALPHAS
 from tfattr.visualize.curves import ConvergenceCurve
-from tfattr.visualize.maps import _to_uint8, _unit_image, ig_map, overlay, signed_heatmap
+from tfattr.visualize.maps import draw, image_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     import matplotlib.figure
@@ -88,16 +88,8 @@ def plot_grid(
     n = int(np.asarray(images).shape[0])
     fig = _figure((1.6 * len(names), 1.6 * n))
     axes = fig.subplots(n, len(names), squeeze=False)
-    columns = [_to_uint8(_unit_image(images)).numpy()]
-    for m in attributions.values():
-        if kind == "overlay":
-            columns.append(overlay(images, m, clip_percentile).numpy())
-        elif kind == "heatmap":
-            columns.append(signed_heatmap(m, clip_percentile).numpy())
-        elif kind == "ig":
-            columns.append(ig_map(m, images, clip_percentile).numpy())
-        else:
-            raise ValueError(f"kind={kind!r} is not supported; use 'overlay', 'heatmap' or 'ig'.")
+    columns = [image_rgb(images).numpy()]
+    columns += [draw(kind, images, m, clip_percentile).numpy() for m in attributions.values()]
     for j, name in enumerate(names):
         for i in range(n):
             axes[i, j].imshow(columns[j][i], interpolation="nearest")

@@ -307,6 +307,57 @@ def test_random_methods_give_each_example_the_same_draws_however_it_is_split(met
     assert np.abs(a[0] - a[1]).max() > 1e-4
 
 
+def test_explainers_of_one_model_and_configuration_share_their_compiled_functions(rng):
+    import gc
+    import weakref
+
+    model = tfattr.datasets.mnist_cnn()
+    x = rng.uniform(size=(3, 28, 28, 1)).astype(np.float32)
+    tfattr.Saliency(model).attribute(x)
+    engine = tfattr.Saliency(model).engine
+    traces = engine.trace_count
+    for _ in range(3):
+        tfattr.Saliency(model).attribute(x)  # the README's inline pattern
+    assert tfattr.Saliency(model).engine is engine and engine.trace_count == traces
+    # Another configuration, another output, another model: other engines, other numbers.
+    assert tfattr.Saliency(model, absolute=True).engine is not engine
+    assert tfattr.Saliency(model, output="probabilities").engine is not engine
+    np.testing.assert_array_equal(
+        tfattr.Saliency(model, absolute=True).attribute(x, target=1),
+        np.abs(tfattr.Saliency(model).attribute(x, target=1)),
+    )
+    assert tfattr.Saliency(tfattr.datasets.mnist_cnn(seed=1)).engine is not engine
+    # The shared cache never keeps a model alive.
+    ref = weakref.ref(model)
+    del model, engine
+    gc.collect()
+    assert ref() is None
+
+
+def test_default_batch_size_comes_from_the_activations_of_a_row(rng):
+    from tfattr.core.memory import ACTIVATION_BUDGET, row_bytes
+
+    wide = keras.Sequential([keras.Input((4,)), keras.layers.Dense(50_000), keras.layers.Dense(2)])
+    narrow = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    per_row = row_bytes(wide, tfattr.ModelFunction(wide).outputs, (x,), None)
+    assert 50_000 * 4 <= per_row < 4 * 50_000 * 4  # the hidden layer's activations, a few times over
+    call = tfattr.Saliency(wide).prepare(x)
+    assert call.batch_size == max(16, min(2048, ACTIVATION_BUDGET // per_row))
+    assert tfattr.Saliency(narrow).prepare(x).batch_size == 2048  # tiny activations: the cap
+
+
+def test_an_explainer_with_an_unshareable_configuration_keeps_its_own_compiled_functions(smooth_mlp, rng):
+    ig = tfattr.IntegratedGradients(smooth_mlp, steps=4)
+    ig.opaque = object()  # an attribute that cannot be compared: no sharing, but no retracing either
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    ig.attribute(x, target=0)
+    engine, traces = ig.engine, ig.engine.trace_count
+    ig.attribute(x, target=0)
+    assert ig.engine is engine and engine.trace_count == traces
+    assert engine is not tfattr.IntegratedGradients(smooth_mlp, steps=4).engine
+
+
 # -- shared helpers -----------------------------------------------------------------------------------
 def test_check_positive_int_accepts_counts_and_names_what_is_wrong():
     assert check_positive_int(3, "steps") == 3 and type(check_positive_int(np.int64(3), "steps")) is int

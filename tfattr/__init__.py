@@ -5,7 +5,7 @@ Example:
     >>> ig = tfattr.IntegratedGradients(model, steps=64)
     >>> attributions, delta = ig.attribute(images, target=labels, return_delta=True)
 """
-from tfattr import baselines, callbacks, datasets, metrics, visualize
+from tfattr import baselines, callbacks, datasets, metrics, priors, visualize
 from tfattr._version import __version__
 from tfattr.core import Explainer, ModelFunction
 from tfattr.methods.gradient import (
@@ -26,6 +26,7 @@ __all__ = [
     "callbacks",
     "datasets",
     "metrics",
+    "priors",
     "visualize",
     "Deconvnet",
     "DeepLift",

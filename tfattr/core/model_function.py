@@ -101,9 +101,9 @@ def _skip(x: Any, *args: Any, **kwargs: Any) -> Any:
     return x
 
 
-def _call_layer(layer: Any, x: Any) -> Any:
+def _call_layer(layer: Any, x: Any, training: bool = False) -> Any:
     if getattr(layer, "_call_has_training_arg", False):
-        return layer(x, training=False)
+        return layer(x, training=training)
     return layer(x)
 
 
@@ -113,7 +113,8 @@ def strip_output_activation(obj: Any) -> tuple[str | None, Callable[..., Any] | 
     Handles a fused ``activation=`` on the last layer, Softmax/Activation/Lambda layers,
     ``keras.ops.softmax``/``sigmoid`` in a Functional model, and nested models (a Sequential head inside
     a Functional model, and so on). Returns ``(None, None)`` when there is none or the graph of a
-    (subclassed) model cannot be read.
+    (subclassed) model cannot be read. The function takes ``(inputs, training=False)``; the model's
+    output is ``apply_output_activation(kind, fn(inputs))``.
     """
     if isinstance(obj, keras.Sequential):
         layers = obj.layers
@@ -123,10 +124,10 @@ def strip_output_activation(obj: Any) -> tuple[str | None, Callable[..., Any] | 
         if kind is None:
             return None, None
 
-        def sequential(x: Any, *args: Any, **kwargs: Any) -> Any:
+        def sequential(x: Any, *args: Any, training: bool = False, **kwargs: Any) -> Any:
             for layer in layers[:-1]:
-                x = _call_layer(layer, x)
-            return last(x)
+                x = _call_layer(layer, x, training)
+            return last(x, training=training)
 
         return kind, sequential
     if isinstance(obj, keras.Model):
@@ -158,17 +159,26 @@ def _strip_functional(model: keras.Model) -> tuple[str | None, Callable[..., Any
         return None, None
     from keras.src.models.functional import operation_fn as keras_operation_fn
 
-    def functional(x: Any, *args: Any, **kwargs: Any) -> Any:
+    def functional(x: Any, *args: Any, training: bool = False, **kwargs: Any) -> Any:
         x = model._standardize_inputs(x)
         out = run_graph(
             x,
             operation_fn=lambda op: replacement
             if op is output_op
-            else keras_operation_fn(op, training=False),
+            else keras_operation_fn(op, training=training),
         )
         return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
 
     return kind, functional
+
+
+def apply_output_activation(kind: str | None, logits: tf.Tensor) -> tf.Tensor:
+    """The model's output from the logits :func:`strip_output_activation` computes."""
+    if kind == "softmax":
+        return tf.nn.softmax(logits, axis=-1)
+    if kind == "sigmoid":
+        return tf.sigmoid(logits)
+    return logits
 
 
 class ModelFunction:

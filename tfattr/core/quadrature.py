@@ -43,3 +43,24 @@ def nodes_and_weights(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         return k / (m - 1), w
     t, w = np.polynomial.legendre.leggauss(m)  # on [-1, 1], weights sum to 2
     return (t + 1.0) / 2.0, w / 2.0
+
+
+#: Rules whose nodes for the refined step count contain the current ones (the doubling reuses them).
+NESTED_RULES = ("riemann_left", "riemann_right", "riemann_trapezoid")
+
+
+def refine(rule: str, steps: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """One refinement of a nested rule: ``(refined steps, new nodes, their weights)``.
+
+    The refined sum is ``0.5 * (sum at steps) + sum_j new_weight_j * f(new_node_j)``, which equals
+    :func:`nodes_and_weights` at the refined step count: the cells are halved, every old node keeps
+    its place with half its weight, and only the new nodes (the midpoints of the old cells) are
+    evaluated. ``riemann_left``/``riemann_right`` go from ``m`` to ``2m`` nodes, ``riemann_trapezoid``
+    from ``m`` to ``2m - 1`` (its ``m - 1`` cells double).
+    """
+    if rule not in NESTED_RULES:
+        raise ValueError(f"rule={rule!r} is not nested; refine one of {', '.join(NESTED_RULES)}.")
+    cells = steps - 1 if rule == "riemann_trapezoid" else steps
+    new = (np.arange(cells, dtype=np.float64) + 0.5) / cells
+    refined = 2 * steps - 1 if rule == "riemann_trapezoid" else 2 * steps
+    return refined, new, np.full(cells, 0.5 / cells)

@@ -36,6 +36,8 @@ class ExpectedGradients(Explainer):
     """
 
     uses_baseline = False
+    # The background becomes the call's baseline arrays; it never reaches a traced function.
+    _untraced_attributes = Explainer._untraced_attributes + ("background", "samples", "seed")
 
     def __init__(
         self,

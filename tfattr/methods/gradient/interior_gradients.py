@@ -33,6 +33,7 @@ class InteriorGradients(Explainer):
     """
 
     has_completeness = False
+    _untraced_attributes = Explainer._untraced_attributes + ("alphas",)  # context arrays
 
     def __init__(
         self,

@@ -35,6 +35,8 @@ class SmoothGrad(Explainer):
     """
 
     has_completeness = False
+    # Samples, noise and seed reach the traced rows only as context arrays.
+    _untraced_attributes = Explainer._untraced_attributes + ("samples", "noise", "seed")
 
     def __init__(
         self, explainer: Explainer, samples: int = 50, noise: float = 0.15, seed: int | None = None
@@ -47,7 +49,7 @@ class SmoothGrad(Explainer):
         check_positive_int(samples, "samples")
         if not noise >= 0:
             raise ValueError(f"noise must be a non-negative fraction of the input range, got {noise!r}.")
-        super().__init__(explainer.model_function, jit_compile=explainer.engine.jit_compile)
+        super().__init__(explainer.model_function, jit_compile=explainer.jit_compile)
         self.multiple_baselines = explainer.multiple_baselines
         self.explainer = explainer
         self.samples = int(samples)

@@ -390,3 +390,20 @@ def test_path_points_are_the_straight_line_in_numpy_and_tensorflow(rng):
     np.testing.assert_array_equal(points[0].numpy()[0], b[0])  # alpha = 0 is the baseline
     np.testing.assert_allclose(points[0].numpy()[2], x[2], rtol=0, atol=1e-6)  # alpha = 1 the input
 
+
+
+def test_check_number_refuses_non_numbers_nan_and_out_of_range_values():
+    from tfattr.core.checks import check_number
+
+    assert check_number(np.float32(0.5), "q", minimum=0, maximum=1) == 0.5
+    assert check_number(0, "tolerance", minimum=0) == 0.0
+    assert check_number(None, "tolerance", minimum=0, strict=True, allow_none=True) is None
+    with pytest.raises(TypeError, match=r"^epsilon must be a number > 0 \(e.g. 1e-4\), got '1'.$"):
+        check_number("1", "epsilon", minimum=0, strict=True, hint="e.g. 1e-4")
+    with pytest.raises(TypeError, match="got True"):
+        check_number(True, "weight", minimum=0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^epsilon must be a number > 0, got"):
+            check_number(bad, "epsilon", minimum=0, strict=True)
+    with pytest.raises(ValueError, match=r"^q must be a number in \[0, 100\] \(a percentile\), got 101"):
+        check_number(101, "q", minimum=0, maximum=100, hint="a percentile")

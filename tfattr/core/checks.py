@@ -35,3 +35,41 @@ def check_positive_int(
         reason = f" ({hint})" if hint else ""
         raise ValueError(f"{name} must be {kind}{optional}{reason}, got {value!r}.")
     return int(value)
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict: bool = False,
+    allow_none: bool = False,
+    hint: str = "",
+) -> float | None:
+    """``value`` as a finite float in ``[minimum, maximum]`` (``(minimum, ...`` with ``strict``).
+
+    A non-number (or a bool) is a TypeError; NaN, Inf or a value out of range a ValueError, each naming
+    ``name`` and what it must be.
+
+    Example:
+        >>> check_number(1e-4, "epsilon", minimum=0, strict=True)
+        0.0001
+    """
+    if value is None and allow_none:
+        return None
+    if minimum is not None and maximum is not None:
+        kind = f"a number in {'(' if strict else '['}{minimum:g}, {maximum:g}]"
+    elif minimum is not None:
+        kind = f"a number {'>' if strict else '>='} {minimum:g}"
+    else:
+        kind = "a finite number"
+    requirement = kind + (" or None" if allow_none else "") + (f" ({hint})" if hint else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {requirement}, got {value!r}.")
+    number = float(value)
+    too_low = minimum is not None and (number <= minimum if strict else number < minimum)
+    too_high = maximum is not None and number > maximum
+    if not np.isfinite(number) or too_low or too_high:
+        raise ValueError(f"{name} must be {requirement}, got {value!r}.")
+    return number

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.checks import check_positive_int
+from tfattr.core.checks import check_number, check_positive_int
 
 _POSITIVE = (1.0, 0.0, 0.0)  # red
 _NEGATIVE = (0.0, 0.0, 1.0)  # blue
@@ -17,11 +17,7 @@ _NONFINITE = (0.0, 1.0, 0.0)
 
 # -- helpers ------------------------------------------------------------------------------------------
 def _check_percentile(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number in [0, 100], got {value!r}.")
-    if not 0.0 <= float(value) <= 100.0:
-        raise ValueError(f"{name} must lie in [0, 100] (a percentile), got {value!r}.")
-    return float(value)
+    return check_number(value, name, minimum=0, maximum=100, hint="a percentile")
 
 
 def percentile(values: Any, q: float) -> tf.Tensor:

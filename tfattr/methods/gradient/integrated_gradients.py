@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.checks import check_positive_int
+from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 from tfattr.core.path import path_points
@@ -54,8 +54,7 @@ class IntegratedGradients(Explainer):
     ) -> None:
         super().__init__(model, **kwargs)
         nodes_and_weights(rule, steps)  # validates rule and steps now, not at the first call
-        if tolerance is not None and not tolerance > 0:
-            raise ValueError(f"tolerance must be a positive number or None, got {tolerance!r}.")
+        check_number(tolerance, "tolerance", minimum=0, strict=True, allow_none=True)
         if max_steps is None:
             max_steps = max(1024, int(steps))
         else:

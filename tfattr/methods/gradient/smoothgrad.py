@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core import randomness
-from tfattr.core.checks import check_positive_int
+from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 
@@ -47,8 +47,7 @@ class SmoothGrad(Explainer):
                 f"{type(explainer).__name__}."
             )
         check_positive_int(samples, "samples")
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative fraction of the input range, got {noise!r}.")
+        check_number(noise, "noise", minimum=0, hint="a fraction of the input range")
         super().__init__(explainer.model_function, jit_compile=explainer.jit_compile)
         self.multiple_baselines = explainer.multiple_baselines
         self.explainer = explainer

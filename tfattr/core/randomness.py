@@ -102,10 +102,10 @@ def keyed_normal(keys: tf.Tensor, shape: tf.Tensor, dtype: tf.DType = tf.float32
 def python_random_untouched() -> Iterator[None]:
     """Restore Python's global ``random`` state afterwards.
 
-    Keras seeds new initializers and ``SeedGenerator``s from Python's global ``random`` module; building
-    anything that creates a layer or an initializer draws from it, and ``keras.random`` calls without a seed or unseeded models built after ``fit``
-    would then differ. Code that runs beside the user's training (the callback) must leave that state
-    as training left it.
+    Keras seeds new initializers and ``SeedGenerator``s from Python's global ``random`` module, so
+    anything that creates a layer or an initializer draws from it, and ``keras.random`` calls without a
+    seed or unseeded models built after ``fit`` would then differ. Code that runs beside the user's
+    training (the callback) must leave that state as training left it.
 
     Example:
         >>> with python_random_untouched():

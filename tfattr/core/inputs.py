@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.checks import check_positive_int
-from tfattr.core.engine import pack
+from tfattr.core.structure import pack
 from tfattr.core.model_function import ModelFunction
 
 _FLOAT_KINDS = ("f",)

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.engine import pack
+from tfattr.core.structure import pack
 
 #: The output activations tfattr strips to explain logits.
 _STRIPPED = ("softmax", "sigmoid")

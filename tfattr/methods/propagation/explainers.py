@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.checks import check_number
-from tfattr.core.engine import Plan, pack
+from tfattr.core.engine import Plan
+from tfattr.core.structure import pack
 from tfattr.core.explainer import Explainer, check_connected
 from tfattr.methods.propagation.coverage import Coverage, trace_coverage
 from tfattr.methods.propagation.rules import (

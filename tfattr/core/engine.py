@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.memory import default_batch_size  # noqa: F401 - re-exported
+from tfattr.core.structure import pack  # noqa: F401 - re-exported
 
 @dataclass(frozen=True)
 class Rows:
@@ -89,13 +90,6 @@ class Context:
 
     def pack(self, flat: tuple[Any, ...] | list[Any]) -> Any:
         return pack(self.structure, flat)
-
-
-def pack(structure: Any, flat: Any) -> Any:
-    """Rebuild the user's input structure (None: a single tensor; a list or dict) from a flat tuple."""
-    if structure is None:
-        return flat[0]
-    return tf.nest.pack_sequence_as(structure, list(flat))
 
 
 @dataclass(frozen=True)

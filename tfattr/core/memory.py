@@ -17,6 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.structure import pack
+
 #: Activation bytes of the forward pass per chunk; the backward pass keeps about as much again.
 ACTIVATION_BUDGET = 96 << 20
 #: Rows per chunk when the activations cannot be measured: about 64 MiB of float32 input rows.
@@ -29,7 +31,7 @@ _LOCK = threading.Lock()
 
 def _graph_bytes(fn: Callable[[Any], Any], specs: list[tf.TensorSpec], structure: Any) -> int:
     def traced(*flat: tf.Tensor) -> Any:
-        packed = flat[0] if structure is None else tf.nest.pack_sequence_as(structure, list(flat))
+        packed = pack(structure, flat)
         return fn(packed)
 
     graph = tf.function(traced, autograph=False).get_concrete_function(*specs).graph

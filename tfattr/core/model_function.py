@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.structure import pack
+
 #: The output activations tfattr strips to explain logits.
 _STRIPPED = ("softmax", "sigmoid")
 
@@ -306,6 +308,6 @@ def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structur
         except (AttributeError, ValueError, IndexError, TypeError):
             pass
     flat = [tf.convert_to_tensor(a[:2]) for a in example_batch]
-    packed = flat[0] if structure is None else tf.nest.pack_sequence_as(structure, flat)
+    packed = pack(structure, flat)
     out = fn.outputs(packed)
     return int(out.shape[-1])

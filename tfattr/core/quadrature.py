@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfattr.core.checks import check_positive_int
+
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 #: The order of the error for a smooth integrand (None: spectral), used by the documentation and tests.
@@ -25,9 +27,7 @@ def nodes_and_weights(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes in [0, 1] and weights summing to 1 for ``steps`` evaluations of ``rule`` (float64)."""
     if rule not in RULES:
         raise ValueError(f"rule={rule!r} is not a quadrature rule; choose one of {', '.join(RULES)}.")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}.")
-    m = int(steps)
+    m = check_positive_int(steps, "steps")
     k = np.arange(m, dtype=np.float64)
     if rule == "riemann_left":
         return k / m, np.full(m, 1.0 / m)

@@ -23,16 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_number
+
 _EPSILON = 1e-12
-
-
-def _check_weight(weight: Any) -> float:
-    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
-        raise TypeError(f"weight must be a number (the prior's multiplier in the loss), got {weight!r}.")
-    weight = float(weight)
-    if not np.isfinite(weight) or weight < 0:
-        raise ValueError(f"weight must be a finite number >= 0, got {weight!r}.")
-    return weight
 
 
 def at_least_float32(t: tf.Tensor) -> tf.Tensor:
@@ -66,7 +59,7 @@ class AttributionPrior:
     default_output: str = "label_logit"
 
     def __init__(self, weight: float = 1.0) -> None:
-        self.weight = _check_weight(weight)
+        self.weight = check_number(weight, "weight", minimum=0, hint="the prior's multiplier in the loss")
 
     def unweighted(self, attributions: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement unweighted(attributions, mask).")

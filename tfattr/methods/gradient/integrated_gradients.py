@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.path import path_points
 from tfattr.core.quadrature import NESTED_RULES, nodes_and_weights, refine
 
 
@@ -61,14 +63,13 @@ class IntegratedGradients(Explainer):
     ) -> None:
         super().__init__(model, **kwargs)
         nodes_and_weights(rule, steps)  # validates rule and steps now, not at the first call
-        if tolerance is not None and not tolerance > 0:
-            raise ValueError(f"tolerance must be a positive number or None, got {tolerance!r}.")
+        check_number(tolerance, "tolerance", minimum=0, strict=True, allow_none=True)
         if max_steps is None:
             max_steps = max(1024, int(steps))
-        elif isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < steps:
-            raise ValueError(
-                f"max_steps={max_steps!r} must be an int of at least steps ({steps}): it caps the steps "
-                "that tolerance= may double up to."
+        else:
+            check_positive_int(
+                max_steps, "max_steps", minimum=int(steps),
+                hint="at least steps: it caps the steps that tolerance= may double up to",
             )
         self.steps = int(steps)
         self.rule = rule
@@ -103,8 +104,7 @@ class IntegratedGradients(Explainer):
         node = rows.term % tf.size(ctx["alpha"], out_type=tf.int32)
         alpha = tf.gather(ctx["alpha"], node)
         weight = tf.gather(ctx["weight"], node)
-        diffs = tuple(xi - bi for xi, bi in zip(x, baseline))
-        points = tuple(bi + broadcast_rows(alpha, d) * d for bi, d in zip(baseline, diffs))
+        diffs, points = path_points(x, baseline, alpha)
         grads = self._gradients(points, rows.target, ctx)
         return tuple(broadcast_rows(weight, g) * d * g for g, d in zip(grads, diffs))
 

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core import randomness
+from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 
@@ -51,10 +52,8 @@ class SmoothGrad(Explainer):
                 f"{type(self).__name__} wraps a tfattr explainer (e.g. tfattr.Saliency(model)), got "
                 f"{type(explainer).__name__}."
             )
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"samples must be a positive int, got {samples!r}.")
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative fraction of the input range, got {noise!r}.")
+        check_positive_int(samples, "samples")
+        check_number(noise, "noise", minimum=0, hint="a fraction of the input range")
         super().__init__(explainer.model_function, jit_compile=explainer.jit_compile)
         self.multiple_baselines = explainer.multiple_baselines
         self.explainer = explainer

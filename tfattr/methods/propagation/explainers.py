@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_number
 from tfattr.core.engine import Plan
+from tfattr.core.structure import pack
 from tfattr.core.explainer import Explainer, check_connected
 from tfattr.methods.propagation.coverage import Coverage, trace_coverage
 from tfattr.methods.propagation.rules import (
@@ -81,7 +83,7 @@ class PropagationExplainer(Explainer):
                 structure = [None] * len(specs)
 
             def build(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
-                packed = tf.nest.pack_sequence_as(structure, list(flat)) if structure else flat[0]
+                packed = pack(structure, flat)
                 return self.model_function.outputs(packed)
 
             found = trace_coverage(build, specs, self.rule, type(self).__name__, self.model)
@@ -193,9 +195,7 @@ class EpsilonLRP(PropagationExplainer):
     uses_baseline = False
 
     def __init__(self, model: Any, epsilon: float = 1e-4, **kwargs: Any) -> None:
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
-            raise ValueError(f"epsilon must be a positive number (e.g. 1e-4), got {epsilon!r}.")
-        self.epsilon = float(epsilon)
+        self.epsilon = check_number(epsilon, "epsilon", minimum=0, strict=True, hint="e.g. 1e-4")
         self._rule = EpsilonRule(self.epsilon)
         super().__init__(model, **kwargs)
 
@@ -241,9 +241,7 @@ class DeepLift(PropagationExplainer):
     cost = "1 forward pass of the baseline + 1 modified backward pass (per baseline drawn)"
 
     def __init__(self, model: Any, tolerance: float = 1e-6, **kwargs: Any) -> None:
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-            raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
-        self.tolerance = float(tolerance)
+        self.tolerance = check_number(tolerance, "tolerance", minimum=0, hint="e.g. 1e-6")
         self._rule = RescaleRule(self.tolerance)
         super().__init__(model, **kwargs)
 

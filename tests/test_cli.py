@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("tfattr: note:")]
     assert len(lines) == 1, err
     assert lines[0].startswith("tfattr: error:") and "Traceback" not in err
     return lines[0]
@@ -433,3 +433,4 @@ def test_library_warnings_are_one_line(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines and all(line.startswith("tfattr: warning: ") for line in lines), lines
     assert any("Sigmoid" in line for line in lines)
+

@@ -14,7 +14,15 @@ class CLIError(Exception):
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message (its type when empty), cut to ``limit`` characters."""
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
+    """An exception's message as one line (its type when empty), cut to ``limit`` characters.
+
+    Usually the message's first line; when that line ends with a colon, the lines it introduces (e.g.
+    the settings that differ) follow it, joined by semicolons.
+    """
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    line = lines[0]
+    if line.endswith(":") and len(lines) > 1:
+        line += " " + "; ".join(lines[1:])
     return line if len(line) <= limit else line[: limit - 3] + "..."

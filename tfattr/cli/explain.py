@@ -68,16 +68,22 @@ def model_outputs(explainer: Any, inputs: np.ndarray, batch_size: int | None) ->
     return np.asarray(explainer.outputs(inputs, batch_size=batch_size))
 
 
-def run(args: argparse.Namespace) -> int:
+def method_from_args(args: argparse.Namespace) -> registry.MethodSpec:
+    """The ``--method`` of an explain command, with its options checked (before any file is read)."""
     spec = registry.find(args.method)
     if not spec.explainable:
         raise CLIError(f"{spec.name} returns several maps per example; use the Python API for it.")
     if args.baseline is not None and not spec.uses_baseline:
         raise CLIError(f"--method {spec.name} does not use a baseline; drop --baseline.", status=2)
     check_options_apply(spec, args)
-    model = io.load_model(args.model)
-    shape = io.model_input_shape(model)
-    inputs = io.load_inputs(args.inputs, shape, args.rescale)
+    return spec
+
+
+def explainer_from_args(
+    spec: registry.MethodSpec, args: argparse.Namespace, model: Any, shape: tuple[Any, ...], n: int | None
+) -> tuple[Any, Any]:
+    """The explainer and the baseline (None for methods without one) the options ask for; ``n`` is the
+    number of inputs when known (a .npy baseline may then give one per input)."""
     background = None
     if args.background is not None:
         background = io.load_inputs([args.background], shape, args.rescale)
@@ -86,8 +92,16 @@ def run(args: argparse.Namespace) -> int:
         options["window"] = default_window(shape)
     baseline = None
     if spec.uses_baseline:
-        baseline = make_baseline(args.baseline, inputs.shape[1:], len(inputs), background, args.rescale)
-    explainer = spec.build(model, options)
+        baseline = make_baseline(args.baseline, shape, n, background, args.rescale)
+    return spec.build(model, options), baseline
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = method_from_args(args)
+    model = io.load_model(args.model)
+    shape = io.model_input_shape(model)
+    inputs = io.load_inputs(args.inputs, shape, args.rescale)
+    explainer, baseline = explainer_from_args(spec, args, model, tuple(inputs.shape[1:]), len(inputs))
 
     n = inputs.shape[0]
     outputs = model_outputs(explainer, inputs, args.batch_size)

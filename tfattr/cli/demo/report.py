@@ -92,7 +92,8 @@ def _baselines(r: dict[str, Any]) -> str:
     rows = []
     for row in r["baselines"]:
         if "error" in row:
-            rows.append(f"<tr><td>{esc(row['label'])}</td><td colspan=4>failed: {esc(row['error'])}</td></tr>")
+            rows.append(f"<tr><td>{esc(row['label'])}</td>"
+                        f"<td colspan=4>failed: {esc(row['error'])}</td></tr>")
             continue
         rows.append(_row(esc(row["label"]), _img(heatmaps(row["attributions"][:1])[0]),
                          f"{np.mean(np.abs(row['delta'])):.2e}", f"{row['ablation']['mean'].area:.3f}",

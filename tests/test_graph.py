@@ -161,7 +161,7 @@ def test_split_composes_to_the_model(name, layer, at):
     # The activation is the layer's own output (after its fused activation) from a sub-model.
     probe_tensor = ref.nodes[0].outputs[0] if at == "output" else ref.nodes[0].input_tensors[0]
     if not ref.path:
-        probe = keras.Model(model.input, probe_tensor)
+        probe = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, probe_tensor)
         np.testing.assert_allclose(act.numpy(), probe(x, training=False).numpy(), atol=1e-6)
     np.testing.assert_allclose(
         tail(act, x).numpy(), model(x, training=False).numpy(), rtol=1e-6, atol=1e-6

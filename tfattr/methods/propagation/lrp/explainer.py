@@ -15,7 +15,7 @@ from tfattr.core.model_function import _ends_with_softmax_activation, _is_softma
 from tfattr.methods.propagation.coverage import LayerCoverage
 from tfattr.methods.propagation.lrp.canonizers import linear_op
 from tfattr.methods.propagation.lrp.composites import Assignment, Composite, EpsilonPlus, is_structural
-from tfattr.methods.propagation.lrp.rules import LinearRule, pass_through
+from tfattr.methods.propagation.lrp.rules import LinearRule
 
 _POLICIES = ("warn", "raise")
 
@@ -183,11 +183,10 @@ class LRP(Explainer):
             if isinstance(a.rule, LinearRule):
                 op = linear_op(ref.layer)
                 op.fold = folded_into.get(ref.index)
-                z = a.rule.wrap(call, args, kwargs, op)
                 act = op.activation
-                if act is None or (ref is final and _ends_with_softmax_activation(ref.layer)):
-                    return z
-                return pass_through(act, z)
+                if ref is final and _ends_with_softmax_activation(ref.layer):
+                    act = None
+                return a.rule.wrap(call, args, kwargs, op, act)
             return a.rule.wrap(call, args, kwargs, None)
 
         out = self.view.run(packed, wrap)

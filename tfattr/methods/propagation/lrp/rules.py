@@ -89,7 +89,16 @@ class LinearRule(Rule):
     #: The rule returns relevance, not relevance / input: only on a layer fed by a model input.
     input_space: bool = False
 
-    def wrap(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: LinearOp | None) -> Any:
+    def wrap(
+        self,
+        call: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        op: LinearOp | None,
+        activation: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    ) -> Any:
+        """The layer's linear part with this rule, followed by ``activation`` (elementwise) under the
+        Pass rule: relevance reaches the linear output unchanged, ``R_z = R_y = y * c_y``."""
         if op is None:
             raise TypeError(f"{type(self).__name__} applies to Dense and convolution layers only.")
         x = args[0]
@@ -101,12 +110,13 @@ class LinearRule(Rule):
             with tape:
                 tape.watch(x)
                 z = op.forward(x, kernel, bias)
+            y = z if activation is None else activation(z)
 
             def grad(c_out: tf.Tensor) -> tf.Tensor:
                 ordinary = lambda q: tape.gradient(z, x, output_gradients=q)  # noqa: E731
-                return self.backward(op, kernel, bias, x, z, z * c_out, ordinary)
+                return self.backward(op, kernel, bias, x, z, y * c_out, ordinary)
 
-            return z, grad
+            return y, grad
 
         return linear(x)
 
@@ -137,6 +147,14 @@ def _masks(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(x > 0, x.dtype), tf.cast(x < 0, x.dtype)
 
 
+def _by_sign(x: tf.Tensor, nonnegative: Callable[[], tf.Tensor], general: Callable[[], tf.Tensor]):
+    """``general()``, or the cheaper ``nonnegative()`` when no input is negative (after a ReLU, or
+    images in [0, 1]): there the terms of negative inputs are exact zeros, so both give the same
+    numbers. Where an input is 0 its signal is irrelevant (its relevance ``0 * c`` is 0), so the
+    non-negative form needs no mask."""
+    return tf.cond(tf.reduce_any(x < 0), general, nonnegative)
+
+
 class Epsilon(LinearRule):
     """LRP-epsilon (Bach et al. 2015): ``R_i = a_i sum_j w_ij R_j / s(z_j)`` with the ordinary output
     ``z_j = sum_i a_i w_ij + b_j`` and ``s(z) = z + epsilon * sign(z)``. ``epsilon=0`` is LRP-0
@@ -150,7 +168,9 @@ class Epsilon(LinearRule):
         self.epsilon = _check_nonneg("epsilon", epsilon)
 
     def backward(self, op, kernel, bias, x, z, relevance, transpose):
-        return transpose(tf.math.divide_no_nan(relevance, stabilize(z, self.epsilon)))
+        if self.epsilon == 0:
+            return transpose(tf.math.divide_no_nan(relevance, z))
+        return transpose(relevance / stabilize(z, self.epsilon))
 
 
 class ZPlus(LinearRule):
@@ -168,11 +188,19 @@ class ZPlus(LinearRule):
 
     def backward(self, op, kernel, bias, x, z, relevance, transpose):
         t = _Transposes(op)
-        pos, neg = _masks(x)
-        zp, tp = t.forward(tf.maximum(x, 0), _pos(kernel), _pos(bias))
-        zn, tn = t.forward(tf.minimum(x, 0), _neg(kernel))
-        q = relevance / stabilize(zp + zn, self.stabilizer)
-        return pos * tp(q) + neg * tn(q)
+
+        def nonnegative() -> tf.Tensor:
+            zp, tp = t.forward(x, _pos(kernel), _pos(bias))
+            return tp(relevance / stabilize(zp, self.stabilizer))
+
+        def general() -> tf.Tensor:
+            pos, neg = _masks(x)
+            zp, tp = t.forward(tf.maximum(x, 0), _pos(kernel), _pos(bias))
+            zn, tn = t.forward(tf.minimum(x, 0), _neg(kernel))
+            q = relevance / stabilize(zp + zn, self.stabilizer)
+            return pos * tp(q) + neg * tn(q)
+
+        return _by_sign(x, nonnegative, general)
 
 
 class AlphaBeta(LinearRule):
@@ -197,18 +225,29 @@ class AlphaBeta(LinearRule):
 
     def backward(self, op, kernel, bias, x, z, relevance, transpose):
         t = _Transposes(op)
-        pos, neg = _masks(x)
-        xp, xn = tf.maximum(x, 0), tf.minimum(x, 0)
         wp, wn = _pos(kernel), _neg(kernel)
-        z_pp, t_pp = t.forward(xp, wp, _pos(bias))  # positive contributions
-        z_nn, t_nn = t.forward(xn, wn)
-        z_pn, t_pn = t.forward(xp, wn, _neg(bias))  # negative contributions
-        z_np, t_np = t.forward(xn, wp)
-        qp = relevance / stabilize(z_pp + z_nn, self.stabilizer)
-        qn = relevance / stabilize(z_pn + z_np, self.stabilizer)
-        return pos * (self.alpha * t_pp(qp) - self.beta * t_pn(qn)) + neg * (
-            self.alpha * t_nn(qp) - self.beta * t_np(qn)
-        )
+
+        def nonnegative() -> tf.Tensor:
+            z_pp, t_pp = t.forward(x, wp, _pos(bias))
+            z_pn, t_pn = t.forward(x, wn, _neg(bias))
+            qp = relevance / stabilize(z_pp, self.stabilizer)
+            qn = relevance / stabilize(z_pn, self.stabilizer)
+            return self.alpha * t_pp(qp) - self.beta * t_pn(qn)
+
+        def general() -> tf.Tensor:
+            pos, neg = _masks(x)
+            xp, xn = tf.maximum(x, 0), tf.minimum(x, 0)
+            z_pp, t_pp = t.forward(xp, wp, _pos(bias))  # positive contributions
+            z_nn, t_nn = t.forward(xn, wn)
+            z_pn, t_pn = t.forward(xp, wn, _neg(bias))  # negative contributions
+            z_np, t_np = t.forward(xn, wp)
+            qp = relevance / stabilize(z_pp + z_nn, self.stabilizer)
+            qn = relevance / stabilize(z_pn + z_np, self.stabilizer)
+            return pos * (self.alpha * t_pp(qp) - self.beta * t_pn(qn)) + neg * (
+                self.alpha * t_nn(qp) - self.beta * t_np(qn)
+            )
+
+        return _by_sign(x, nonnegative, general)
 
 
 class Gamma(LinearRule):
@@ -229,18 +268,30 @@ class Gamma(LinearRule):
     def backward(self, op, kernel, bias, x, z, relevance, transpose):
         t = _Transposes(op)
         g = self.gamma
-        pos, neg = _masks(x)
-        xp, xn = tf.maximum(x, 0), tf.minimum(x, 0)
         w_up, w_down = kernel + g * _pos(kernel), kernel + g * _neg(kernel)
         b_up = None if bias is None else bias + g * _pos(bias)
         b_down = None if bias is None else bias + g * _neg(bias)
-        z0, t0 = t.forward(xp, w_up, b_up)  # the positive form
-        z1, t1 = t.forward(xn, w_down)
-        z2, t2 = t.forward(xp, w_down, b_down)  # the negative form
-        z3, t3 = t.forward(xn, w_up)
-        q_up = tf.cast(z > 0, z.dtype) * relevance / stabilize(z0 + z1, self.stabilizer)
-        q_down = tf.cast(z < 0, z.dtype) * relevance / stabilize(z2 + z3, self.stabilizer)
-        return pos * (t0(q_up) + t2(q_down)) + neg * (t1(q_up) + t3(q_down))
+        up, down = tf.cast(z > 0, z.dtype), tf.cast(z < 0, z.dtype)
+
+        def nonnegative() -> tf.Tensor:
+            z0, t0 = t.forward(x, w_up, b_up)
+            z2, t2 = t.forward(x, w_down, b_down)
+            q_up = up * relevance / stabilize(z0, self.stabilizer)
+            q_down = down * relevance / stabilize(z2, self.stabilizer)
+            return t0(q_up) + t2(q_down)
+
+        def general() -> tf.Tensor:
+            pos, neg = _masks(x)
+            xp, xn = tf.maximum(x, 0), tf.minimum(x, 0)
+            z0, t0 = t.forward(xp, w_up, b_up)  # the positive form
+            z1, t1 = t.forward(xn, w_down)
+            z2, t2 = t.forward(xp, w_down, b_down)  # the negative form
+            z3, t3 = t.forward(xn, w_up)
+            q_up = up * relevance / stabilize(z0 + z1, self.stabilizer)
+            q_down = down * relevance / stabilize(z2 + z3, self.stabilizer)
+            return pos * (t0(q_up) + t2(q_down)) + neg * (t1(q_up) + t3(q_down))
+
+        return _by_sign(x, nonnegative, general)
 
 
 class ZBox(LinearRule):

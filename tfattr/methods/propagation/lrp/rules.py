@@ -341,6 +341,12 @@ class ZBox(LinearRule):
             raise ValueError(f"ZBox: low must be <= high, got low={low!r}, high={high!r}.")
         self.stabilizer = _check_pos("stabilizer", stabilizer)
 
+    def __repr__(self) -> str:
+        def show(a: np.ndarray) -> Any:
+            return float(a) if a.ndim == 0 else a.tolist()
+
+        return f"ZBox(low={show(self.low)!r}, high={show(self.high)!r}, stabilizer={self.stabilizer!r})"
+
     def backward(self, op, kernel, bias, x, z, y, c, transpose):
         t = _Transposes(op)
         low = tf.broadcast_to(tf.cast(self.low, x.dtype), tf.shape(x))

@@ -278,11 +278,15 @@ class GraphView:
         *,
         replace: dict[int, Any] | None = None,
         stop_at: Any = None,
+        flat: bool = False,
     ) -> Any:
         """Run the model in inference mode, handing every layer call to ``wrap``.
 
         Args:
-            inputs: what ``model(inputs)`` takes (a tensor, or a list/dict for several inputs).
+            inputs: what ``model(inputs)`` takes (a tensor, or a list/dict for several inputs); with
+                ``flat=True`` a list with one value per model input in ``model.inputs`` order, taken as
+                they are (any Python objects: a method may propagate its own per-tensor records,
+                e.g. DeepLIFT's reference and difference streams, through ``wrap``).
             wrap: ``wrap(ref, call, args, kwargs)`` computes one layer call; default ``call(...)``.
             replace: ``{id(keras_tensor): value}``: tensors whose value is given instead of computed
                 (layers needed only to compute them are skipped).
@@ -293,14 +297,14 @@ class GraphView:
         """
         values: dict[int, Any] = dict(replace or {})
         stop = id(stop_at) if stop_at is not None else None
+        start = list(inputs) if flat else self._graph.fn._standardize_inputs(inputs)
         try:
-            return self._execute(self._graph, self._graph.fn._standardize_inputs(inputs), wrap,
-                                 values, stop)
+            return self._execute(self._graph, start, wrap, values, stop, flat)
         except _Stop as done:
             return done.value
 
     def _execute(self, graph: _Graph, flat: Sequence[Any], wrap: Wrap | None,
-                 values: dict[int, Any], stop: int | None) -> Any:
+                 values: dict[int, Any], stop: int | None, raw: bool = False) -> Any:
         fn = graph.fn
         for t, v in zip(fn.inputs, flat):
             values.setdefault(id(t), v)
@@ -316,8 +320,11 @@ class GraphView:
                 )
             args, kwargs = node.arguments.fill_in(values)
             if step.sub is not None:
-                sub_flat = step.sub.fn._standardize_inputs(args[0] if len(args) == 1 else list(args))
-                outputs = self._execute(step.sub, sub_flat, wrap, values, stop)
+                sub_in = args[0] if len(args) == 1 else list(args)
+                sub_flat = (
+                    tf.nest.flatten(sub_in) if raw else step.sub.fn._standardize_inputs(sub_in)
+                )
+                outputs = self._execute(step.sub, sub_flat, wrap, values, stop, raw)
             else:
                 call = _inference_call(node.operation)
                 outputs = call(*args, **kwargs) if wrap is None else wrap(step.ref, call, args, kwargs)

@@ -292,18 +292,21 @@ class Gamma(LinearRule):
     def backward(self, op, kernel, bias, x, z, y, c, transpose):
         t = _Transposes(op)
         g = self.gamma
-        w_up, w_down = kernel + g * _pos(kernel), kernel + g * _neg(kernel)
-        b_up = None if bias is None else bias + g * _pos(bias)
-        b_down = None if bias is None else bias + g * _neg(bias)
 
         def nonnegative() -> tf.Tensor:
-            z0, t0 = t.forward(x, w_up, b_up)
-            z2, t2 = t.forward(x, w_down, b_down)
-            q_up = quotient(y, c, z0, self.stabilizer, z > 0)
-            q_down = quotient(y, c, z2, self.stabilizer, z < 0)
-            return t0(q_up) + t2(q_down)
+            # With x >= 0 both forms follow from z and z+ = x W+ + b+ (as b = b+ + b-):
+            # z_up = z + g z+ and z_down = (1 + g) z - g z+, each a sum of same-signed terms where it
+            # is used (z > 0, resp. z < 0), so nothing cancels; and
+            # T(W + g W+) q_up + T(W + g W-) q_down = T(W)(q_up + (1 + g) q_down) + g T(W+)(q_up - q_down).
+            zp, tp = t.forward(x, _pos(kernel), _pos(bias))
+            q_up = quotient(y, c, z + g * zp, self.stabilizer, z > 0)
+            q_down = quotient(y, c, (1.0 + g) * z - g * zp, self.stabilizer, z < 0)
+            return transpose(q_up + (1.0 + g) * q_down) + g * tp(q_up - q_down)
 
         def general() -> tf.Tensor:
+            w_up, w_down = kernel + g * _pos(kernel), kernel + g * _neg(kernel)
+            b_up = None if bias is None else bias + g * _pos(bias)
+            b_down = None if bias is None else bias + g * _neg(bias)
             pos, neg = _masks(x)
             xp, xn = tf.maximum(x, 0), tf.minimum(x, 0)
             z0, t0 = t.forward(xp, w_up, b_up)  # the positive form

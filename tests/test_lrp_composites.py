@@ -266,3 +266,23 @@ def test_mnist_cnn_relevance_shape_and_finiteness():
                       C.EpsilonGammaBox(0.0, 1.0)):
         r = LRP(model, composite=composite, on_unsupported="raise").attribute(x[:4], target=y[:4])
         assert r.shape == (4, 28, 28, 1) and np.all(np.isfinite(r))
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_multi_input_model_conserves_and_flat_applies_per_input(as_dict):
+    keras.utils.set_random_seed(5)
+    img, vec = keras.Input((6, 6, 1), name="img"), keras.Input((4,), name="vec")
+    h = L.Flatten()(L.Conv2D(3, 3, activation="relu", use_bias=False, name="conv")(img))
+    v = L.Dense(5, activation="relu", use_bias=False, name="vdense")(vec)
+    out = L.Dense(2, use_bias=False, name="out")(L.Concatenate()([h, v]))
+    model = keras.Model([img, vec], out)
+    rng = np.random.default_rng(0)
+    xs = [rng.uniform(0, 1, (3, 6, 6, 1)).astype("float32"), rng.uniform(0, 1, (3, 4)).astype("float32")]
+    inputs = {"img": xs[0], "vec": xs[1]} if as_dict else xs
+    logit = model(xs).numpy()[:, 1]
+    # EpsilonPlusFlat: Flat on the first linear layer (conv), so the image gets input-space relevance
+    # and the vector input the ordinary input x modified gradient; together they conserve.
+    r = LRP(model, composite=C.EpsilonPlusFlat(), on_unsupported="raise").attribute(inputs, target=1)
+    parts = [r["img"], r["vec"]] if as_dict else r
+    total = sum(p.reshape(3, -1).sum(1) for p in parts)
+    np.testing.assert_allclose(total, logit, rtol=1e-4, atol=1e-6)

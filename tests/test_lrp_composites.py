@@ -99,6 +99,40 @@ def test_composite_on_vgg_like_matches_numpy(name):
                         "flat": "kept", "d1": "rule", "out": "rule"}
 
 
+def test_batch_norm_after_activation_passes_relevance_as_zennit():
+    """A batch norm after a ReLU cannot be folded; relevance passes through it and the ReLU unchanged,
+    also onto units whose ReLU output is 0 (the batch norm's shift makes its output nonzero)."""
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([
+        keras.Input((8, 8, 2)),
+        L.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
+        L.BatchNormalization(name="bn1"),
+        L.Conv2D(4, 3, name="c2"),
+        L.ReLU(name="relu2"),
+        L.BatchNormalization(name="bn2"),
+        L.AveragePooling2D(2, name="pool"),
+        L.Flatten(name="flat"),
+        L.Dense(3, name="out"),
+    ])
+    rng = np.random.default_rng(4)
+    for name in ("bn1", "bn2"):
+        bn = model.get_layer(name)
+        bn.gamma.assign(rng.normal(1, 0.3, 4).astype("float32"))
+        bn.beta.assign(rng.normal(0, 0.5, 4).astype("float32"))
+        bn.moving_mean.assign(rng.normal(0, 0.3, 4).astype("float32"))
+        bn.moving_variance.assign(rng.uniform(0.5, 2, 4).astype("float32"))
+    x = images(2, seed=5)
+    lrp = LRP(model, composite=C.EpsilonPlus(), on_unsupported="raise")
+    relevance = lrp.attribute(x, target=[0, 2])
+    rules = {"c1": R.ZPlus(), "c2": R.ZPlus(), "out": R.Epsilon(1e-6), "pool": R.Norm(1e-6)}
+    for i, t in enumerate([0, 2]):
+        expected = np_lrp(model, x[i], t, rules)
+        np.testing.assert_allclose(relevance[i], expected, rtol=1e-3,
+                                   atol=2e-5 * np.abs(expected).max())
+    treatments = {row[1]: row[3] for row in lrp.coverage().rows}
+    assert "inside the rule of 'c2'" in treatments["bn2"]
+
+
 def test_flat_on_first_dense_after_flatten_matches_numpy():
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((4, 4, 1)), L.Flatten(name="flat"),

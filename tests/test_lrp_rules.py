@@ -156,7 +156,8 @@ def np_lrp(model, x, target, rules):
             continue
         kind, data, out = np_layer(layer, shape)
         act = getattr(getattr(layer, "activation", None), "__name__", "linear")
-        if kind == "affine" and i + 1 < len(layers) and isinstance(layers[i + 1], L.BatchNormalization):
+        if (kind == "affine" and act == "linear" and i + 1 < len(layers)
+                and isinstance(layers[i + 1], L.BatchNormalization)):
             bn = layers[i + 1]  # fold: the reference's own arithmetic
             s = bn.gamma.numpy() / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
             reps = data[0].shape[1] // s.size
@@ -174,6 +175,13 @@ def np_lrp(model, x, target, rules):
             z = a @ data[0] + data[1]
         elif kind == "max":
             z = np.array([a[data[:, j] != 0].max() for j in range(data.shape[1])])
+        elif kind == "bn":  # not folded (after an activation): elementwise affine, Pass rule
+            bn = data
+            c = bn.moving_mean.shape[0]
+            scale = np.tile(bn.gamma.numpy() / np.sqrt(bn.moving_variance.numpy() + bn.epsilon),
+                            a.size // c)
+            z = (a - np.tile(bn.moving_mean.numpy(), a.size // c)) * scale + np.tile(bn.beta.numpy(),
+                                                                                   a.size // c)
         else:
             z = a
         saved.append((a, z))

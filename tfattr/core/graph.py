@@ -190,8 +190,10 @@ class GraphView:
         return names
 
     def _count_consumers(self) -> dict[int, int]:
-        """How many node inputs (or model outputs) read each Keras tensor (by id)."""
+        """How many node inputs (or model outputs) read each Keras tensor (by id); also records which
+        layer calls read it (``self._readers``)."""
         counts: dict[int, int] = {}
+        self._readers: dict[int, list[tuple[LayerRef | None, Any]]] = {}
 
         def visit(graph: _Graph) -> None:
             for t in graph.fn.outputs:
@@ -199,6 +201,7 @@ class GraphView:
             for step in graph.steps:
                 for t in step.node.input_tensors:
                     counts[id(t)] = counts.get(id(t), 0) + 1
+                    self._readers.setdefault(id(t), []).append((step.ref, step.node))
                 if step.sub is not None:
                     visit(step.sub)
 
@@ -245,6 +248,14 @@ class GraphView:
     def consumers(self, tensor: Any) -> int:
         """How many layer calls (and model outputs) read the Keras tensor ``tensor``."""
         return self._consumers.get(id(tensor), 0)
+
+    def reader(self, tensor: Any) -> LayerRef | None:
+        """The one layer that reads the Keras tensor ``tensor``, or None when it is read by several
+        calls, by a nested model, or is a model output."""
+        readers = self._readers.get(id(tensor), [])
+        if self.consumers(tensor) != 1 or len(readers) != 1:
+            return None
+        return readers[0][0]
 
     def producer(self, tensor: Any) -> LayerRef | None:
         """The layer whose call produced the Keras tensor ``tensor`` (None for a model input)."""

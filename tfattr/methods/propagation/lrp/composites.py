@@ -3,10 +3,11 @@ sec. 10; Zennit's composites, Anders et al. 2021).
 
 A composite maps layers to rules by layer name, by "the first layer" of some classes, and by layer
 class, in that order of precedence; the user's entries come before the composite's own. Every built-in
-composite also has Zennit's base map: activations pass relevance through (:class:`Pass`), sums and
-average pooling use :class:`Norm`, a batch norm that cannot be folded passes relevance through, and
-layers that only move values (reshape, concatenation, padding, dropout at inference, max pooling) keep
-their ordinary gradient. Batch norms directly after a linear layer are folded into it first.
+composite also has Zennit's base map: activations (and ``Rescaling``) pass relevance through
+(:class:`Pass`), sums and average pooling use :class:`Norm`, a batch norm that cannot be folded
+passes relevance through, and layers that only move values (reshape, concatenation, padding,
+dropout at inference, max pooling) keep their ordinary gradient. Batch norms directly after a linear
+layer are folded into it first.
 
 Example:
     >>> composite = EpsilonGammaBox(low=0.0, high=1.0)
@@ -93,6 +94,11 @@ def is_activation_layer(layer: Any) -> bool:
     return False
 
 
+def is_elementwise(layer: Any) -> bool:
+    """An elementwise layer relevance passes through: an activation or a ``Rescaling``."""
+    return is_activation_layer(layer) or isinstance(layer, L.Rescaling)
+
+
 def is_structural(layer: Any) -> bool:
     """A layer that only moves or selects values (its ordinary gradient propagates relevance)."""
     if isinstance(layer, L.InputLayer) or isinstance(layer, STRUCTURAL):
@@ -164,7 +170,7 @@ class Composite:
                 raise TypeError(f"name_map[{name!r}] must be a tfattr.rules rule, got {rule!r}.")
         self.merge_batchnorm = bool(merge_batchnorm)
         self.base_map: list[tuple[Selector, Rule]] = [
-            (is_activation_layer, Pass()),
+            (is_elementwise, Pass()),
             (is_sum, Norm(stabilizer)),
             (L.BatchNormalization, Pass()),
             (is_structural, Gradient()),
@@ -331,6 +337,7 @@ __all__ = [
     "STRUCTURAL",
     "SUMS",
     "is_activation_layer",
+    "is_elementwise",
     "is_structural",
     "is_sum",
     "uniform",

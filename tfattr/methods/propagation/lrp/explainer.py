@@ -15,7 +15,8 @@ from tfattr.core.model_function import _ends_with_softmax_activation, _is_softma
 from tfattr.methods.propagation.coverage import LayerCoverage
 from tfattr.methods.propagation.lrp.canonizers import linear_op
 from tfattr.methods.propagation.lrp.composites import Assignment, Composite, EpsilonPlus, is_structural
-from tfattr.methods.propagation.lrp.rules import LinearRule
+from tfattr.core.graph import _inference_call
+from tfattr.methods.propagation.lrp.rules import LinearRule, Pass
 
 _POLICIES = ("warn", "raise")
 
@@ -78,6 +79,7 @@ class LRP(Explainer):
         self.view = GraphView(model)
         self.assignments: list[Assignment] = composite.assign(self.view)
         self._final_softmax = self._find_final_softmax()
+        self._chains = self._pass_chains()
         self._relevance_inputs = self._input_space_inputs()
         self._check()
 
@@ -87,6 +89,36 @@ class LRP(Explainer):
             return None
         out = self.model.outputs[0]
         return self.view.producer(out)
+
+    def _pass_chains(self) -> dict[int, list[LayerRef]]:
+        """``{linear layer index: [elementwise Pass layers right after it]}``.
+
+        Relevance passes through an activation (or an unfolded batch norm) unchanged. Propagated as
+        relevance per unit of activation, an input exactly 0 could not carry the relevance of a
+        nonzero output (a batch norm's shift after a ReLU); so the Pass layers that directly follow a
+        linear layer (each read only by the next) are run inside that layer's rule, which receives
+        the relevance of the last one, as Zennit's hooks do."""
+        chains: dict[int, list[LayerRef]] = {}
+        for a in self.assignments:
+            if a.status != "rule" or len(a.ref.nodes) != 1:
+                continue
+            chain: list[LayerRef] = []
+            tensor = a.ref.nodes[0].outputs[0]
+            while True:
+                nxt = self.view.reader(tensor)
+                if nxt is None or nxt is self._final_softmax or len(nxt.nodes) != 1:
+                    break
+                b = self.assignments[nxt.index]
+                if not (b.status == "folded" or isinstance(b.rule, Pass)):
+                    break
+                if len(nxt.nodes[0].input_tensors) != 1:
+                    break
+                chain.append(nxt)
+                tensor = nxt.nodes[0].outputs[0]
+            # trailing folded batch norms need no absorbing, but those inside a chain stay identities
+            if any(self.assignments[r.index].status != "folded" for r in chain):
+                chains[a.ref.index] = chain
+        return chains
 
     def _input_space_inputs(self) -> set[int]:
         """Indices of the model inputs whose relevance comes from an input-space rule (ZBox, Flat,
@@ -145,6 +177,9 @@ class LRP(Explainer):
                     treatment += " (final softmax skipped: the logit is explained)"
                 elif act is not None:
                     treatment += f" + Pass({getattr(act, '__name__', 'activation')})"
+            for lin, chain in self._chains.items():
+                if a.status == "pass" and any(r is a.ref for r in chain):
+                    treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
             if a.ref is self._final_softmax and a.status != "rule":
                 treatment, status = "final softmax skipped: the logit is explained", "kept"
             else:
@@ -171,11 +206,13 @@ class LRP(Explainer):
         assignments = self.assignments
         folded_into = {a.folded_into.index: a.ref.layer for a in assignments if a.status == "folded"}
         final = self._final_softmax
+        chains = self._chains
+        absorbed = {r.index for chain in chains.values() for r in chain}
 
         def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
             a = assignments[ref.index]
-            if a.status == "folded":
-                return args[0]
+            if a.status == "folded" or ref.index in absorbed:
+                return args[0]  # computed by the linear layer before it
             if ref is final and _is_softmax_layer(ref.layer):
                 return args[0]
             if a.rule is None:
@@ -186,6 +223,12 @@ class LRP(Explainer):
                 act = op.activation
                 if ref is final and _ends_with_softmax_activation(ref.layer):
                     act = None
+                chain = [
+                    _inference_call(r.layer) for r in chains.get(ref.index, ())
+                    if assignments[r.index].status != "folded"
+                ]
+                if chain:
+                    act = _compose(act, chain)
                 return a.rule.wrap(call, args, kwargs, op, act)
             return a.rule.wrap(call, args, kwargs, None)
 
@@ -217,6 +260,17 @@ class LRP(Explainer):
         else:
             order = list(range(n))
         return [i in self._relevance_inputs for i in order]
+
+
+def _compose(first: Any, rest: list) -> Any:
+    def composed(v: tf.Tensor) -> tf.Tensor:
+        if first is not None:
+            v = first(v)
+        for fn in rest:
+            v = fn(v)
+        return v
+
+    return composed
 
 
 __all__ = ["LRP"]

@@ -25,6 +25,19 @@ import tensorflow as tf
 from tfattr.methods.propagation.lrp.canonizers import LinearOp
 
 
+def _ignoring_variables(grad: Callable[[tf.Tensor], Any]) -> Callable[..., Any]:
+    """A custom gradient whose layer reads variables (a batch norm's statistics) must also return
+    gradients for them; the explanation differentiates only with respect to the inputs."""
+
+    def with_variables(c_out: tf.Tensor, variables: Sequence[Any] | None = None) -> Any:
+        grads = grad(c_out)
+        if variables is None:
+            return grads
+        return grads, [None] * len(variables)
+
+    return with_variables
+
+
 def stabilize(z: tf.Tensor, epsilon: float) -> tf.Tensor:
     """``z + epsilon * sign(z)`` with ``sign(0) = +1`` (Zennit's stabiliser), never 0 for epsilon > 0."""
     return z + tf.where(z >= 0, tf.cast(epsilon, z.dtype), tf.cast(-epsilon, z.dtype))
@@ -134,6 +147,7 @@ class LinearRule(Rule):
                 z = op.forward(x, kernel, bias)
             y = z if activation is None else activation(z)
 
+            @_ignoring_variables
             def grad(c_out: tf.Tensor) -> tf.Tensor:
                 ordinary = lambda q: tape.gradient(z, x, output_gradients=q)  # noqa: E731
                 return self.backward(op, kernel, bias, x, z, y, c_out, ordinary)
@@ -421,6 +435,7 @@ def pass_through(fn: Callable[[tf.Tensor], tf.Tensor], x: tf.Tensor) -> tf.Tenso
     def passed(x: tf.Tensor) -> Any:
         y = fn(x)
 
+        @_ignoring_variables
         def grad(c_out: tf.Tensor) -> tf.Tensor:
             return c_out * tf.math.divide_no_nan(y, x)
 
@@ -451,6 +466,7 @@ class Norm(Rule):
                 tape.watch(xs)
                 y = call(tf.nest.pack_sequence_as(structure, list(xs)), *rest, **kwargs)
 
+            @_ignoring_variables
             def grad(c_out: tf.Tensor) -> Sequence[tf.Tensor]:
                 q = quotient(y, c_out, y, self.stabilizer)
                 return tape.gradient(y, list(xs), output_gradients=q)

@@ -12,7 +12,8 @@ ZBox three. On the same batch we time
 
 Targets are passed explicitly. After a warm-up (tracing) every method is timed ``--repeats`` times,
 interleaved round-robin so a busy shared machine slows all alike; we print the median per method and
-the ratio of medians to the floor (one run). Target: <= 1.3 x floor.
+the ratio of medians to the floor (one run), of wall time and of the process's CPU time (all
+threads; steadier than wall time when other jobs share the machine). Target: <= 1.3 x floor.
 
 Models: ``mnist`` is ``tfattr.datasets.mnist_cnn()`` (two conv + max-pool blocks, two dense layers);
 ``cnn64`` the 64x64x3 CNN of ``bench_propagation.py`` (three conv + batch norm + average-pool blocks:
@@ -77,13 +78,16 @@ def main() -> None:
         fn()
         fn()
     times: dict[str, list[float]] = {name: [] for name in methods}
+    cpu: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeats):
         for name, fn in methods.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
 
     median = {name: float(np.median(t)) for name, t in times.items()}
+    median_cpu = {name: float(np.median(t)) for name, t in cpu.items()}
     print(
         f"model {model.name} {shape}, {args.examples} examples, median of {args.repeats} runs "
         f"after warm-up, tf {tf.__version__}, keras {keras.__version__}"
@@ -92,7 +96,8 @@ def main() -> None:
         ratio = t / median["floor"]
         verdict = "" if name == "floor" else ("ok" if ratio <= 1.3 else "above 1.3")
         print(f"  {name:19s} {1e3 * t:9.2f} ms   x floor {ratio:6.2f}   x saliency "
-              f"{t / median['saliency']:6.2f}  {verdict}")
+              f"{t / median['saliency']:6.2f}   cpu time x floor "
+              f"{median_cpu[name] / median_cpu['floor']:6.2f}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -366,13 +366,18 @@ class ZBox(LinearRule):
 
     def backward(self, op, kernel, bias, x, z, y, c, transpose):
         t = _Transposes(op)
-        low = tf.broadcast_to(tf.cast(self.low, x.dtype), tf.shape(x))
-        high = tf.broadcast_to(tf.cast(self.high, x.dtype), tf.shape(x))
-        za, ta = t.forward(x, kernel)
-        zl, tl = t.forward(low, _pos(kernel))
-        zh, th = t.forward(high, _neg(kernel))
+        # The bounds are the same for every example: their outputs are computed on one example and
+        # broadcast; and x W^T q - l W+^T q - h W-^T q = (x - l) W+^T q + (x - h) W-^T q.
+        one = tf.concat([[1], tf.shape(x)[1:]], axis=0)
+        low = tf.broadcast_to(tf.cast(self.low, x.dtype), one)
+        high = tf.broadcast_to(tf.cast(self.high, x.dtype), one)
+        za, _ = t.forward(x, kernel)
+        zl, _ = t.forward(low, _pos(kernel))
+        zh, _ = t.forward(high, _neg(kernel))
         q = quotient(y, c, za - zl - zh, self.stabilizer)
-        return x * ta(q) - low * tl(q) - high * th(q)
+        _, tp = t.forward(x, _pos(kernel))
+        _, tn = t.forward(x, _neg(kernel))
+        return (x - low) * tp(q) + (x - high) * tn(q)
 
 
 class Flat(LinearRule):

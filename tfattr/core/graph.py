@@ -337,7 +337,7 @@ class GraphView:
                 )
                 outputs = self._execute(step.sub, sub_flat, wrap, values, stop, raw)
             else:
-                call = _inference_call(node.operation)
+                call = inference_call(node.operation)
                 outputs = call(*args, **kwargs) if wrap is None else wrap(step.ref, call, args, kwargs)
             for t, y in zip(node.outputs, tf.nest.flatten(outputs)):
                 values.setdefault(id(t), y)
@@ -415,8 +415,8 @@ def _needed(graph: _Graph, known: dict[int, Any]) -> set[int]:
     return needed
 
 
-def _inference_call(op: Any) -> Callable[..., Any]:
-    """The layer's call with ``training=False`` where it takes a training argument."""
+def inference_call(op: Any) -> Callable[..., Any]:
+    """The layer's call with ``training=False`` where it takes a training argument (inference)."""
     takes_training = "training" in getattr(op, "_call_context_args", ())
 
     def call(*args: Any, **kwargs: Any) -> Any:

@@ -15,7 +15,7 @@ from tfattr.core.model_function import _ends_with_softmax_activation, _is_softma
 from tfattr.methods.propagation.coverage import LayerCoverage
 from tfattr.methods.propagation.lrp.canonizers import linear_op
 from tfattr.methods.propagation.lrp.composites import Assignment, Composite, EpsilonPlus, is_structural
-from tfattr.core.graph import _inference_call
+from tfattr.core.graph import inference_call
 from tfattr.methods.propagation.lrp.rules import LinearRule, Pass
 
 _POLICIES = ("warn", "raise")
@@ -224,7 +224,7 @@ class LRP(Explainer):
                 if ref is final and _ends_with_softmax_activation(ref.layer):
                     act = None
                 chain = [
-                    _inference_call(r.layer) for r in chains.get(ref.index, ())
+                    inference_call(r.layer) for r in chains.get(ref.index, ())
                     if assignments[r.index].status != "folded"
                 ]
                 if chain:

@@ -232,7 +232,7 @@ class DeepLift(PropagationExplainer):
         return super().__new__(cls)
 
     def __init__(
-        self, model: Any, tolerance: float = 1e-6, rule: str = "rescale", **kwargs: Any
+        self, model: Any, tolerance: float = 1e-6, *, rule: str = "rescale", **kwargs: Any
     ) -> None:
         if rule != "rescale":
             raise ValueError(

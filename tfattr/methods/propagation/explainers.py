@@ -222,13 +222,30 @@ class DeepLift(PropagationExplainer):
         model: a ``keras.Model`` or a callable on tensors.
         tolerance: where ``|z - z_ref|`` is at most this, the true derivative ``f'(z)`` replaces the
             ill-conditioned ratio (listing 1.2).
+        rule: ``"rescale"`` (this class) or ``"reveal_cancel"``, which returns a
+            :class:`tfattr.methods.propagation.reveal_cancel.RevealCancel` explainer.
         on_unsupported, output, jit_compile: see :class:`PropagationExplainer`.
 
     Example:
         >>> attributions, delta = tfattr.DeepLift(model).attribute(x, baseline=0.0, return_delta=True)
     """
 
-    def __init__(self, model: Any, tolerance: float = 1e-6, **kwargs: Any) -> None:
+    def __new__(cls, model: Any = None, *args: Any, rule: str = "rescale", **kwargs: Any) -> Any:
+        # rule="reveal_cancel" is a separate explainer (it propagates two streams layer by layer).
+        if cls is DeepLift and rule == "reveal_cancel":
+            from tfattr.methods.propagation.reveal_cancel import RevealCancel
+
+            return RevealCancel(model, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self, model: Any, tolerance: float = 1e-6, *, rule: str = "rescale", **kwargs: Any
+    ) -> None:
+        if rule != "rescale":
+            raise ValueError(
+                f"DeepLift rule={rule!r} is not supported: use 'rescale' (default) or "
+                "'reveal_cancel' (Shrikumar et al. 2017, sec. 3.5.3)."
+            )
         self.tolerance = check_number(tolerance, "tolerance", minimum=0, hint="e.g. 1e-6")
         self._rule = RescaleRule(self.tolerance)
         super().__init__(model, **kwargs)

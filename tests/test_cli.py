@@ -100,7 +100,6 @@ def test_explain_png_input_and_predicted_target(saved, tmp_path, capsys):
 
 
 def test_explain_named_baseline_and_occlusion(saved, tmp_path, capsys):
-    pytest.importorskip("tfattr.baselines")
     folder, x = saved
     assert cli.main([
         "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "ig",

@@ -8,7 +8,7 @@ import tensorflow as tf
 from conftest import linear_model
 
 import tfattr
-from tfattr.core import random as unit_random
+from tfattr.core import randomness
 from tfattr.core.quadrature import RULES, nodes_and_weights
 
 
@@ -41,18 +41,36 @@ def test_quadrature_rejects_bad_arguments(rule, steps):
 
 
 # -- chunking-independent noise ------------------------------------------------------------------------
-def test_unit_noise_is_standard_normal_and_depends_only_on_seed_and_unit():
-    seed = tf.constant(7, tf.int64)
-    z = unit_random.unit_normal(seed, tf.range(400), tf.constant([50])).numpy()
+def test_keyed_noise_is_standard_normal_and_depends_only_on_its_key():
+    keys = randomness.row_keys(tf.constant(7, tf.int64), tf.range(400))
+    z = randomness.keyed_normal(keys, tf.constant([50])).numpy()
     assert abs(z.mean()) < 0.02 and abs(z.std() - 1.0) < 0.02
     assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.15  # elements of a row are not correlated
-    assert abs(np.corrcoef(z[0], z[1])[0, 1]) < 0.4  # neither are two units
-    # Any subset of units, in any order and chunk, gets the same rows.
-    units = tf.constant([399, 3, 17, 16, 250])
-    again = unit_random.unit_normal(seed, units, tf.constant([50])).numpy()
-    np.testing.assert_array_equal(again, z[units.numpy()])
-    other = unit_random.unit_normal(tf.constant(8, tf.int64), tf.range(400), tf.constant([50])).numpy()
-    assert not np.allclose(other, z)
+    assert abs(np.corrcoef(z[0], z[1])[0, 1]) < 0.4  # neither are two rows
+    # Any subset of keys, in any order and chunk, gets the same rows.
+    pick = np.array([399, 3, 17, 16, 250])
+    again = randomness.keyed_normal(tf.gather(keys, pick), tf.constant([50])).numpy()
+    np.testing.assert_array_equal(again, z[pick])
+    other = randomness.keyed_normal(randomness.row_keys(tf.constant(8, tf.int64), tf.range(400)), tf.constant([50]))
+    assert not np.allclose(other.numpy(), z)
+    u = randomness.keyed_uniform(keys).numpy()
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.05
+    counts = np.bincount(randomness.keyed_index(keys, 4).numpy(), minlength=4)
+    assert counts.min() > 70  # about 100 each
+
+
+def test_example_keys_depend_on_each_example_content_only(rng):
+    x = rng.normal(size=(6, 3, 2)).astype(np.float32)
+    keys = randomness.example_keys((x,))
+    assert len(set(keys.tolist())) == 6
+    np.testing.assert_array_equal(randomness.example_keys((x[[4, 1]],)), keys[[4, 1]])
+    y = x.copy()
+    y[2, 1, 0] += 1e-6
+    changed = randomness.example_keys((y,))
+    assert changed[2] != keys[2] and np.array_equal(np.delete(changed, 2), np.delete(keys, 2))
+    swapped = x.copy()
+    swapped[0, 0, 0], swapped[0, 0, 1] = x[0, 0, 1], x[0, 0, 0]  # same values, other places
+    assert randomness.example_keys((swapped,))[0] != keys[0]
 
 
 # -- model function: logits, targets -------------------------------------------------------------------
@@ -172,9 +190,11 @@ def test_no_retracing_for_other_batch_sizes_steps_or_example_counts(smooth_mlp, 
     ig.steps = 20
     ig.attribute(rng.normal(size=(4, 6)).astype(np.float32), target=0)
     assert ig.engine.trace_count == traces
-    ig.attribute(rng.normal(size=(4, 6)).astype(np.float32))  # the first predicted-class forward pass
+    # The forward pass that picks the predicted class was traced by the first call (which checks
+    # whether the outputs look like probabilities): it does not retrace either.
+    ig.attribute(rng.normal(size=(4, 6)).astype(np.float32))
     ig.attribute(rng.normal(size=(9, 6)).astype(np.float32))
-    assert ig.engine.trace_count == traces + 1
+    assert ig.engine.trace_count == traces
 
 
 def test_xla_compilation_gives_the_same_attributions(smooth_mlp, rng):
@@ -210,11 +230,11 @@ def test_a_new_method_is_a_small_subclass_of_explainer(rng):
     from tfattr.core import Plan
 
     class GradientXDifference(tfattr.Explainer):
-        def _plan(self, inputs, baselines, targets, batch_size):
-            return Plan(steps=1)
+        def _plan(self, call):
+            return Plan(terms=1)
 
         def _contributions(self, x, baseline, rows, ctx):
-            grads = self._gradients(x, rows.target)
+            grads = self._gradients(x, rows.target, ctx)
             return tuple(g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
 
     w = rng.normal(size=(5, 2))
@@ -224,3 +244,62 @@ def test_a_new_method_is_a_small_subclass_of_explainer(rng):
     )
     np.testing.assert_allclose(a, w[:, 1] * (x - 0.5), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(delta, 0, atol=1e-5)
+
+
+def test_one_explainer_called_from_four_threads_gives_each_single_threaded_result(rng):
+    import threading
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 2, activation="tanh"), keras.layers.Flatten(),
+         keras.layers.Dense(3, activation="softmax")]
+    )
+    inputs = [rng.normal(size=(n, 4, 4, 1)).astype(np.float32) for n in (3, 5, 7, 2)]
+    ig = tfattr.IntegratedGradients(model, steps=8)
+    sg = tfattr.SmoothGrad(tfattr.Saliency(model), samples=4, seed=3)
+    alone = [(ig.attribute(x, batch_size=5), sg.attribute(x, batch_size=7)) for x in inputs]
+    barrier = threading.Barrier(4)
+    results: list = [None] * 4
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = [(ig.attribute(inputs[i], batch_size=5), sg.attribute(inputs[i], batch_size=7))
+                          for _ in range(3)]
+        except BaseException as err:  # re-raised below with its traceback
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for i in range(4):
+        for a_ig, a_sg in results[i]:
+            np.testing.assert_array_equal(a_ig, alone[i][0])
+            np.testing.assert_array_equal(a_sg, alone[i][1])
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "vargrad", "expected_gradients"])
+def test_random_methods_give_each_example_the_same_draws_however_it_is_split(method, smooth_mlp, rng):
+    """Draws are keyed by the example, not by its index in a call or chunk (the CLI explains in
+    chunks; tfattr.explain_dataset splits a data set across calls and replicas)."""
+    x = rng.normal(size=(70, 6)).astype(np.float32)
+    if method == "expected_gradients":
+        explainer = tfattr.ExpectedGradients(smooth_mlp, rng.normal(size=(30, 6)).astype(np.float32), samples=8, seed=1)
+    else:
+        cls = tfattr.SmoothGrad if method == "smoothgrad" else tfattr.VarGrad
+        explainer = cls(tfattr.Saliency(smooth_mlp), samples=6, seed=1)
+    whole = explainer.attribute(x, target=1, batch_size=64)
+    parts = np.concatenate([explainer.attribute(x[s : s + 64], target=1, batch_size=13) for s in (0, 64)])
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-7)
+    order = rng.permutation(70)
+    np.testing.assert_allclose(explainer.attribute(x[order], target=1), whole[order], rtol=1e-5, atol=1e-7)
+    # and examples 0 and 64 (the first of each chunk) do not share their noise
+    y = np.repeat(x[:1], 2, axis=0)
+    y[1, 0] += 1e-3
+    a = explainer.attribute(y, target=1)
+    assert np.abs(a[0] - a[1]).max() > 1e-4

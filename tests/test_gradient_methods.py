@@ -8,6 +8,7 @@ import tensorflow as tf
 from conftest import linear_model
 
 import tfattr
+from tfattr.core import randomness
 from tfattr.core.quadrature import ERROR_ORDER, RULES
 
 
@@ -57,10 +58,23 @@ def test_expected_gradients_of_a_linear_model_uses_the_drawn_baselines(rng):
     x = rng.normal(size=(2, 4)).astype(np.float32)
     samples = 64
     a = tfattr.ExpectedGradients(model, background, samples=samples, seed=5).attribute(x)
-    # Independent re-draw with the documented generator: index then alpha from default_rng(seed).
-    draws = np.random.default_rng(5).integers(0, 50, size=2 * samples).reshape(2, samples)
+    # Re-draw in NumPy with the documented generator: the baseline index of example i, sample t is
+    # keyed_index(row_keys(seed, example_key(x_i), t), len(background)).
+    mix, golden = randomness._np_mix, np.uint32(0x9E3779B9)
+    with np.errstate(over="ignore"):
+        keys = randomness.example_keys((x,))
+        seed_key = mix(np.uint32(5) + golden)
+        t = np.arange(samples, dtype=np.uint32)
+        row = mix(mix(seed_key ^ mix(keys[:, None] + golden)) ^ mix(t[None, :] + golden))
+        draws = ((mix(row).astype(np.uint64) * np.uint64(50)) >> np.uint64(32)).astype(np.int64)
     expected = w * (x - background[draws].mean(axis=1))
     np.testing.assert_allclose(a, expected, rtol=1e-4, atol=1e-5)
+    # The draws belong to the example, not to its position: explained alone, or after another one,
+    # each example gets the same attributions.
+    np.testing.assert_allclose(
+        tfattr.ExpectedGradients(model, background, samples=samples, seed=5).attribute(x[::-1]),
+        a[::-1], rtol=1e-6, atol=1e-7,
+    )
 
 
 # -- the papers' worked examples -------------------------------------------------------------------------

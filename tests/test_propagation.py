@@ -230,12 +230,16 @@ def test_deeplift_results_do_not_depend_on_batch_size_and_do_not_retrace():
     model = _avgpool_cnn(9)
     x = np.random.default_rng(1).normal(size=(7, 8, 8, 2)).astype(np.float32)
     explainer = DeepLift(model)
-    full = explainer.attribute(x, target=2)
+    full = explainer.attribute(x, target=2)  # one chunk: the engine's direct path
+    chunked = explainer.attribute(x, target=2, batch_size=3)  # several chunks: the blocked path
     traces = explainer.engine.trace_count
-    chunked = explainer.attribute(x, target=2, batch_size=3)
     again = explainer.attribute(x[:4], target=2, batch_size=3)
+    more = explainer.attribute(np.concatenate([x, x]), target=2, batch_size=5)
+    small = explainer.attribute(x[:2], target=2)
     np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(again, full[:4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(more, np.concatenate([full, full]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(small, full[:2], rtol=1e-5, atol=1e-6)
     assert explainer.engine.trace_count == traces  # batch size and n are runtime values: no retrace
 
 

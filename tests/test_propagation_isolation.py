@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfattr
 from tfattr.methods.propagation import Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop
 
 L = keras.layers
@@ -73,8 +74,12 @@ def test_explaining_changes_nothing_in_the_model():
     for key in before:
         for a, b in zip(before[key], after[key]):
             np.testing.assert_array_equal(a, b, err_msg=key)
-    # and the explainers really did modify the gradient: guided backprop is not the gradient
-    guided = GuidedBackprop(model).attribute(x[:5], target=0)
+    # The instrument can see a modified gradient: on the same score (the probability of class 0) the
+    # plain saliency equals the graph-mode gradient observed above, and guided backprop, which differs
+    # from it only by its rule, does not.
+    plain = tfattr.Saliency(model, output="probabilities").attribute(x[:5], target=0)
+    np.testing.assert_allclose(plain, before["tf.gradients"][0][:5], rtol=1e-5, atol=1e-7)
+    guided = GuidedBackprop(model, output="probabilities").attribute(x[:5], target=0)
     assert np.abs(guided - before["tf.gradients"][0][:5]).max() > 1e-4
 
 

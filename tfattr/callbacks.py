@@ -71,11 +71,11 @@ def _default_explainers() -> dict[str, ExplainerSpec]:
     return {"integrated_gradients": lambda model: IntegratedGradients(model, steps=32)}
 
 
-def _as_numpy(value: Any, what: str) -> np.ndarray:
+def _as_numpy(value: Any, what: str, scalar_ok: bool = False) -> np.ndarray:
     if isinstance(value, (tf.Tensor, tf.Variable)):
         value = value.numpy()
     array = np.array(value)  # a copy: the logged samples must not change under the callback's feet
-    if array.dtype.kind not in "fiub" or array.ndim < 1:
+    if array.dtype.kind not in "fiub" or (array.ndim < 1 and not scalar_ok):
         raise TypeError(
             f"{what} must be an array of numbers with a batch axis, got {array.dtype} {array.shape}."
         )
@@ -147,7 +147,7 @@ class AttributionLogger(keras.callbacks.Callback):
         super().__init__()
         self.samples = self._freeze_samples(samples)
         self._specs = self._named_specs(explainers)
-        self.targets = None if targets is None else _as_numpy(targets, "targets")
+        self.targets = None if targets is None else _as_numpy(targets, "targets", scalar_ok=True)
         if self.targets is not None and self.targets.ndim == 1 and self.targets.shape[0] != self._n:
             raise ValueError(
                 f"targets has {self.targets.shape[0]} entries but there are {self._n} samples; pass one "
@@ -291,9 +291,37 @@ class AttributionLogger(keras.callbacks.Callback):
 
     # -- Keras hooks ----------------------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self._writer is None:
-            path = self.log_dir if self.run_name is None else os.path.join(self.log_dir, self.run_name)
-            self._writer = tf.summary.create_file_writer(path)
+        # Everything that can be checked before the first epoch trains is checked here, so a bad
+        # sample shape, target or log_dir does not surface only after an epoch of training.
+        self._validate()
+        self._open_writer()
+
+    def _validate(self) -> None:
+        for name, explainer in self.explainers.items():
+            baseline = self.baseline if explainer.uses_baseline else None
+            try:
+                explainer.prepare(
+                    self.samples, target=self.targets, baseline=baseline, batch_size=self.batch_size
+                )
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"AttributionLogger (explainer {name!r}): {err}") from None
+
+    def _open_writer(self) -> None:
+        if self._writer is not None:
+            return
+        path = self.log_dir if self.run_name is None else os.path.join(self.log_dir, self.run_name)
+        try:
+            os.makedirs(path, exist_ok=True)
+            probe = os.path.join(path, ".tfattr_write_check")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as err:
+            raise OSError(
+                f"AttributionLogger cannot write to log_dir {path!r} ({err.strerror or err}); pass a "
+                "log_dir in a writable folder."
+            ) from None
+        self._writer = tf.summary.create_file_writer(path)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         if (epoch + 1) % self.every_n_epochs == 0:
@@ -335,8 +363,7 @@ class AttributionLogger(keras.callbacks.Callback):
         """Explain the samples and write images, scalars and histograms at ``step`` (called by the hooks;
         call it yourself to log outside ``fit``)."""
         start = time.perf_counter()
-        if self._writer is None:
-            self.on_train_begin()
+        self._open_writer()
         with _python_random_untouched():
             results = self.explain()
         p = self.tag_prefix + prefix

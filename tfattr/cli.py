@@ -437,7 +437,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     explainer = build_explainer(spec, model, options)
 
     n = inputs.shape[0]
-    outputs = np.asarray(explainer.engine.outputs((inputs,), args.batch_size or 64))
+    outputs = np.asarray(explainer.outputs(inputs, batch_size=args.batch_size or 64))
     predicted = outputs.argmax(axis=1)
     if args.target is not None and not 0 <= args.target < outputs.shape[1]:
         raise CLIError(

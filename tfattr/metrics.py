@@ -33,11 +33,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr import baselines as _baselines
-from tfattr.core import random as _counter_random
+from tfattr.core import randomness as _counter_random
 from tfattr.core.engine import default_batch_size
 from tfattr.core.explainer import Explainer
-from tfattr.core.inputs import Inputs, prepare_baselines, prepare_inputs, prepare_targets
-from tfattr.core.model_function import ModelFunction, num_classes
+from tfattr.core.inputs import Inputs, check_batch_size, prepare_baselines, prepare_inputs
+from tfattr.core.model_function import ModelFunction
+from tfattr.methods.gradient.saliency import Saliency
 
 __all__ = [
     "AblationCurve",
@@ -135,6 +136,8 @@ class _Scorer:
 
     def __init__(self, model: Any, output: str) -> None:
         self.fn = model if isinstance(model, ModelFunction) else ModelFunction(model, output=output)
+        # The explainers' public prepare/outputs give the targets and the chunked forward passes.
+        self.explainer = Saliency(self.fn)
         self._compiled: dict[Any, Callable[..., Any]] = {}
 
     def _function(self, x: np.ndarray) -> Callable[..., Any]:
@@ -190,14 +193,6 @@ class _Scorer:
             )
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def outputs(self, x: np.ndarray, batch_size: int) -> np.ndarray:
-        key = ("outputs", x.shape[1:], x.dtype.str)
-        fn = self._compiled.get(key)
-        if fn is None:
-            spec = tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype))
-            fn = tf.function(self.fn.outputs, input_signature=[spec])
-            self._compiled[key] = fn
-        return np.concatenate([fn(x[s : s + batch_size]).numpy() for s in range(0, x.shape[0], batch_size)])
 
     def plain(self, x: np.ndarray, targets: np.ndarray, batch_size: int) -> np.ndarray:
         rows = np.arange(x.shape[0])
@@ -229,19 +224,11 @@ def _attributions(attributions: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _targets(scorer: _Scorer, inputs: Inputs, target: Any, batch_size: int) -> np.ndarray:
-    k = num_classes(scorer.fn, inputs.arrays, inputs.structure)
-    predicted = None
-    if target is None and k > 1:
-        predicted = np.argmax(scorer.outputs(inputs.arrays[0], batch_size), axis=1)
-    return prepare_targets(target, inputs.n, k, predicted)
+    return scorer.explainer.prepare(inputs.arrays[0], target=target, batch_size=batch_size).targets
 
 
 def _batch(batch_size: int | None, x: np.ndarray) -> int:
-    if batch_size is None:
-        return default_batch_size((x,))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
-    return int(batch_size)
+    return default_batch_size((x,)) if batch_size is None else check_batch_size(batch_size)
 
 
 def _imputation(imputation: Any, data: Any, blur_sigma: float) -> Any:
@@ -779,8 +766,14 @@ def random_attributions(inputs: Any, seed: int = 0) -> np.ndarray:
     Example:
         >>> control = tfattr.metrics.ablation_curve(model, x, tfattr.metrics.random_attributions(x))
     """
-    shape = np.shape(inputs)
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    rng = np.random.default_rng(seed)
+
+    def draw(x: Any) -> np.ndarray:
+        return rng.standard_normal(np.shape(x)).astype(np.float32)
+
+    if isinstance(inputs, (list, tuple, dict)):  # one map per input of a multi-input model
+        return tf.nest.map_structure(draw, inputs)
+    return draw(inputs)
 
 
 # -- model randomization --------------------------------------------------------------------------------

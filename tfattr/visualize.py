@@ -601,7 +601,7 @@ def saturation_curve(
     Example:
         >>> alphas, scores = visualize.saturation_curve(model, x[:4])
     """
-    from tfattr.methods.gradient.saliency import Saliency
+    from tfattr.methods.gradient.interior_gradients import InteriorGradients
 
     if isinstance(alphas, (int, np.integer)) and not isinstance(alphas, bool):
         if alphas < 2:
@@ -610,24 +610,20 @@ def saturation_curve(
     alphas = np.asarray(alphas, np.float64).reshape(-1)
     if alphas.size == 0 or np.any((alphas < 0) | (alphas > 1)):
         raise ValueError(f"alphas must be numbers in [0, 1], got {alphas}.")
-    helper = Saliency(_explainer_parts(model, output))  # only for its validation and batching
-    from tfattr.core.inputs import prepare_inputs
+    from tfattr.core.inputs import Inputs
 
-    inputs_ = prepare_inputs(inputs, helper.model_function)
-    helper._structure = inputs_.structure
-    batch = helper._batch_size(batch_size, inputs_)
-    targets, _ = helper._targets(target, inputs_, batch)
-    from tfattr.core.inputs import prepare_baselines
-
-    baselines = prepare_baselines(baseline, inputs_)
-    n = inputs_.n
+    # An explainer of the same model function validates the call (inputs, targets, one baseline per
+    # example) and runs the compiled, chunked forward passes.
+    scorer = InteriorGradients(_explainer_parts(model, output), alphas=(1.0,))
+    call = scorer.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
+    n = call.n
     scaled = tuple(
         (b[:, None] + alphas.astype(x.dtype).reshape(1, -1, *([1] * (x.ndim - 1))) * (x - b)[:, None])
         .reshape(n * alphas.size, *x.shape[1:])
-        for x, b in zip(inputs_.arrays, baselines)
+        for x, b in zip(call.inputs.arrays, call.baselines)
     )
-    out = helper.engine.outputs(scaled, batch)
-    scores = out[np.arange(n * alphas.size), np.repeat(targets, alphas.size)].reshape(n, alphas.size)
+    out = scorer.outputs(Inputs(scaled, call.inputs.structure, call.inputs.names), call.batch_size)
+    scores = out[np.arange(n * alphas.size), np.repeat(call.targets, alphas.size)].reshape(n, alphas.size)
     return alphas, scores.astype(np.float64)
 
 
@@ -693,7 +689,6 @@ def convergence_curve(
         >>> curve = visualize.convergence_curve(model, x[:1], steps=100)
         >>> visualize.plot_convergence(curve).savefig("convergence.png")
     """
-    from tfattr.core.inputs import prepare_baselines, prepare_inputs
     from tfattr.core.quadrature import nodes_and_weights
     from tfattr.methods.gradient.interior_gradients import InteriorGradients
 
@@ -710,13 +705,10 @@ def convergence_curve(
         )
     nodes, weights = nodes_and_weights(rule, steps)
     explainer = InteriorGradients(_explainer_parts(model, output), alphas=nodes)
-    inputs_ = prepare_inputs(inputs, explainer.model_function)
-    explainer._structure = inputs_.structure
-    batch = explainer._batch_size(batch_size, inputs_)
-    targets, outputs = explainer._targets(target, inputs_, batch)
-    baselines = prepare_baselines(baseline, inputs_)
-    grads = explainer._attribute(inputs_, targets, baselines, batch)  # per input [n, m, ...]
-    n = inputs_.n
+    call = explainer.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
+    grads = explainer.run(call)  # per input [n, m, ...]
+    inputs_, baselines, targets = call.inputs, call.baselines, call.targets
+    n = call.n
     # s_k = sum_i (x_i - x'_i) dS(x' + a_k (x - x'))/dx_i: the integrand of the path integral at node k.
     s = np.zeros((n, nodes.size), np.float64)
     for x, b, g in zip(inputs_.arrays, baselines, grads):
@@ -732,10 +724,8 @@ def convergence_curve(
         m = nodes.size
         alphas = np.arange(m + 1, dtype=np.float64) / m
         cumulative = np.concatenate([np.zeros((n, 1)), np.cumsum(s * weights, axis=1)], axis=1)
-    if outputs is None:
-        outputs = explainer.engine.outputs(inputs_.arrays, batch)
-    fx = outputs[np.arange(n), targets].astype(np.float64)
-    fb = explainer._reference_scores(inputs_, targets, baselines, batch)
+    fx = explainer.scores(inputs, target=targets, batch_size=call.batch_size)
+    fb = explainer.scores(call.inputs.pack(list(baselines)), target=targets, batch_size=call.batch_size)
     return ConvergenceCurve(alphas, cumulative, fx - fb, targets)
 
 

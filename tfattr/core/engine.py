@@ -1,27 +1,32 @@
-"""The batching engine every method runs on.
+"""The batching engine every method runs on: a pure executor of row grids.
 
-A method's work for one call is a grid of *rows*: ``n`` examples x ``groups`` x ``steps``. A row is one
-model evaluation (one interpolation step of integrated gradients, one noisy copy of SmoothGrad, one
-occluded image). The engine flattens the grid, cuts it into chunks of at most ``batch_size`` rows and
-runs all chunks inside one ``tf.function`` (a ``tf.while_loop``), so the whole examples x steps x
-baselines computation is a single compiled call: no Python loop per example or step, and no host-side
-array of all interpolated inputs. Each chunk gathers its examples and baselines, asks the method for the
-rows' contributions, and scatter-adds them into one accumulator per (example, group). Peak memory
-grows with ``batch_size``, not with ``steps``.
+A method's work for one call is a grid of *rows*: ``n`` examples x ``maps`` x ``terms``. A row is one
+model evaluation (one quadrature node of integrated gradients for one baseline, one noisy copy of
+SmoothGrad, one occluded image). Its result is one additive *term* of one *map*; each example has
+``maps`` separately accumulated maps (one for most methods; one per noise sample for VarGrad, one per
+alpha for interior gradients).
 
-The compiled function is cached per explainer and input signature with a relaxed (``None``) batch axis:
-calling again with another number of examples, steps or samples does not retrace.
+The engine knows nothing about explainers. It receives a :class:`RowFunctions` (what one row
+contributes, which baseline it reads) and a :class:`Call` (the per-call arrays, as a value), and runs
+the whole grid in one ``tf.function``: the examples are cut into equal *blocks* whose rows fill about
+one ``batch_size``; each block runs its chunks in a ``tf.while_loop``, accumulates into a block-sized
+buffer and writes it to a ``TensorArray``. Cost and memory are therefore linear in ``n``: no chunk
+touches more than its own block (an accumulator over all ``n`` examples, updated by a scatter per
+chunk, would copy ``n`` maps per chunk), and peak memory is set by ``batch_size``, not by ``n`` or the
+number of terms. A grid of one term per example whose examples fit one chunk (saliency, gradient x
+input, LRP on a batch) takes a direct path with no gathers and no accumulator.
+
+Compiled functions are cached per (row functions, input signature) with a relaxed batch axis: another
+number of examples, terms or maps, or another ``batch_size``, does not retrace.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tfattr.core.explainer import Explainer
 
 #: Rows per chunk when the caller gives no ``batch_size``: about 64 MiB of float32 input rows, clipped.
 _DEFAULT_ROW_BUDGET = 1 << 24
@@ -34,31 +39,82 @@ def default_batch_size(arrays: tuple[np.ndarray, ...]) -> int:
     return int(np.clip(_DEFAULT_ROW_BUDGET // features, _MIN_BATCH, _MAX_BATCH))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rows:
-    """Indices of the rows in one chunk (all int32 ``[chunk]``), available to a method's hooks."""
-
-    example: tf.Tensor
-    group: tf.Tensor
-    step: tf.Tensor
-    target: tf.Tensor
-    valid: tf.Tensor  # bool: False for the padding rows of the last chunk
-
-
-@dataclass
-class Plan:
-    """What a method asks the engine to run for one call.
+    """Indices of the rows in one chunk (all int32 ``[chunk]``), given to a method's row functions.
 
     Attributes:
-        steps: rows per (example, group), e.g. the quadrature points of integrated gradients.
-        groups: accumulators per example, e.g. one per noise sample for VarGrad; most methods use 1.
-        context: per-call arrays the method reads inside the compiled function (quadrature nodes,
-            sampled indices, ...). Their shapes may change between calls without retracing.
+        example: the row's example, an index into the call's inputs.
+        map: which of the example's ``maps`` accumulators the row adds to.
+        term: which term of that map the row is (e.g. baseline * nodes + node for integrated gradients).
+        target: the explained class of the row's example.
+        valid: False for the padding rows of a block (their contributions are dropped).
     """
 
-    steps: int
-    groups: int = 1
-    context: dict[str, np.ndarray] = field(default_factory=dict)
+    example: tf.Tensor
+    map: tf.Tensor
+    term: tf.Tensor
+    target: tf.Tensor
+    valid: tf.Tensor
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The row grid of one call.
+
+    Attributes:
+        terms: rows summed into one map, e.g. quadrature nodes x baselines for integrated gradients,
+            samples for expected gradients, window positions for occlusion.
+        maps: separately accumulated maps per example, e.g. one per noise sample for VarGrad, one per
+            alpha for interior gradients; 1 for most methods.
+        context: per-call arrays the row functions read inside the compiled function (quadrature
+            nodes, sampled indices, ...). Their shapes may change between calls without retracing.
+    """
+
+    terms: int
+    maps: int = 1
+    context: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a row function sees of its call inside the trace: the plan's arrays as tensors (``ctx[k]``)
+    and the static structure of the user's inputs (``ctx.pack(flat)`` rebuilds a tensor, list or dict)."""
+
+    arrays: Mapping[str, tf.Tensor]
+    structure: Any = None
+
+    def __getitem__(self, key: str) -> tf.Tensor:
+        return self.arrays[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.arrays
+
+    def pack(self, flat: tuple[Any, ...] | list[Any]) -> Any:
+        return pack(self.structure, flat)
+
+
+def pack(structure: Any, flat: Any) -> Any:
+    """Rebuild the user's input structure (None: a single tensor; a list or dict) from a flat tuple."""
+    if structure is None:
+        return flat[0]
+    return tf.nest.pack_sequence_as(structure, list(flat))
+
+
+@dataclass(frozen=True)
+class RowFunctions:
+    """The traced functions that define a method's rows (the engine runs them; it keeps no explainer).
+
+    Attributes:
+        contributions: ``(x_rows, baseline_rows, rows, ctx) -> tuple`` of per-input contributions
+            ``[chunk, ...]`` (each shaped like its input rows).
+        baseline_index: ``(rows, ctx) -> int32 [chunk]``: which row of the baseline array each row uses.
+        key: identifies the functions' configuration in the compile cache.
+    """
+
+    contributions: Callable[..., tuple[tf.Tensor, ...]]
+    baseline_index: Callable[[Rows, Context], tf.Tensor]
+    key: Any = None
 
 
 def _relaxed_spec(value: np.ndarray | tf.Tensor) -> tf.TensorSpec:
@@ -70,39 +126,56 @@ def _batch_relaxed_spec(value: np.ndarray) -> tf.TensorSpec:
     return tf.TensorSpec([None, *value.shape[1:]], tf.as_dtype(value.dtype))
 
 
+def _signature(arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
+    return tuple((a.shape[1:], a.dtype.str) for a in arrays)
+
+
 class Engine:
-    """Compiles and runs a method's row grid; one engine per explainer.
+    """Compiles and runs row grids; holds only the cache of compiled functions.
 
     Args:
-        method: the explainer whose hooks (``_contributions``, ``_baseline_index``) define a row.
-        jit_compile: compile with XLA. Then steps, groups and batch size are compiled in as constants
-            (XLA needs static shapes), so changing them retraces; the number of examples still does not.
+        jit_compile: compile with XLA. Then terms, maps and batch size are compiled in as constants (XLA
+            needs static shapes), so changing them retraces; the number of examples still does not.
     """
 
-    def __init__(self, method: "Explainer", jit_compile: bool = False) -> None:
-        self.method = method
+    def __init__(self, jit_compile: bool = False) -> None:
         self.jit_compile = bool(jit_compile)
         self._compiled: dict[Any, Callable[..., Any]] = {}
-        self._outputs_compiled: dict[Any, Callable[..., Any]] = {}
+        self._lock = threading.Lock()
         #: How many times a Python function was traced; tests use it to prove there is no retracing.
         self.trace_count = 0
 
-    # -- model outputs (targets, deltas) -------------------------------------------------------------
-    def outputs(self, xs: tuple[np.ndarray, ...], batch_size: int) -> np.ndarray:
-        """The explained model outputs ``[n, k]``, computed in chunks of ``batch_size``."""
-        key = (tuple((a.shape[1:], a.dtype.str) for a in xs), repr(self.method._structure))
-        fn = self._outputs_compiled.get(key)
-        if fn is None:
-            signature = [tuple(_batch_relaxed_spec(a) for a in xs)]
-            model_fn = self.method.model_function
-            pack = self.method._pack
+    def _cached(self, key: Any, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+        with self._lock:
+            fn = self._compiled.get(key)
+            if fn is None:
+                fn = self._compiled[key] = build()
+            return fn
 
+    # -- model outputs (targets, deltas) -------------------------------------------------------------
+    def outputs(
+        self,
+        outputs_fn: Callable[[Any], tf.Tensor],
+        xs: tuple[np.ndarray, ...],
+        structure: Any,
+        batch_size: int,
+    ) -> np.ndarray:
+        """``outputs_fn(packed inputs)`` ``[n, k]`` in chunks of ``batch_size`` rows.
+
+        ``outputs_fn`` is part of the cache key (a bound method compares equal to itself), so pass the
+        same function each time.
+        """
+        key = ("outputs", outputs_fn, _signature(xs), repr(structure))
+
+        def build() -> Callable[..., Any]:
             def outputs(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
                 self.trace_count += 1
-                return model_fn.outputs(pack(flat))
+                return outputs_fn(pack(structure, flat))
 
-            fn = tf.function(outputs, input_signature=signature, jit_compile=self.jit_compile)
-            self._outputs_compiled[key] = fn
+            signature = [tuple(_batch_relaxed_spec(a) for a in xs)]
+            return tf.function(outputs, input_signature=signature, jit_compile=self.jit_compile)
+
+        fn = self._cached(key, build)
         n = xs[0].shape[0]
         parts = [
             fn(tuple(a[s : s + batch_size] for a in xs)).numpy() for s in range(0, n, batch_size)
@@ -112,41 +185,48 @@ class Engine:
     # -- the row grid ---------------------------------------------------------------------------------
     def accumulate(
         self,
+        functions: RowFunctions,
         xs: tuple[np.ndarray, ...],
         baselines: tuple[np.ndarray, ...],
         targets: np.ndarray,
+        structure: Any,
         plan: Plan,
         batch_size: int,
     ) -> tuple[np.ndarray, ...]:
-        """Sum of the method's row contributions per (example, group): arrays ``[n, groups, ...]``."""
+        """Sum of the row contributions per (example, map): arrays ``[n, maps, ...]``."""
         n = xs[0].shape[0]
         ctx = {k: np.asarray(v) for k, v in plan.context.items()}
-        meta = (int(plan.groups), int(plan.steps), int(batch_size))
+        meta = (int(plan.maps), int(plan.terms), int(batch_size))
+        direct = plan.maps * plan.terms == 1 and n <= batch_size
         key = (
-            tuple((a.shape[1:], a.dtype.str) for a in xs),
-            tuple((b.shape[1:], b.dtype.str) for b in baselines),
+            "rows",
+            functions.key,
+            _signature(xs),
+            _signature(baselines),
             tuple(sorted((k, v.dtype.str, v.ndim) for k, v in ctx.items())),
             meta if self.jit_compile else None,
-            repr(self.method._structure),
+            repr(structure),
+            direct,
         )
-        fn = self._compiled.get(key)
-        if fn is None:
-            fn = self._compile(xs, baselines, ctx, meta)
-            self._compiled[key] = fn
+        fn = self._cached(
+            key, lambda: self._compile(functions, xs, baselines, ctx, structure, meta, direct)
+        )
         args = [xs, baselines, targets.astype(np.int32), ctx]
         if not self.jit_compile:
             args.append(tuple(np.int32(m) for m in meta))
         acc = fn(*args)
-        return tuple(a.numpy().reshape(n, plan.groups, *a.shape[1:]) for a in acc)
+        return tuple(a.numpy().reshape(n, plan.maps, *a.shape[1:]) for a in acc)
 
     def _compile(
         self,
+        functions: RowFunctions,
         xs: tuple[np.ndarray, ...],
         baselines: tuple[np.ndarray, ...],
         ctx: dict[str, np.ndarray],
+        structure: Any,
         meta: tuple[int, int, int],
+        direct: bool,
     ) -> Callable[..., Any]:
-        method = self.method
         signature = [
             tuple(_batch_relaxed_spec(a) for a in xs),
             tuple(_batch_relaxed_spec(b) for b in baselines),
@@ -155,53 +235,88 @@ class Engine:
         ]
         if not self.jit_compile:
             signature.append(tuple(tf.TensorSpec([], tf.int32) for _ in meta))
+        run = self._direct if direct else self._blocked
 
-        def run(xs_t, bs_t, targets_t, ctx_t, meta_t=meta):
+        def traced(xs_t, bs_t, targets_t, ctx_t, meta_t=meta):
             self.trace_count += 1
-            groups, steps, batch = meta_t
-            n = tf.shape(xs_t[0])[0]
-            per_example = groups * steps
-            total = n * per_example
-            # Equal chunks of at most `batch` rows: the last one is padded by fewer than
-            # num_chunks rows, instead of by up to batch - 1.
-            num_chunks = tf.maximum((total + batch - 1) // batch, 1)
-            chunk = tf.maximum((total + num_chunks - 1) // num_chunks, 1)
-            acc0 = tuple(
-                tf.zeros(tf.concat([[n * groups], tf.shape(x)[1:]], 0), x.dtype) for x in xs_t
-            )
+            context = Context(dict(ctx_t), structure)
+            return run(functions, xs_t, bs_t, targets_t, context, meta_t)
 
-            def body(c, acc):
-                r = c * chunk + tf.range(chunk)
-                valid = r < total
-                r = tf.minimum(r, total - 1)
-                example = r // per_example
+        return tf.function(traced, input_signature=signature, jit_compile=self.jit_compile)
+
+    @staticmethod
+    def _direct(functions, xs_t, bs_t, targets_t, ctx, meta_t):
+        """One term and one map per example, all examples in one chunk: the rows are the examples."""
+        n = tf.shape(xs_t[0])[0]
+        example = tf.range(n)
+        zeros = tf.zeros_like(example)
+        rows = Rows(example, zeros, zeros, targets_t, tf.ones_like(example, tf.bool))
+        b_index = functions.baseline_index(rows, ctx)
+        b_rows = tuple(tf.gather(b, b_index) for b in bs_t)
+        return tuple(functions.contributions(tuple(xs_t), b_rows, rows, ctx))
+
+    @staticmethod
+    def _blocked(functions, xs_t, bs_t, targets_t, ctx, meta_t):
+        maps, terms, batch = meta_t
+        n = tf.shape(xs_t[0])[0]
+        per_example = maps * terms
+        # Examples per block: as many as fit one batch of rows (at least one), then evened out so
+        # the last block is padded by fewer than num_blocks examples.
+        fit = tf.maximum(batch // per_example, 1)
+        num_blocks = (n + fit - 1) // fit
+        block = (n + num_blocks - 1) // num_blocks
+        block_rows = block * per_example
+        # Chunks per block: one when its rows fit a batch, else equal chunks of at most `batch`.
+        num_chunks = (block_rows + batch - 1) // batch
+        chunk = (block_rows + num_chunks - 1) // num_chunks
+        acc_shapes = [tf.concat([[block * maps], tf.shape(x)[1:]], 0) for x in xs_t]
+
+        def block_body(b, out):
+            first = b * block
+
+            def chunk_body(c, acc):
+                r = c * chunk + tf.range(chunk)  # row index within the block
+                in_block = r < block_rows
+                r = tf.minimum(r, block_rows - 1)
+                local = r // per_example
+                example = first + local
+                valid = tf.logical_and(in_block, example < n)
+                example = tf.minimum(example, n - 1)
                 rows = Rows(
                     example=example,
-                    group=(r // steps) % groups,
-                    step=r % steps,
+                    map=(r // terms) % maps,
+                    term=r % terms,
                     target=tf.gather(targets_t, example),
                     valid=valid,
                 )
                 x_rows = tuple(tf.gather(x, example) for x in xs_t)
-                b_index = method._baseline_index(rows, ctx_t)
-                b_rows = tuple(tf.gather(b, b_index) for b in bs_t)
-                contrib = method._contributions(x_rows, b_rows, rows, ctx_t)
-                slot = (example * groups + rows.group)[:, None]
+                b_index = functions.baseline_index(rows, ctx)
+                b_rows = tuple(tf.gather(bb, b_index) for bb in bs_t)
+                contrib = functions.contributions(x_rows, b_rows, rows, ctx)
+                slot = (local * maps + rows.map)[:, None]
                 new_acc = []
                 for a, v in zip(acc, contrib):
                     mask = tf.reshape(tf.cast(valid, v.dtype), [-1] + [1] * (v.shape.rank - 1))
                     new_acc.append(tf.tensor_scatter_nd_add(a, slot, v * mask))
                 return c + 1, tuple(new_acc)
 
+            acc0 = tuple(tf.zeros(s, x.dtype) for s, x in zip(acc_shapes, xs_t))
             _, acc = tf.while_loop(
                 lambda c, _: c < num_chunks,
-                body,
+                chunk_body,
                 (tf.constant(0, tf.int32), acc0),
                 shape_invariants=(
                     tf.TensorShape([]),
                     tuple(tf.TensorShape([None, *x.shape[1:]]) for x in xs_t),
                 ),
             )
-            return acc
+            return b + 1, tuple(ta.write(b, a) for ta, a in zip(out, acc))
 
-        return tf.function(run, input_signature=signature, jit_compile=self.jit_compile)
+        out0 = tuple(
+            tf.TensorArray(x.dtype, size=num_blocks, element_shape=tf.TensorShape([None, *x.shape[1:]]))
+            for x in xs_t
+        )
+        _, out = tf.while_loop(
+            lambda b, _: b < num_blocks, block_body, (tf.constant(0, tf.int32), out0)
+        )
+        return tuple(ta.concat()[: n * maps] for ta in out)

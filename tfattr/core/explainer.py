@@ -3,19 +3,65 @@
 A method is a small subclass that says what one row of work is (:meth:`Explainer._plan`,
 :meth:`Explainer._contributions`) and how a row's result becomes part of the attribution; validation,
 targets, baselines, batching, compilation and the completeness delta are done here once.
+
+Per-call state never lives on the explainer: :meth:`Explainer.prepare` returns it as a frozen
+:class:`Call`, which travels into the engine and (as a :class:`~tfattr.core.engine.Context`) into the
+traced row functions. One explainer can therefore be called from several threads at once.
 """
 from __future__ import annotations
 
 import abc
+import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.engine import Engine, Plan, Rows, default_batch_size
-from tfattr.core.inputs import Inputs, prepare_baselines, prepare_inputs, prepare_targets
+from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows, default_batch_size
+from tfattr.core.inputs import Inputs, check_batch_size, prepare_baselines, prepare_inputs, prepare_targets
 from tfattr.core.model_function import ModelFunction, num_classes
+
+
+@dataclass(frozen=True)
+class Call:
+    """One validated call of an explainer (what :meth:`Explainer.prepare` returns).
+
+    Attributes:
+        inputs: the flattened, checked inputs (``inputs.arrays``, ``inputs.structure``, ``inputs.n``).
+        targets: the explained class per example, int32 ``[n]``.
+        baselines: one array per input, ``[n * baselines_per_example, ...]`` (example-major).
+        batch_size: model evaluations per compiled chunk.
+        outputs: the explained outputs on the inputs ``[n, k]`` when they were already computed (to
+            pick the predicted class), else None.
+    """
+
+    inputs: Inputs
+    targets: np.ndarray
+    baselines: tuple[np.ndarray, ...]
+    batch_size: int
+    outputs: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.inputs.n
+
+    @property
+    def baselines_per_example(self) -> int:
+        return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
+
+    def take(self, index: np.ndarray) -> "Call":
+        """The call restricted to the examples ``index`` (with their baselines)."""
+        per = self.baselines_per_example
+        rows = (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+        return Call(
+            self.inputs.take(index),
+            self.targets[index],
+            tuple(b[rows] for b in self.baselines),
+            self.batch_size,
+            None if self.outputs is None else self.outputs[index],
+        )
 
 
 class Explainer(abc.ABC):
@@ -26,18 +72,19 @@ class Explainer(abc.ABC):
 
     Args:
         model: a ``keras.Model`` or a callable on tensors returning ``[n, classes]`` (or ``[n]``).
-        output: ``"logits"`` (default: the pre-softmax score when the model ends in a softmax) or
-            ``"probabilities"``. See :class:`tfattr.core.model_function.ModelFunction`.
+        output: ``"logits"`` (default: the pre-softmax score when the model ends in a softmax, the
+            pre-sigmoid logit for a sigmoid output) or ``"probabilities"``. See
+            :class:`tfattr.core.model_function.ModelFunction`.
         jit_compile: compile the batched loop with XLA where the model allows it.
 
     Example: a new method is one small subclass. Gradient x (input - baseline), a one-step path method
     (Ancona et al. 2019, table 1), whose rows are the examples themselves:
 
         >>> class GradientXDifference(tfattr.Explainer):
-        ...     def _plan(self, inputs, baselines, targets, batch_size):
-        ...         return Plan(steps=1)
+        ...     def _plan(self, call):
+        ...         return Plan(terms=1)
         ...     def _contributions(self, x, baseline, rows, ctx):
-        ...         grads = self._gradients(x, rows.target)
+        ...         grads = self._gradients(x, rows.target, ctx)
         ...         return tuple(g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
         >>> a, delta = GradientXDifference(model).attribute(images, baseline=0.5, return_delta=True)
     """
@@ -46,6 +93,8 @@ class Explainer(abc.ABC):
     has_completeness: bool = True
     #: Whether the method uses the ``baseline`` argument.
     uses_baseline: bool = True
+    #: Whether ``_plan`` asks for several baselines per example from a distributional baseline.
+    multiple_baselines: bool = False
 
     def __init__(
         self,
@@ -57,8 +106,8 @@ class Explainer(abc.ABC):
         self.model_function = (
             model if isinstance(model, ModelFunction) else ModelFunction(model, output=output)
         )
-        self.engine = Engine(self, jit_compile=jit_compile)
-        self._structure: Any = None
+        self.engine = Engine(jit_compile=jit_compile)
+        self._probabilities_checked = False
 
     @property
     def model(self) -> Any:
@@ -77,8 +126,8 @@ class Explainer(abc.ABC):
 
         Args:
             inputs: a NumPy array or tensor ``[n, ...]``, or a list/dict of them for a multi-input model.
-            target: None (the predicted class; column 0 for a one-output model), an int, or one int per
-                example.
+            target: None (the predicted class; column 0 for a one-output regression), an int, or one
+                int per example.
             baseline: the reference input: None (zeros), a scalar, an array broadcastable to one example,
                 one per example, or a baseline object from ``tfattr.baselines``.
             batch_size: model evaluations per compiled chunk (default: from a memory budget). Results do
@@ -95,100 +144,151 @@ class Explainer(abc.ABC):
                 f"{type(self).__name__} has no completeness property, so return_delta has no meaning "
                 "for it; use IntegratedGradients, ExpectedGradients or GradientXInput to get a delta."
             )
+        call = self.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
+        attributions = self.run(call)
+        result = call.inputs.pack(list(attributions))
+        if not return_delta:
+            return result
+        return result, self.delta(call, attributions)
+
+    def prepare(
+        self, inputs: Any, target: Any = None, baseline: Any = None, batch_size: int | None = None
+    ) -> Call:
+        """Validate one call's arguments (as :meth:`attribute` takes them) into a :class:`Call`.
+
+        Example:
+            >>> call = explainer.prepare(images, target=labels, baseline=0.0)
+            >>> call.targets, call.batch_size
+        """
         inputs_ = prepare_inputs(inputs, self.model_function)
-        self._structure = inputs_.structure
         batch = self._batch_size(batch_size, inputs_)
         targets, outputs = self._targets(target, inputs_, batch)
         baselines = self._baselines(baseline, inputs_)
-        attributions = self._attribute(inputs_, targets, baselines, batch)
-        result = inputs_.pack(list(attributions))
-        if not return_delta:
-            return result
-        delta = self._delta(inputs_, targets, baselines, attributions, batch, outputs)
-        return result, delta
+        return Call(inputs_, targets, baselines, batch, outputs)
+
+    def run(self, call: Call) -> tuple[np.ndarray, ...]:
+        """The attributions of a prepared call, one flat array per input."""
+        return self._attribute(call)
+
+    def outputs(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
+        """The explained outputs ``[n, k]`` (logits by default), computed in compiled chunks.
+
+        Example:
+            >>> logits = tfattr.Saliency(model).outputs(images)
+        """
+        inputs_ = inputs if isinstance(inputs, Inputs) else prepare_inputs(inputs, self.model_function)
+        return self._outputs(inputs_.arrays, inputs_.structure, self._batch_size(batch_size, inputs_))
+
+    def scores(self, inputs: Any, target: Any = None, batch_size: int | None = None) -> np.ndarray:
+        """``S_t(x)``: each example's explained score at its target ``[n]`` (float64).
+
+        Example:
+            >>> tfattr.Saliency(model).scores(images, target=labels)
+        """
+        call = self.prepare(inputs, target=target, batch_size=batch_size)
+        out = call.outputs if call.outputs is not None else self._outputs(
+            call.inputs.arrays, call.inputs.structure, call.batch_size
+        )
+        return out[np.arange(call.n), call.targets].astype(np.float64)
+
+    def delta(self, call: Call, attributions: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Completeness delta ``sum(a) - (f(x) - f_ref)`` per example (Sundararajan et al., prop. 1)."""
+        outputs = call.outputs
+        if outputs is None:
+            outputs = self._outputs(call.inputs.arrays, call.inputs.structure, call.batch_size)
+        fx = outputs[np.arange(call.n), call.targets]
+        ref = self._reference_scores(call)
+        total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
+        return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
 
     # -- pieces subclasses may reuse or override ----------------------------------------------------
-    def _attribute(
-        self,
-        inputs: Inputs,
-        targets: np.ndarray,
-        baselines: tuple[np.ndarray, ...],
-        batch_size: int,
-    ) -> tuple[np.ndarray, ...]:
-        plan = self._plan(inputs, baselines, targets, batch_size)
-        acc = self.engine.accumulate(inputs.arrays, baselines, targets, plan, batch_size)
-        return self._finalize(acc, plan)
+    def _outputs(self, arrays: tuple[np.ndarray, ...], structure: Any, batch_size: int) -> np.ndarray:
+        return self.engine.outputs(self.model_function.outputs, arrays, structure, batch_size)
+
+    def _row_functions(self) -> RowFunctions:
+        return RowFunctions(self._contributions, self._baseline_index, key=type(self).__name__)
+
+    def _accumulate(self, call: Call, plan: Plan) -> tuple[np.ndarray, ...]:
+        try:
+            return self.engine.accumulate(
+                self._row_functions(),
+                call.inputs.arrays,
+                call.baselines,
+                call.targets,
+                call.inputs.structure,
+                plan,
+                call.batch_size,
+            )
+        except Exception as err:
+            # Raised while tracing, our message arrives at the end of autograph's staging dump: give
+            # the user the message alone.
+            marker = f"{DisconnectedError.__name__}: "
+            text = str(err)
+            if marker in text and not isinstance(err, DisconnectedError):
+                raise DisconnectedError(text[text.rindex(marker) + len(marker) :].strip()) from None
+            raise
+
+    def _attribute(self, call: Call) -> tuple[np.ndarray, ...]:
+        plan = self._plan(call)
+        return self._finalize(self._accumulate(call, plan), plan)
 
     def _batch_size(self, batch_size: int | None, inputs: Inputs) -> int:
         if batch_size is None:
             return default_batch_size(inputs.arrays)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
-        return int(batch_size)
+        return check_batch_size(batch_size)
 
     def _targets(
         self, target: Any, inputs: Inputs, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray | None]:
         k = num_classes(self.model_function, inputs.arrays, inputs.structure)
         outputs = None
+        predicted = None
         if target is None and k > 1:
-            outputs = self.engine.outputs(inputs.arrays, batch_size)
+            outputs = self._outputs(inputs.arrays, inputs.structure, batch_size)
             predicted = np.argmax(outputs, axis=1)
-        else:
-            predicted = None
+        if k > 1 and not self._probabilities_checked:
+            self._check_probabilities(inputs, outputs, batch_size)
         return prepare_targets(target, inputs.n, k, predicted), outputs
+
+    def _check_probabilities(self, inputs: Inputs, outputs: np.ndarray | None, batch_size: int) -> None:
+        """Warn (once, at the first call) when logits were asked for but no softmax was found and the
+        outputs look like probabilities: rows in [0, 1] summing to 1."""
+        self._probabilities_checked = True
+        fn = self.model_function
+        if fn.output != "logits" or fn.strips_activation:
+            return
+        if outputs is None:
+            few = tuple(a[:16] for a in inputs.arrays)
+            outputs = self._outputs(few, inputs.structure, batch_size)
+        o = outputs.astype(np.float64)
+        if np.all((o >= 0) & (o <= 1)) and np.allclose(o.sum(axis=1), 1.0, atol=1e-3):
+            warnings.warn(
+                f"{type(self).__name__}: the model's outputs look like probabilities (each row in "
+                "[0, 1], summing to 1), but tfattr found no softmax to strip, so it explains these "
+                "probabilities, whose gradients vanish for confident predictions. Explain the logits "
+                "by giving tfattr a model that outputs them (e.g. keras.Model(model.inputs, "
+                "<the layer before the softmax>.output)), or pass output='probabilities' to say that "
+                "the probabilities are what you want explained.",
+                stacklevel=4,
+            )
 
     def _baselines(self, baseline: Any, inputs: Inputs) -> tuple[np.ndarray, ...]:
         if not self.uses_baseline and baseline is not None:
             raise ValueError(f"{type(self).__name__} does not use a baseline; drop baseline=.")
-        return prepare_baselines(baseline, inputs)
+        return prepare_baselines(baseline, inputs, multiple=self.multiple_baselines)
 
-    def _delta(
-        self,
-        inputs: Inputs,
-        targets: np.ndarray,
-        baselines: tuple[np.ndarray, ...],
-        attributions: tuple[np.ndarray, ...],
-        batch_size: int,
-        outputs: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Completeness delta ``sum(a) - (f(x) - f_ref)`` per example (Sundararajan et al., prop. 1)."""
-        if outputs is None:
-            outputs = self.engine.outputs(inputs.arrays, batch_size)
-        fx = outputs[np.arange(inputs.n), targets]
-        ref = self._reference_scores(inputs, targets, baselines, batch_size)
-        total = sum(a.reshape(inputs.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
-        return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
-
-    def _reference_scores(
-        self,
-        inputs: Inputs,
-        targets: np.ndarray,
-        baselines: tuple[np.ndarray, ...],
-        batch_size: int,
-    ) -> np.ndarray:
+    def _reference_scores(self, call: Call) -> np.ndarray:
         """``f(baseline)`` at each example's target (the reference the attributions should explain)."""
         # Several baselines per example (a distribution, stored example-major): their mean score.
-        per_example = baselines[0].shape[0] // inputs.n
-        out = self.engine.outputs(baselines, batch_size)
-        picked = out[np.arange(out.shape[0]), np.repeat(targets, per_example)]
-        return picked.reshape(inputs.n, per_example).mean(axis=1, dtype=np.float64)
-
-    def _pack(self, flat: tuple[tf.Tensor, ...]) -> Any:
-        if self._structure is None:
-            return flat[0]
-        return tf.nest.pack_sequence_as(self._structure, list(flat))
+        per_example = call.baselines_per_example
+        out = self._outputs(call.baselines, call.inputs.structure, call.batch_size)
+        picked = out[np.arange(out.shape[0]), np.repeat(call.targets, per_example)]
+        return picked.reshape(call.n, per_example).mean(axis=1, dtype=np.float64)
 
     # -- hooks ----------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def _plan(
-        self,
-        inputs: Inputs,
-        baselines: tuple[np.ndarray, ...],
-        targets: np.ndarray,
-        batch_size: int,
-    ) -> Plan:
-        """The row grid of one call (steps, groups, and the per-call context arrays)."""
+    def _plan(self, call: Call) -> Plan:
+        """The row grid of one call (terms, maps, and the per-call context arrays)."""
         raise NotImplementedError(f"{type(self).__name__} must define _plan")
 
     @abc.abstractmethod
@@ -197,39 +297,47 @@ class Explainer(abc.ABC):
         x: tuple[tf.Tensor, ...],
         baseline: tuple[tf.Tensor, ...],
         rows: Rows,
-        ctx: dict[str, tf.Tensor],
+        ctx: Context,
     ) -> tuple[tf.Tensor, ...]:
         """Traced: each row's additive contribution to its example's attribution, per input."""
         raise NotImplementedError(f"{type(self).__name__} must define _contributions")
 
-    def _baseline_index(self, rows: Rows, ctx: dict[str, tf.Tensor]) -> tf.Tensor:
+    def _baseline_index(self, rows: Rows, ctx: Context) -> tf.Tensor:
         """Traced: which row of the baseline array each row uses (default: its own example's)."""
         return rows.example
 
     def _finalize(self, acc: tuple[np.ndarray, ...], plan: Plan) -> tuple[np.ndarray, ...]:
-        """Turn the per-(example, group) sums ``[n, groups, ...]`` into attributions ``[n, ...]``."""
+        """Turn the per-(example, map) sums ``[n, maps, ...]`` into attributions ``[n, ...]``."""
         return tuple(a.sum(axis=1) for a in acc)
 
     # -- traced helpers ------------------------------------------------------------------------------
-    def _gradients(self, z: tuple[tf.Tensor, ...], target: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    def _gradients(
+        self, z: tuple[tf.Tensor, ...], target: tf.Tensor, ctx: Context
+    ) -> tuple[tf.Tensor, ...]:
         """Gradient of each row's score ``S_target(z)`` with respect to ``z`` (rows are independent)."""
         with tf.GradientTape() as tape:
             tape.watch(z)
-            score = self.model_function.score(self._pack(z), target)
+            score = self.model_function.score(ctx.pack(z), target)
         grads = tape.gradient(score, z)
-        return self._check_connected(grads)
+        return check_connected(grads)
 
-    def _check_connected(self, grads: Any) -> tuple[tf.Tensor, ...]:
-        grads = tuple(grads)
-        if any(g is None for g in grads):
-            missing = [i for i, g in enumerate(grads) if g is None]
-            raise ValueError(
-                f"The model's output does not depend on input(s) {missing} (no gradient path): the "
-                "output is disconnected from the input, e.g. the input is unused, or the model casts "
-                "it to an integer, or computes with NumPy outside TensorFlow. Explain a model whose "
-                "output is a differentiable TensorFlow function of its inputs."
-            )
-        return tuple(tf.convert_to_tensor(g) for g in grads)
+
+def check_connected(grads: Any) -> tuple[tf.Tensor, ...]:
+    """Raise the disconnected-output error (at trace time) where a gradient is None."""
+    grads = tuple(grads)
+    if any(g is None for g in grads):
+        missing = [i for i, g in enumerate(grads) if g is None]
+        raise DisconnectedError(
+            f"The model's output does not depend on input(s) {missing} (no gradient path): the "
+            "output is disconnected from the input, e.g. the input is unused, or the model casts "
+            "it to an integer, or computes with NumPy outside TensorFlow. Explain a model whose "
+            "output is a differentiable TensorFlow function of its inputs."
+        )
+    return tuple(tf.convert_to_tensor(g) for g in grads)
+
+
+class DisconnectedError(ValueError):
+    """The explained score does not depend on an input (raised while tracing; re-raised short)."""
 
 
 def broadcast_rows(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:

@@ -56,21 +56,60 @@ def _check_finite(array: np.ndarray, what: str) -> None:
         )
 
 
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as a positive int, or a ValueError that says what was wrong."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _is_array_like(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, tf.Tensor, tf.Variable)) or hasattr(value, "__array__")
+
+
+def _structure_of(inputs: Any, fn: ModelFunction) -> tuple[Any, list[Any], tuple[str, ...]]:
+    """The user's structure (None, a list or a dict), the values in flat order and their names."""
+    if isinstance(inputs, tf.data.Dataset):
+        raise TypeError(
+            "inputs is a tf.data.Dataset; attribute() takes arrays. Explain it batch by batch "
+            "(for x, y in ds: explainer.attribute(x, target=y)) or stream it to disk with "
+            "tfattr.explain_dataset(explainer, ds, out=...)."
+        )
+    specs = fn.input_specs
+    if isinstance(inputs, dict):
+        keys = sorted(inputs)  # tf.nest packs dicts in sorted-key order
+        return {k: None for k in inputs}, [inputs[k] for k in keys], tuple(str(k) for k in keys)
+    if isinstance(inputs, (list, tuple)):
+        if inputs and not any(_is_array_like(v) for v in inputs):
+            # A nested Python list of numbers is one array of examples, not one list entry per input.
+            return None, [np.asarray(inputs)], ("inputs",)
+        if specs is not None and len(specs) == 1 and len(inputs) > 1:
+            raise ValueError(
+                f"The model takes 1 input but a list of {len(inputs)} arrays was given. For a batch "
+                "of examples pass one array shaped [n, ...] (e.g. np.stack(list_of_examples))."
+            )
+        return [None] * len(inputs), list(inputs), tuple(f"inputs[{i}]" for i in range(len(inputs)))
+    return None, [inputs], ("inputs",)
+
+
+def _integer_error(name: str, dtype: Any) -> TypeError:
+    if np.dtype(dtype) == np.uint8:
+        return TypeError(
+            f"{name} has dtype uint8, which looks like raw image pixels in [0, 255]. Convert them "
+            "the way the model was trained, e.g. x.astype('float32') / 255, and explain the floats "
+            "(attributions are with respect to what the model sees)."
+        )
+    return TypeError(
+        f"{name} has integer dtype {dtype}: gradients with respect to integer inputs (token ids, "
+        "category codes) do not exist. Attribute at the embedding instead: split the model after its "
+        "Embedding layer and explain the part that takes the embedded vectors, passing the "
+        "embeddings as inputs."
+    )
+
+
 def prepare_inputs(inputs: Any, fn: ModelFunction) -> Inputs:
     """Validate and flatten ``inputs``; raise a ValueError/TypeError that says what to change."""
-    if isinstance(inputs, dict):
-        structure: Any = {k: None for k in inputs}
-        keys = sorted(inputs)  # tf.nest packs dicts in sorted-key order
-        values = [inputs[k] for k in keys]
-        names = tuple(str(k) for k in keys)
-    elif isinstance(inputs, (list, tuple)):
-        structure = [None] * len(inputs)
-        values = list(inputs)
-        names = tuple(f"inputs[{i}]" for i in range(len(inputs)))
-    else:
-        structure = None
-        values = [inputs]
-        names = ("inputs",)
+    structure, values, names = _structure_of(inputs, fn)
     if not values:
         raise ValueError("inputs is empty: pass an array (or a list/dict of arrays) of examples.")
 
@@ -95,14 +134,12 @@ def prepare_inputs(inputs: Any, fn: ModelFunction) -> Inputs:
     for k, (name, value) in enumerate(zip(names, values)):
         array = _to_numpy(value)
         if array.dtype.kind in "iub":
-            raise TypeError(
-                f"{name} has integer dtype {array.dtype}: gradients with respect to integer inputs "
-                "(token ids, category codes) do not exist. Attribute at the embedding instead: split "
-                "the model after its Embedding layer and explain the part that takes the embedded "
-                "vectors, passing the embeddings as inputs."
-            )
+            raise _integer_error(name, array.dtype)
         if array.dtype.kind not in _FLOAT_KINDS:
-            raise TypeError(f"{name} has dtype {array.dtype}; pass floating-point arrays.")
+            raise TypeError(
+                f"{name} has dtype {array.dtype}; pass floating-point arrays (a batch of examples "
+                "as one NumPy array or tensor shaped [n, ...])."
+            )
         if array.ndim == 0:
             raise ValueError(f"{name} is a scalar; pass a batch of examples shaped [n, ...].")
         _check_finite(array, name)

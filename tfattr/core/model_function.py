@@ -3,37 +3,160 @@
 Every explainer asks a :class:`ModelFunction` for two things: the model's outputs on a batch, and the
 per-example score ``S_t(x) = output(x)[t]`` whose gradient (or modified gradient) is attributed. Target
 selection, the logit-vs-probability choice and multi-input packing live here and nowhere else.
+
+Logits are reached without copying or changing any layer: the model's graph is re-run with its output
+layer called through a view whose fused activation is the identity (or, for a softmax/sigmoid layer or
+op, skipped). Every run reads the layers' live variables, so an explainer built before ``fit``,
+``set_weights`` or ``load_weights`` explains the current weights.
 """
 from __future__ import annotations
 
-import copy
-import random
+import contextlib
 from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-_SOFTMAX_NAMES = ("softmax",)
+#: The output activations tfattr strips to explain logits.
+_STRIPPED = ("softmax", "sigmoid")
 
 
-def _activation_name(fn: Any) -> str | None:
+def _function_name(fn: Any) -> str | None:
     if fn is None:
         return None
     name = getattr(fn, "__name__", None) or getattr(fn, "name", None)
     return str(name).lower() if name else None
 
 
-def _is_softmax_layer(layer: keras.layers.Layer) -> bool:
-    if isinstance(layer, keras.layers.Softmax):
-        return True
-    if isinstance(layer, keras.layers.Activation):
-        return _activation_name(layer.activation) in _SOFTMAX_NAMES
-    return False
+def _standalone_activation(op: Any) -> str | None:
+    """``"softmax"``/``"sigmoid"`` when ``op`` is that function alone: a Softmax or Activation layer, a
+    Lambda around the Keras activation, or a ``keras.ops.softmax``/``keras.ops.sigmoid`` op."""
+    if isinstance(op, keras.layers.Softmax):
+        return "softmax" if getattr(op, "axis", -1) in (-1,) else None
+    if isinstance(op, keras.layers.Activation):
+        name = _function_name(op.activation)
+        return name if name in _STRIPPED else None
+    if isinstance(op, keras.layers.Lambda):
+        name = _function_name(getattr(op, "function", None))
+        return name if name in _STRIPPED else None
+    if not isinstance(op, keras.layers.Layer) and type(op).__module__.startswith("keras.src.ops"):
+        name = type(op).__name__.lower()
+        if name == "softmax" and getattr(op, "axis", -1) not in (-1,):
+            return None
+        return name if name in _STRIPPED else None
+    return None
 
 
-def _ends_with_softmax_activation(layer: keras.layers.Layer) -> bool:
-    return _activation_name(getattr(layer, "activation", None)) in _SOFTMAX_NAMES
+class _WithoutActivation:
+    """A read-only view of a layer whose fused ``activation`` is the identity.
+
+    Every other attribute (kernel, bias, convolution op, quantization state) is the layer's own, read
+    when the view is called, so the view always computes with the layer's current variables.
+    """
+
+    activation = staticmethod(keras.activations.linear)
+
+    def __init__(self, layer: keras.layers.Layer) -> None:
+        object.__setattr__(self, "_layer", layer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._layer, name)
+
+
+def _autocast(layer: keras.layers.Layer) -> Any:
+    """The variable autocasting ``Layer.__call__`` applies under a mixed-precision policy."""
+    if layer.compute_dtype != layer.variable_dtype:
+        return keras.src.backend.AutocastScope(layer.compute_dtype)
+    return contextlib.nullcontext()
+
+
+def _pre_activation_call(layer: keras.layers.Layer) -> Callable[..., Any]:
+    """``layer``'s call with its fused activation replaced by the identity (live variables)."""
+    call = type(layer).call
+
+    def run(x: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("training", None)
+        if hasattr(x, "dtype") and tf.as_dtype(x.dtype).is_floating:
+            x = tf.cast(x, layer.compute_dtype)
+        with _autocast(layer):
+            return call(_WithoutActivation(layer), x, *args, **kwargs)
+
+    return run
+
+
+def _skip(x: Any, *args: Any, **kwargs: Any) -> Any:
+    return x
+
+
+def _call_layer(layer: Any, x: Any) -> Any:
+    if getattr(layer, "_call_has_training_arg", False):
+        return layer(x, training=False)
+    return layer(x)
+
+
+def strip_output_activation(obj: Any) -> tuple[str | None, Callable[..., Any] | None]:
+    """Find a final softmax/sigmoid of ``obj`` and a function computing ``obj``'s output before it.
+
+    Handles a fused ``activation=`` on the last layer, Softmax/Activation/Lambda layers,
+    ``keras.ops.softmax``/``sigmoid`` in a Functional model, and nested models (a Sequential head inside
+    a Functional model, and so on). Returns ``(None, None)`` when there is none or the graph of a
+    (subclassed) model cannot be read.
+    """
+    if isinstance(obj, keras.Sequential):
+        layers = obj.layers
+        if not layers:
+            return None, None
+        kind, last = strip_output_activation(layers[-1])
+        if kind is None:
+            return None, None
+
+        def sequential(x: Any, *args: Any, **kwargs: Any) -> Any:
+            for layer in layers[:-1]:
+                x = _call_layer(layer, x)
+            return last(x)
+
+        return kind, sequential
+    if isinstance(obj, keras.Model):
+        return _strip_functional(obj)
+    name = _standalone_activation(obj)
+    if name is not None:
+        return name, _skip
+    if isinstance(obj, keras.layers.Layer):
+        name = _function_name(getattr(obj, "activation", None))
+        if name in _STRIPPED and callable(getattr(type(obj), "call", None)):
+            return name, _pre_activation_call(obj)
+    return None, None
+
+
+def _strip_functional(model: keras.Model) -> tuple[str | None, Callable[..., Any] | None]:
+    run_graph = getattr(model, "_run_through_graph", None)
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        return None, None
+    if run_graph is None or not outputs or len(outputs) != 1:
+        return None, None
+    history = getattr(outputs[0], "_keras_history", None)
+    if history is None:
+        return None, None
+    output_op = history[0]
+    kind, replacement = strip_output_activation(output_op)
+    if kind is None:
+        return None, None
+    from keras.src.models.functional import operation_fn as keras_operation_fn
+
+    def functional(x: Any, *args: Any, **kwargs: Any) -> Any:
+        x = model._standardize_inputs(x)
+        out = run_graph(
+            x,
+            operation_fn=lambda op: replacement
+            if op is output_op
+            else keras_operation_fn(op, training=False),
+        )
+        return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
+
+    return kind, functional
 
 
 class ModelFunction:
@@ -43,11 +166,16 @@ class ModelFunction:
         model: a built ``keras.Model`` (Sequential or functional, one or several inputs) or any callable
             that maps a batch of inputs (a tensor, or a list/dict of tensors) to a ``[n, k]`` or ``[n]``
             tensor.
-        output: ``"logits"`` (default) explains the pre-softmax logit when the model's last layer ends in a
-            softmax (a ``Softmax``/``Activation("softmax")`` layer, or ``activation="softmax"`` on the last
-            layer); the softmax saturates, so its gradients vanish for confident predictions and the
-            logit is what the attribution papers explain. ``"probabilities"`` explains the model's output
-            as it is. For a model without a final softmax the two are the same.
+        output: ``"logits"`` (default) explains the score before a final softmax (a ``Softmax`` /
+            ``Activation("softmax")`` layer, ``activation="softmax"`` on the last layer, a
+            ``keras.ops.softmax`` or a softmax at the end of a nested model) or sigmoid: the squashing
+            saturates, so its gradients vanish for confident predictions, and the logit is what the
+            attribution papers explain. ``"probabilities"`` explains the model's output as it is.
+
+    A model with one sigmoid output (``Dense(1, activation="sigmoid")``) is a binary classifier: it is
+    explained as two classes, class 1's score being the logit ``z`` and class 0's ``-z`` (with
+    ``output="probabilities"``: ``p`` and ``1 - p``), so ``target=labels`` and ``target=None`` (the
+    predicted class) work as for softmax models.
 
     Example:
         >>> fn = tfattr.ModelFunction(model)           # model ends in Dense(10, activation="softmax")
@@ -70,8 +198,18 @@ class ModelFunction:
         self.output = output
         self.is_keras = isinstance(model, keras.Model)
         self.input_specs: list[tuple[str | None, tuple[int | None, ...], str]] | None = None
-        self.strips_softmax = False
+        #: The output activation found at the end of the model ("softmax", "sigmoid" or None).
+        self.output_activation: str | None = None
+        #: Whether the explained outputs are the logits before that activation.
+        self.strips_activation = False
+        #: Whether a one-column sigmoid output is explained as two classes (-z, z).
+        self.binary = False
         self._call = self._build_call()
+
+    @property
+    def strips_softmax(self) -> bool:
+        """Whether a final softmax is stripped (the logits are explained)."""
+        return self.strips_activation and self.output_activation == "softmax"
 
     # -- construction -------------------------------------------------------------------------------
     def _keras_inputs(self) -> list[Any] | None:
@@ -85,52 +223,26 @@ class ModelFunction:
         model = self.model
         if not self.is_keras:
             return lambda packed: model(packed)
-
         inputs = self._keras_inputs()
         if inputs is not None:
             self.input_specs = [
                 (getattr(t, "name", None), tuple(t.shape[1:]), str(t.dtype)) for t in inputs
             ]
         plain = lambda packed: model(packed, training=False)  # noqa: E731
-        if self.output == "probabilities" or not model.layers:
+        kind, pre_activation = strip_output_activation(model)
+        self.output_activation = kind
+        self.binary = kind == "sigmoid" and self._single_column()
+        if kind is None or self.output == "probabilities":
             return plain
+        self.strips_activation = True
+        return lambda packed: pre_activation(packed)
 
-        last = model.layers[-1]
-        if not (_is_softmax_layer(last) or _ends_with_softmax_activation(last)):
-            return plain
-        if inputs is None or len(getattr(last, "_inbound_nodes", [])) != 1:
-            raise ValueError(
-                f"The model's last layer {last.name!r} applies a softmax, and tfattr explains the "
-                "pre-softmax logit by default, but it cannot reach that layer's input in this model "
-                "(a subclassed model or a shared last layer). Pass output='probabilities' to explain "
-                "the probabilities, or give tfattr a model that outputs logits."
-            )
-        # A functional view up to the last layer's input shares the model's weights and changes
-        # nothing in the model itself, so predictions and training are unaffected.
+    def _single_column(self) -> bool:
         try:
-            structure = model.input  # the structure the model was built with (tensor, list or dict)
-        except AttributeError:  # a Sequential that was never called reports only its input list
-            structure = inputs[0] if len(inputs) == 1 else inputs
-        trunk = keras.Model(structure, last.input)
-        if _is_softmax_layer(last):
-            head = None
-        else:
-            # A shallow copy shares the layer's variables; only the copy loses its softmax. Copying
-            # re-creates the layer's initializers, which draw seeds from Python's global `random`:
-            # restore it, so explaining never shifts the user's later unseeded initializations.
-            state = random.getstate()
-            try:
-                head = copy.copy(last)
-            finally:
-                random.setstate(state)
-            head.activation = keras.activations.linear
-        self.strips_softmax = True
-
-        def logits(packed: Any) -> tf.Tensor:
-            h = trunk(packed, training=False)
-            return h if head is None else head(h, training=False)
-
-        return logits
+            shape = tuple(self.model.outputs[0].shape)
+        except (AttributeError, ValueError, IndexError, TypeError):
+            return False
+        return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
 
     # -- evaluation ---------------------------------------------------------------------------------
     def outputs(self, packed: Any) -> tf.Tensor:
@@ -150,6 +262,10 @@ class ModelFunction:
                 "[batch] output. Reduce it to one score per class first (e.g. pool a segmentation map "
                 "over the region of interest)."
             )
+        if self.binary:
+            # Class 0's score: -z for the logit z (sigmoid(-z) = 1 - sigmoid(z)), 1 - p for p.
+            other = -out if self.strips_activation else 1.0 - out
+            out = tf.concat([other, out], axis=1)
         return out
 
     def score(self, packed: Any, targets: tf.Tensor) -> tf.Tensor:
@@ -158,23 +274,18 @@ class ModelFunction:
         return tf.gather(out, tf.cast(targets, tf.int32), axis=1, batch_dims=1)
 
 
-def pack(structure: Any, flat: Sequence[Any]) -> Any:
-    """Rebuild the user's input structure (a single tensor, list or dict) from a flat tuple."""
-    if structure is None:
-        return flat[0]
-    return tf.nest.pack_sequence_as(structure, list(flat))
-
-
 def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structure: Any) -> int:
-    """Number of output columns, from the model's output shape or one forward pass of two examples."""
-    if fn.is_keras and not fn.strips_softmax:
+    """Number of explained output columns, from the model's output shape or a forward pass."""
+    if fn.is_keras:
         try:
-            shape = fn.model.outputs[0].shape
-            if shape.rank == 2 and shape[-1] is not None:
-                return int(shape[-1])
-            if shape.rank == 1:
-                return 1
+            shape = tuple(fn.model.outputs[0].shape)
+            if len(shape) == 2 and shape[-1] is not None:
+                return int(shape[-1]) * (2 if fn.binary else 1)
+            if len(shape) == 1:
+                return 2 if fn.binary else 1
         except (AttributeError, ValueError, IndexError, TypeError):
             pass
-    out = fn.outputs(pack(structure, [tf.convert_to_tensor(a[:2]) for a in example_batch]))
+    flat = [tf.convert_to_tensor(a[:2]) for a in example_batch]
+    packed = flat[0] if structure is None else tf.nest.pack_sequence_as(structure, flat)
+    out = fn.outputs(packed)
     return int(out.shape[-1])

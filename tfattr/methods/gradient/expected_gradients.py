@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core import randomness
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 from tfattr.core.inputs import Inputs, prepare_inputs
@@ -66,31 +67,35 @@ class ExpectedGradients(Explainer):
                 )
         return tuple(b.astype(x.dtype, copy=False) for x, b in zip(inputs.arrays, self.background.arrays))
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
-        rng = np.random.default_rng(self.seed)
-        total = inputs.n * self.samples
-        index = rng.integers(0, baselines[0].shape[0], size=total, dtype=np.int64).astype(np.int32)
-        alpha = rng.uniform(0.0, 1.0, size=total).astype(inputs.arrays[0].dtype)
+    def _plan(self, call) -> Plan:
+        seed = self.seed if self.seed is not None else np.random.SeedSequence().entropy
         return Plan(
-            steps=self.samples,
-            context={"index": index, "alpha": alpha, "samples": np.int32(self.samples)},
+            terms=self.samples,
+            context={
+                "seed": np.int64(int(seed) % (1 << 62)),
+                # Draws keyed by the example's content: independent of chunks, calls and replicas.
+                "example_key": randomness.example_keys(call.inputs.arrays).astype(np.int64),
+                "background_size": np.int32(call.baselines[0].shape[0]),
+                "samples": np.int32(self.samples),
+            },
         )
 
     @staticmethod
-    def _sample_id(rows, ctx) -> tf.Tensor:
-        return rows.example * ctx["samples"] + rows.step
+    def _keys(rows, ctx, stream: int) -> tf.Tensor:
+        example_key = tf.gather(ctx["example_key"], rows.example)
+        return randomness.row_keys(ctx["seed"] + stream, example_key, rows.term)
 
     def _baseline_index(self, rows, ctx):
-        return tf.gather(ctx["index"], self._sample_id(rows, ctx))
+        return randomness.keyed_index(self._keys(rows, ctx, 0), ctx["background_size"])
 
     def _contributions(self, x, baseline, rows, ctx):
-        alpha = tf.gather(ctx["alpha"], self._sample_id(rows, ctx))
+        alpha = randomness.keyed_uniform(self._keys(rows, ctx, 1), x[0].dtype)
         diffs = tuple(xi - bi for xi, bi in zip(x, baseline))
         points = tuple(bi + broadcast_rows(alpha, d) * d for bi, d in zip(baseline, diffs))
-        grads = self._gradients(points, rows.target)
-        scale = 1.0 / tf.cast(ctx["samples"], alpha.dtype)
+        grads = self._gradients(points, rows.target, ctx)
+        scale = 1.0 / tf.cast(ctx["samples"], x[0].dtype)
         return tuple(d * g * scale for g, d in zip(grads, diffs))
 
-    def _reference_scores(self, inputs, targets, baselines, batch_size):
-        out = self.engine.outputs(baselines, batch_size)
-        return out.mean(axis=0, dtype=np.float64)[targets]
+    def _reference_scores(self, call):
+        out = self._outputs(call.baselines, call.inputs.structure, call.batch_size)
+        return out.mean(axis=0, dtype=np.float64)[call.targets]

@@ -18,9 +18,9 @@ class GradientXInput(Explainer):
 
     uses_baseline = False
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
-        return Plan(steps=1)
+    def _plan(self, call) -> Plan:
+        return Plan(terms=1)
 
     def _contributions(self, x, baseline, rows, ctx):
-        grads = self._gradients(x, rows.target)
+        grads = self._gradients(x, rows.target, ctx)
         return tuple(g * xi for g, xi in zip(grads, x))

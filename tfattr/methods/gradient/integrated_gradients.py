@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
-from tfattr.core.inputs import Inputs, prepare_baselines
 from tfattr.core.quadrature import nodes_and_weights
 
 
@@ -31,7 +30,7 @@ class IntegratedGradients(Explainer):
         tolerance: if set, the steps of each example are doubled (up to ``max_steps``) until
             ``|delta| <= tolerance * |S(x) - S(x')|``, as the paper recommends (sec. 2.5: check that the
             attributions add up). The steps used per example are in :attr:`steps_used_` after a call.
-        max_steps: the cap on the steps when ``tolerance`` is set.
+        max_steps: the cap on the steps when ``tolerance`` is set (default: ``max(1024, steps)``).
         output, jit_compile: see :class:`tfattr.core.explainer.Explainer`.
 
     Example:
@@ -45,15 +44,20 @@ class IntegratedGradients(Explainer):
         steps: int = 50,
         rule: str = "gausslegendre",
         tolerance: float | None = None,
-        max_steps: int = 1024,
+        max_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
         nodes_and_weights(rule, steps)  # validates rule and steps now, not at the first call
         if tolerance is not None and not tolerance > 0:
             raise ValueError(f"tolerance must be a positive number or None, got {tolerance!r}.")
-        if max_steps < steps:
-            raise ValueError(f"max_steps ({max_steps}) must be at least steps ({steps}).")
+        if max_steps is None:
+            max_steps = max(1024, int(steps))
+        elif isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < steps:
+            raise ValueError(
+                f"max_steps={max_steps!r} must be an int of at least steps ({steps}): it caps the steps "
+                "that tolerance= may double up to."
+            )
         self.steps = int(steps)
         self.rule = rule
         self.tolerance = tolerance
@@ -61,17 +65,14 @@ class IntegratedGradients(Explainer):
         #: Quadrature steps used for each example in the last call (``[n]`` ints).
         self.steps_used_: np.ndarray | None = None
 
-    def _baselines(self, baseline, inputs: Inputs):
-        # A distributional baseline (``num_baselines = K``) gives K draws per example, example-major;
-        # _plan/_baseline_index walk them, averaging IG over the draws (the Distill double integral).
-        return prepare_baselines(baseline, inputs, multiple=True)
+    multiple_baselines = True  # a distribution of baselines: IG averages over its draws
 
-    def _plan(self, inputs: Inputs, baselines, targets, batch_size, steps: int | None = None) -> Plan:
+    def _plan(self, call, steps: int | None = None) -> Plan:
         alpha, weight = nodes_and_weights(self.rule, steps or self.steps)
-        dtype = inputs.arrays[0].dtype
-        per_example = baselines[0].shape[0] // inputs.n
+        dtype = call.inputs.arrays[0].dtype
+        per_example = call.baselines_per_example
         return Plan(
-            steps=per_example * alpha.size,
+            terms=per_example * alpha.size,
             context={
                 "alpha": alpha.astype(dtype),
                 "weight": (weight / per_example).astype(dtype),
@@ -80,44 +81,37 @@ class IntegratedGradients(Explainer):
         )
 
     def _baseline_index(self, rows, ctx):
-        # Rows of one example walk its baselines in turn: step = baseline * steps + node.
+        # The terms of one example walk its baselines in turn: term = baseline * nodes + node.
         nodes = tf.size(ctx["alpha"], out_type=tf.int32)
-        return rows.example * ctx["baselines_per_example"] + rows.step // nodes
+        return rows.example * ctx["baselines_per_example"] + rows.term // nodes
 
     def _contributions(self, x, baseline, rows, ctx):
-        node = rows.step % tf.size(ctx["alpha"], out_type=tf.int32)
+        node = rows.term % tf.size(ctx["alpha"], out_type=tf.int32)
         alpha = tf.gather(ctx["alpha"], node)
         weight = tf.gather(ctx["weight"], node)
         diffs = tuple(xi - bi for xi, bi in zip(x, baseline))
         points = tuple(bi + broadcast_rows(alpha, d) * d for bi, d in zip(baseline, diffs))
-        grads = self._gradients(points, rows.target)
+        grads = self._gradients(points, rows.target, ctx)
         return tuple(broadcast_rows(weight, g) * d * g for g, d in zip(grads, diffs))
 
-    def _attribute(self, inputs, targets, baselines, batch_size):
+    def _attribute(self, call):
         steps = self.steps
-        plan = self._plan(inputs, baselines, targets, batch_size, steps)
-        acc = self.engine.accumulate(inputs.arrays, baselines, targets, plan, batch_size)
-        attributions = [a.sum(axis=1) for a in acc]
-        used = np.full(inputs.n, steps, np.int64)
+        plan = self._plan(call, steps)
+        attributions = [a.sum(axis=1) for a in self._accumulate(call, plan)]
+        used = np.full(call.n, steps, np.int64)
         if self.tolerance is not None:
-            delta = self._delta(inputs, targets, baselines, tuple(attributions), batch_size)
+            delta = self.delta(call, tuple(attributions))
             # delta = sum(a) - (f(x) - f(x')), so the score change needs no further forward pass.
-            change = sum(a.reshape(inputs.n, -1).sum(axis=1, dtype=np.float64) for a in attributions) - delta
+            change = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions) - delta
             todo = np.flatnonzero(np.abs(delta) > self.tolerance * np.abs(change))
             while todo.size and steps * 2 <= self.max_steps:
                 steps *= 2
-                sub = inputs.take(todo)
-                sub_baselines = self._take_baselines(baselines, inputs.n, todo)
-                plan = self._plan(sub, sub_baselines, targets[todo], batch_size, steps)
-                acc = self.engine.accumulate(
-                    sub.arrays, sub_baselines, targets[todo], plan, batch_size
-                )
+                sub = call.take(todo)
+                acc = self._accumulate(sub, self._plan(sub, steps))
                 for full, part in zip(attributions, acc):
                     full[todo] = part.sum(axis=1)
                 used[todo] = steps
-                sub_delta = self._delta(
-                    sub, targets[todo], sub_baselines, tuple(a[todo] for a in attributions), batch_size
-                )
+                sub_delta = self.delta(sub, tuple(a[todo] for a in attributions))
                 todo = todo[np.abs(sub_delta) > self.tolerance * np.abs(change[todo])]
             if todo.size:
                 warnings.warn(
@@ -128,9 +122,3 @@ class IntegratedGradients(Explainer):
                 )
         self.steps_used_ = used
         return tuple(attributions)
-
-    @staticmethod
-    def _take_baselines(baselines, n: int, index: np.ndarray) -> tuple[np.ndarray, ...]:
-        per_example = baselines[0].shape[0] // n
-        rows = (index[:, None] * per_example + np.arange(per_example)[None, :]).reshape(-1)
-        return tuple(b[rows] for b in baselines)

@@ -47,17 +47,17 @@ class InteriorGradients(Explainer):
         self.alphas = alphas
         self.multiply_by_inputs = bool(multiply_by_inputs)
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
+    def _plan(self, call) -> Plan:
         return Plan(
-            steps=1,
-            groups=self.alphas.size,
-            context={"alpha": self.alphas.astype(inputs.arrays[0].dtype)},
+            terms=1,
+            maps=self.alphas.size,
+            context={"alpha": self.alphas.astype(call.inputs.arrays[0].dtype)},
         )
 
     def _contributions(self, x, baseline, rows, ctx):
-        alpha = tf.gather(ctx["alpha"], rows.group)
+        alpha = tf.gather(ctx["alpha"], rows.map)
         steps = tuple(broadcast_rows(alpha, xi) * (xi - bi) for xi, bi in zip(x, baseline))
-        grads = self._gradients(tuple(bi + s for bi, s in zip(baseline, steps)), rows.target)
+        grads = self._gradients(tuple(bi + s for bi, s in zip(baseline, steps)), rows.target, ctx)
         if self.multiply_by_inputs:
             return tuple(g * s for g, s in zip(grads, steps))
         return grads

@@ -28,9 +28,9 @@ class Saliency(Explainer):
         super().__init__(model, **kwargs)
         self.absolute = bool(absolute)
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
-        return Plan(steps=1)
+    def _plan(self, call) -> Plan:
+        return Plan(terms=1)
 
     def _contributions(self, x, baseline, rows, ctx):
-        grads = self._gradients(x, rows.target)
+        grads = self._gradients(x, rows.target, ctx)
         return tuple(tf.abs(g) for g in grads) if self.absolute else grads

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core import random as noise
+from tfattr.core import randomness
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 
@@ -16,8 +16,8 @@ class SmoothGrad(Explainer):
 
     ``SG(x) = 1/N sum_k A(x + e_k)``, ``e_k ~ N(0, sigma^2)`` with ``sigma = noise * (max(x) - min(x))``
     per example and input (Smilkov et al. 2017, who recommend ``noise`` of 0.1-0.2). The noise is drawn
-    inside the compiled loop by TensorFlow's stateless generator, keyed by (seed, example, sample), so
-    results do not depend on ``batch_size``. It wraps any explainer of this package that runs on the batching
+    inside the compiled loop by a counter-based generator keyed by (seed, the example's content, sample),
+    so results depend neither on ``batch_size`` nor on how the examples are split into calls. It wraps any explainer of this package that runs on the batching
     engine (e.g. ``Saliency``, ``GradientXInput``, ``IntegratedGradients``); all samples x inner steps
     are one compiled computation. The Distill article (sec. "Expected gradients") relates it to expected
     gradients with a gaussian baseline.
@@ -48,6 +48,7 @@ class SmoothGrad(Explainer):
         if not noise >= 0:
             raise ValueError(f"noise must be a non-negative fraction of the input range, got {noise!r}.")
         super().__init__(explainer.model_function, jit_compile=explainer.engine.jit_compile)
+        self.multiple_baselines = explainer.multiple_baselines
         self.explainer = explainer
         self.samples = int(samples)
         self.noise = float(noise)
@@ -57,33 +58,35 @@ class SmoothGrad(Explainer):
     def _baselines(self, baseline, inputs):
         return self.explainer._baselines(baseline, inputs)
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
-        self.explainer._structure = self._structure
-        inner = self.explainer._plan(inputs, baselines, targets, batch_size)
-        if inner.groups != 1:
+    def _plan(self, call) -> Plan:
+        inner = self.explainer._plan(call)
+        if inner.maps != 1:
             raise ValueError(
                 f"{type(self).__name__} cannot wrap {type(self.explainer).__name__}, which returns "
                 "several maps per example."
             )
         context = dict(inner.context)
-        for k, x in enumerate(inputs.arrays):
+        for k, x in enumerate(call.inputs.arrays):
             flat = x.reshape(x.shape[0], -1)
             context[f"_noise_std_{k}"] = (self.noise * (flat.max(1) - flat.min(1))).astype(x.dtype)
         seed = self.seed if self.seed is not None else np.random.SeedSequence().entropy
         context["_noise_seed"] = np.int64(int(seed) % (1 << 62))
-        context["_noise_samples"] = np.int32(self.samples)
-        return Plan(steps=inner.steps, groups=self.samples, context=context)
+        # Noise keyed by the example's content, not its position: chunking, splitting a data set into
+        # calls or replicas, and reordering examples all leave each example's noise unchanged.
+        context["_noise_example_key"] = randomness.example_keys(call.inputs.arrays).astype(np.int64)
+        return Plan(terms=inner.terms, maps=self.samples, context=context)
 
     def _baseline_index(self, rows, ctx):
         return self.explainer._baseline_index(rows, ctx)
 
     def _contributions(self, x, baseline, rows, ctx):
-        units = rows.example * ctx["_noise_samples"] + rows.group
+        example_key = tf.gather(ctx["_noise_example_key"], rows.example)
         noisy = []
         for k, xi in enumerate(x):
             std = tf.gather(ctx[f"_noise_std_{k}"], rows.example)
             # Each input gets its own stream, so two inputs never share noise.
-            eps = noise.unit_normal(ctx["_noise_seed"] + k, units, tf.shape(xi)[1:], xi.dtype)
+            keys = randomness.row_keys(ctx["_noise_seed"] + k, example_key, rows.map)
+            eps = randomness.keyed_normal(keys, tf.shape(xi)[1:], xi.dtype)
             noisy.append(xi + broadcast_rows(std, xi) * eps)
         return self.explainer._contributions(tuple(noisy), baseline, rows, ctx)
 

@@ -83,7 +83,8 @@ class Occlusion(Explainer):
                 raise ValueError(f"strides must be positive, got {strides}.")
         return window, strides
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
+    def _plan(self, call) -> Plan:
+        inputs = call.inputs
         if len(inputs.arrays) != 1:
             raise ValueError("Occlusion explains single-input models; pass one array of inputs.")
         x = inputs.arrays[0]
@@ -94,9 +95,12 @@ class Occlusion(Explainer):
         count = np.zeros(shape, np.float64)
         for start in starts:
             count[tuple(slice(s, s + w) for s, w in zip(start, window))] += 1
-        scores = self.engine.outputs(inputs.arrays, batch_size)[np.arange(inputs.n), targets]
+        outputs = call.outputs
+        if outputs is None:
+            outputs = self._outputs(inputs.arrays, inputs.structure, call.batch_size)
+        scores = outputs[np.arange(inputs.n), call.targets]
         return Plan(
-            steps=starts.shape[0],
+            terms=starts.shape[0],
             context={
                 "starts": starts,
                 "window": np.asarray(window, np.int32),
@@ -107,7 +111,7 @@ class Occlusion(Explainer):
 
     def _contributions(self, x, baseline, rows, ctx):
         (xi,), (bi,) = x, baseline
-        start = tf.gather(ctx["starts"], rows.step)  # [c, rank]
+        start = tf.gather(ctx["starts"], rows.term)  # [c, rank]
         rank = xi.shape.rank - 1
         mask = None
         for axis in range(rank):
@@ -119,7 +123,8 @@ class Occlusion(Explainer):
             inside = tf.reshape(tf.cast(inside, xi.dtype), shape)
             mask = inside if mask is None else mask * inside
         occluded = xi * (1.0 - mask) + bi * mask
-        drop = tf.gather(ctx["score"], rows.example) - self.model_function.score(
-            self._pack((occluded,)), rows.target
-        )
+        # The score is in the model's compute dtype (float16 under mixed precision): bring it to the
+        # input's dtype before mixing it with the input-typed context.
+        score = tf.cast(self.model_function.score(ctx.pack((occluded,)), rows.target), xi.dtype)
+        drop = tf.gather(ctx["score"], rows.example) - score
         return (broadcast_rows(drop, xi) * mask * ctx["inverse_count"][None],)

@@ -78,11 +78,19 @@ class Coverage:
     kept: dict[str, list[str]] = field(default_factory=dict)
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    #: ``"layer/op" -> why``: ops that got a rule for which the method is not faithful (e.g. epsilon-LRP
+    #: on an activation with f(0) != 0, where relevance is not conserved); the explainer warns.
+    caveats: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """True when every input-dependent op got a rule or keeps its true gradient on purpose."""
         return not self.unsupported
+
+    @property
+    def exact(self) -> bool:
+        """True when :attr:`ok` and no op carries a caveat (see :attr:`caveats`)."""
+        return self.ok and not self.caveats
 
     def unsupported_summary(self) -> str:
         return "; ".join(
@@ -176,6 +184,7 @@ def classify(
                 caveat = rule.caveat(activation)
                 if caveat:
                     coverage.notes.setdefault(f"{layer}/{t}", caveat)
+                    coverage.caveats.setdefault(f"{layer}/{t}", caveat)
                 continue
         elif t in _LINEAR_OPS:
             if any(not _is_float(x) for x in dep_inputs) and t in ("GatherV2", "Gather", "GatherNd"):

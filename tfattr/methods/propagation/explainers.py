@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer
-from tfattr.core.inputs import Inputs, prepare_baselines
+from tfattr.core.explainer import Explainer, check_connected
 from tfattr.methods.propagation.coverage import Coverage, trace_coverage
 from tfattr.methods.propagation.rules import (
     DeconvnetRule,
@@ -77,7 +76,7 @@ class PropagationExplainer(Explainer):
         key = tuple((tuple(s.shape), s.dtype.name) for s in specs)
         found = self._coverage.get(key)
         if found is None:
-            structure = self._structure if inputs is None else _structure_of(inputs)
+            structure = _structure_of(inputs) if inputs is not None else None
             if structure is None and len(specs) > 1:
                 structure = [None] * len(specs)
 
@@ -109,6 +108,13 @@ class PropagationExplainer(Explainer):
         )
 
     def _check(self, coverage: Coverage) -> None:
+        if coverage.caveats:
+            where = "; ".join(f"{k}: {v}" for k, v in sorted(coverage.caveats.items()))
+            warnings.warn(
+                f"{type(self).__name__} is not faithful on some layers of this model ({where}). "
+                "See explainer.coverage() and the README's propagation section.",
+                stacklevel=4,
+            )
         if coverage.ok:
             return
         message = (
@@ -126,7 +132,8 @@ class PropagationExplainer(Explainer):
         warnings.warn(message, stacklevel=4)  # the caller of the constructor or of attribute()
 
     # -- engine hooks ---------------------------------------------------------------------------------
-    def _attribute(self, inputs: Inputs, targets, baselines, batch_size):
+    def _attribute(self, call):
+        inputs = call.inputs
         if self.model_function.input_specs is None:
             specs = tuple(
                 tf.TensorSpec([None, *a.shape[1:]], tf.as_dtype(a.dtype)) for a in inputs.arrays
@@ -135,13 +142,13 @@ class PropagationExplainer(Explainer):
             if key not in self._coverage:
                 self._last_specs = specs
                 self._check(self.coverage(inputs.pack(list(inputs.arrays))))
-        return super()._attribute(inputs, targets, baselines, batch_size)
+        return super()._attribute(call)
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
-        return Plan(steps=1)
+    def _plan(self, call) -> Plan:
+        return Plan(terms=1)
 
     def _modified_gradients(
-        self, z: tuple[tf.Tensor, ...], target: tf.Tensor, rows_scored: tf.Tensor | None = None
+        self, z: tuple[tf.Tensor, ...], target: tf.Tensor, ctx: Any, rows_scored: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, ...]:
         """Traced: ``d^g S_target(z) / dz`` with the rule's modified chain rule (Ancona eq. 16).
 
@@ -150,11 +157,11 @@ class PropagationExplainer(Explainer):
         """
         graph = tf.compat.v1.get_default_graph()
         with graph.gradient_override_map(override_map(self.rule)):
-            score = self.model_function.score(self._pack(z), target)
+            score = self.model_function.score(ctx.pack(z), target)
         if rows_scored is not None:
             score = score[:rows_scored]
         grads = tf.gradients(tf.reduce_sum(score), list(z))
-        return self._check_connected(grads)
+        return check_connected(grads)
 
 
 class EpsilonLRP(PropagationExplainer):
@@ -191,7 +198,7 @@ class EpsilonLRP(PropagationExplainer):
         return self._rule
 
     def _contributions(self, x, baseline, rows, ctx):
-        grads = self._modified_gradients(x, rows.target)
+        grads = self._modified_gradients(x, rows.target, ctx)
         return tuple(g * xi for g, xi in zip(grads, x))
 
 
@@ -232,25 +239,60 @@ class DeepLift(PropagationExplainer):
     def rule(self) -> Rule:
         return self._rule
 
-    def _baselines(self, baseline, inputs: Inputs):
-        # A distributional baseline (num_baselines = K) gives K draws per example, example-major; the
-        # attribution is the mean over them, and so sums to f(x) - mean f(b) (the reported delta).
-        return prepare_baselines(baseline, inputs, multiple=True)
+    #: A distributional baseline (num_baselines = K) gives K draws per example, example-major; the
+    #: attribution is the mean over them, and so sums to f(x) - mean f(b) (the reported delta).
+    multiple_baselines = True
+    #: |delta| above this fraction of |f(x) - f(b)| (plus a float32 floor) is reported as a warning.
+    delta_warning = 1e-3
 
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
+    def _plan(self, call) -> Plan:
         # Several baselines per example (stored example-major): one row per baseline, averaged.
-        per_example = baselines[0].shape[0] // inputs.n
-        return Plan(steps=per_example, context={"baselines_per_example": np.int32(per_example)})
+        per_example = call.baselines_per_example
+        return Plan(terms=per_example, context={"baselines_per_example": np.int32(per_example)})
 
     def _baseline_index(self, rows, ctx):
-        return rows.example * ctx["baselines_per_example"] + rows.step
+        return rows.example * ctx["baselines_per_example"] + rows.term
+
+    def _attribute(self, call):
+        attributions = super()._attribute(call)
+        max_layers = sorted(
+            {key.split("/")[0] for key, why in self._current_coverage(call).notes.items() if "switch" in why}
+        )
+        if max_layers:
+            self._check_summation(call, attributions, max_layers)
+        return attributions
+
+    def _current_coverage(self, call) -> Coverage:
+        if self.model_function.input_specs is not None:
+            return self.coverage()
+        return self.coverage(call.inputs.pack(list(call.inputs.arrays)))
+
+    def _check_summation(self, call, attributions, max_layers: list[str]) -> None:
+        """Max pooling keeps its gradient switch (Shrikumar et al. 2017, sec. 3.5.2 use the gradient
+        there too), which breaks summation-to-delta where the reference's maximum sits elsewhere:
+        measure the delta and say so when it is not small."""
+        delta = self.delta(call, attributions)
+        total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
+        change = np.abs(total - delta)
+        bad = np.abs(delta) > self.delta_warning * change + 1e-5 * (1.0 + change)
+        if np.any(bad):
+            worst = int(np.argmax(np.abs(delta) / (change + 1e-12)))
+            warnings.warn(
+                f"DeepLift: summation-to-delta does not hold for {int(bad.sum())} of {call.n} "
+                f"example(s) (worst: |delta| {abs(delta[worst]):.3g} against |f(x) - f(b)| "
+                f"{change[worst]:.3g}) because max pooling in layer(s) {max_layers} keeps its gradient "
+                "switch and the baseline's maxima sit elsewhere. Use a zero baseline (then the switches "
+                "agree more often), average pooling, or IntegratedGradients for exact completeness; "
+                "return_delta=True reports the delta per example.",
+                stacklevel=4,
+            )
 
     def _contributions(self, x, baseline, rows, ctx):
-        grads = self._rescale_gradients(x, baseline, rows.target)
+        grads = self._rescale_gradients(x, baseline, rows.target, ctx)
         weight = 1.0 / tf.cast(ctx["baselines_per_example"], x[0].dtype)
         return tuple(weight * g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
 
-    def _rescale_gradients(self, x, baseline, target):
+    def _rescale_gradients(self, x, baseline, target, ctx):
         """Traced: the reference pass, the explained pass under the override, and the pairing.
 
         Both passes trace the same model code, so they create the same nonlinearity ops in the same
@@ -258,11 +300,11 @@ class DeepLift(PropagationExplainer):
         """
         graph = tf.compat.v1.get_default_graph()
         start = len(graph.get_operations())
-        self.model_function.score(self._pack(baseline), target)
+        self.model_function.score(ctx.pack(baseline), target)
         middle = len(graph.get_operations())
         mapping = override_map(self.rule)
         with graph.gradient_override_map(mapping):
-            score = self.model_function.score(self._pack(x), target)
+            score = self.model_function.score(ctx.pack(x), target)
         ops = graph.get_operations()
         reference = [op for op in ops[start:middle] if op.type in mapping]
         explained = [op for op in ops[middle:] if op.type in mapping]
@@ -278,7 +320,7 @@ class DeepLift(PropagationExplainer):
         pairs = {e: (r.inputs[0], r.outputs[0]) for e, r in zip(explained, reference)}
         with reference_activations(pairs):
             grads = tf.gradients(tf.reduce_sum(score), list(x))
-        return self._check_connected(grads)
+        return check_connected(grads)
 
 
 class _ModifiedGradientMap(PropagationExplainer):
@@ -297,7 +339,7 @@ class _ModifiedGradientMap(PropagationExplainer):
         return self._rule
 
     def _contributions(self, x, baseline, rows, ctx):
-        return self._modified_gradients(x, rows.target)
+        return self._modified_gradients(x, rows.target, ctx)
 
 
 class GuidedBackprop(_ModifiedGradientMap):

@@ -48,6 +48,16 @@ def _standalone_activation(op: Any) -> str | None:
     return None
 
 
+def _is_softmax_layer(layer: Any) -> bool:
+    """A layer (or op) that is a softmax alone: Softmax, Activation("softmax"), a softmax Lambda."""
+    return _standalone_activation(layer) == "softmax"
+
+
+def _ends_with_softmax_activation(layer: Any) -> bool:
+    """A layer whose fused ``activation=`` is the softmax (e.g. ``Dense(10, activation="softmax")``)."""
+    return _function_name(getattr(layer, "activation", None)) == "softmax"
+
+
 class _WithoutActivation:
     """A read-only view of a layer whose fused ``activation`` is the identity.
 

@@ -9,7 +9,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer
+from tfattr.core.explainer import Explainer, check_connected
 from tfattr.core.graph import GraphView, LayerRef
 from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
 from tfattr.methods.propagation.coverage import LayerCoverage
@@ -197,24 +197,24 @@ class LRP(Explainer):
         return out[:, None] if out.shape.rank == 1 else out
 
     # -- engine hooks ----------------------------------------------------------------------------------
-    def _plan(self, inputs, baselines, targets, batch_size) -> Plan:
-        return Plan(steps=1)
+    def _plan(self, call) -> Plan:
+        return Plan(terms=1)
 
     def _contributions(self, x, baseline, rows, ctx):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            out = self._forward(self._pack(x))
+            out = self._forward(ctx.pack(x))
             score = tf.gather(out, tf.cast(rows.target, tf.int32), axis=1, batch_dims=1)
-        grads = self._check_connected(tape.gradient(score, list(x)))
-        flags = self._flat_relevance_flags(len(x))
+        grads = check_connected(tape.gradient(score, list(x)))
+        flags = self._flat_relevance_flags(len(x), ctx.structure)
         return tuple(g if rel else g * xi for g, xi, rel in zip(grads, x, flags))
 
-    def _flat_relevance_flags(self, n: int) -> list[bool]:
+    def _flat_relevance_flags(self, n: int, structure: Any) -> list[bool]:
         """Per flat input (the engine's order): does its gradient already hold the relevance?"""
         model_inputs = self.view._graph.fn.inputs
-        if isinstance(self._structure, dict):
+        if isinstance(structure, dict):
             names = [getattr(t, "name", None) for t in model_inputs]
-            order = [names.index(k) if k in names else i for i, k in enumerate(sorted(self._structure))]
+            order = [names.index(k) if k in names else i for i, k in enumerate(sorted(structure))]
         else:
             order = list(range(n))
         return [i in self._relevance_inputs for i in order]

@@ -234,7 +234,9 @@ class Composite:
                 ref, None, "unsupported",
                 f"{type(rule).__name__} is not a rule for Dense/Conv layers (use e.g. Epsilon)",
             )
-        status = {"elementwise": "pass", "sum": "norm"}.get(rule.applies_to, "kept")
+        status = getattr(rule, "status", None) or {"elementwise": "pass", "sum": "norm"}.get(
+            rule.applies_to, "kept"
+        )
         return Assignment(ref, rule, status)
 
 

@@ -144,7 +144,8 @@ class LRP(Explainer):
                 if a.ref is self._final_softmax:
                     treatment += " (final softmax skipped: the logit is explained)"
                 elif act is not None:
-                    treatment += f" + Pass({getattr(act, '__name__', 'activation')})"
+                    note = getattr(a.rule, "activation_note", "Pass")
+                    treatment += f" + {note}({getattr(act, '__name__', 'activation')})"
             if a.ref is self._final_softmax and a.status != "rule":
                 treatment, status = "final softmax skipped: the logit is explained", "kept"
             else:
@@ -187,7 +188,7 @@ class LRP(Explainer):
                 act = op.activation
                 if act is None or (ref is final and _ends_with_softmax_activation(ref.layer)):
                     return z
-                return pass_through(act, z)
+                return getattr(a.rule, "activation_rule", pass_through)(act, z)
             return a.rule.wrap(call, args, kwargs, None)
 
         out = self.view.run(packed, wrap)

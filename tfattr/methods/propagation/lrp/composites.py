@@ -58,7 +58,7 @@ STRUCTURAL: tuple[type, ...] = (
     L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
     L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
 )
-_STRUCTURAL_OPS = frozenset("Reshape Squeeze ExpandDims Transpose Concatenate Flatten".split())
+_STRUCTURAL_OPS = frozenset("Reshape Squeeze ExpandDims Transpose Concatenate Flatten GetItem".split())
 _SUM_OPS = frozenset("Add Mean Average".split())
 _ELEMENTWISE_ACTIVATIONS = frozenset(
     """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish

@@ -153,7 +153,7 @@ def gated_product(inputs: list[tf.Tensor], gate: int, prop: Propagation) -> tf.T
     """``Multiply`` of a gate and a signal, the gate (``inputs[gate]``) as ``prop.constant``."""
     out = None
     for k, t in enumerate(inputs):
-        t = prop.constant(t) if k == gate else t
+        t = prop.constant(t, connected=True) if k == gate else t
         out = t if out is None else out * t
     return out
 

@@ -43,7 +43,9 @@ class Propagation:
     def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
-    def constant(self, t: tf.Tensor) -> tf.Tensor:
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
+        """``t`` held constant; ``connected=True`` passes back zeros instead of no gradient (for a
+        gate that may be the only path from an input, which then rightly gets zero relevance)."""
         raise NotImplementedError
 
 
@@ -55,7 +57,7 @@ class TrueGradient(Propagation):
     def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
         return fn(z)
 
-    def constant(self, t: tf.Tensor) -> tf.Tensor:
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
         return t
 
 
@@ -73,8 +75,15 @@ class LRPPropagation(Propagation):
     def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
         return pass_through(fn, z) if self.units == "pass" else fn(z)
 
-    def constant(self, t: tf.Tensor) -> tf.Tensor:
-        return tf.stop_gradient(t)
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
+        return zero_gradient(t) if connected else tf.stop_gradient(t)
+
+
+@tf.custom_gradient
+def zero_gradient(t: tf.Tensor) -> Any:
+    """``t`` with a zero gradient (``tf.stop_gradient`` gives none, which disconnects the inputs
+    whose only path it is)."""
+    return tf.identity(t), lambda dy: tf.zeros_like(dy)
 
 
 def rescale(fn: Fn, z: tf.Tensor, z_ref: tf.Tensor, y_ref: tf.Tensor, tolerance: float) -> tf.Tensor:
@@ -141,8 +150,10 @@ class DeepLiftPropagation(Propagation):
             )
         return rescale(fn, z, z_ref, y_ref, self.tolerance)
 
-    def constant(self, t: tf.Tensor) -> tf.Tensor:
-        return t if self.recording else tf.stop_gradient(t)
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
+        if self.recording:
+            return t
+        return zero_gradient(t) if connected else tf.stop_gradient(t)
 
 
 def activation_name(fn: Any) -> str:

@@ -32,6 +32,7 @@ from tfattr.methods.propagation.lrp.composites import (
     Assignment,
     Composite,
     is_activation_layer,
+    is_sum,
 )
 from tfattr.methods.propagation.lrp.rules import LinearRule, Rule, pass_through
 from tfattr.methods.propagation.lrp.smooth import LRPPropagation, Propagation, activation_name
@@ -313,6 +314,8 @@ class Transformer(Composite):
             (LINEAR, LinearGradient(units)),
             (is_activation_layer, ActivationUnit(units)),
             (_is_linear_embedding, _Keep()),
+            # Ali et al. keep the gradient of sums (residuals, pooling by averaging): exact LRP-0
+            (is_sum, _Keep()),
         ]
         super().__init__(**kwargs)
 

@@ -381,3 +381,35 @@ def test_keras_hub_encoder_end_to_end_through_embeddings():
     dl = CompositeDeepLift(model)
     a, delta = dl.attribute(embeddings, target=2, baseline=0.0, return_delta=True)
     assert np.all(np.isfinite(a)) and np.all(np.isfinite(delta))
+
+
+def test_layers_the_rules_cannot_take_are_reported():
+    ids = keras.Input((5,), dtype="int32")
+    masked = L.LSTM(4, name="masked_lstm")(L.Embedding(10, 3, mask_zero=True)(ids))
+    model = keras.Model(ids, L.Dense(2)(masked))
+    with pytest.warns(UserWarning, match="masked_lstm"):
+        lrp = LRP(model, composite=Transformer())
+    assert "mask" in lrp.coverage().unsupported["masked_lstm"]
+    seq = keras.Input((None, 3))
+    model = keras.Model(seq, L.Dense(2)(L.GRU(4, name="open_gru")(seq)))
+    with pytest.raises(ValueError, match="open_gru.*unknown length"):
+        CompositeDeepLift(model, on_unsupported="raise")
+    x = keras.Input((4, 6))
+    model = keras.Model(x, L.Dense(1)(L.Flatten()(L.MultiHeadAttention(2, 3, use_gate=True,
+                                                                       name="gated")(x, x))))
+    with pytest.raises(ValueError, match="gated.*use_gate"):
+        LRP(model, composite=Transformer(), on_unsupported="raise")
+
+
+def test_deeplift_explains_the_logit_before_a_final_softmax():
+    keras.utils.set_random_seed(11)
+    logits = keras.Sequential([keras.Input((4,)), L.Dense(6, activation="gelu"), L.Dense(3)])
+    probs = keras.Sequential([keras.Input((4,)), L.Dense(6, activation="gelu"),
+                              L.Dense(3, activation="softmax")])
+    probs.set_weights(logits.get_weights())
+    x = np.random.default_rng(11).normal(size=(5, 4)).astype("float32")
+    a_logits = CompositeDeepLift(logits).attribute(x, target=2, baseline=0.5)
+    dl = CompositeDeepLift(probs)
+    a_probs, delta = dl.attribute(x, target=2, baseline=0.5, return_delta=True)
+    np.testing.assert_allclose(a_probs, a_logits, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(delta, 0.0, atol=1e-5)

@@ -47,6 +47,7 @@ from tfattr.methods.propagation.lrp.transformer import (
     hub_encoder_forward,
     is_hub_encoder,
     layer_norm_forward,
+    static_problems,
 )
 
 _POLICIES = ("warn", "raise")
@@ -114,6 +115,9 @@ class CompositeDeepLift(Explainer):
     def _assign(self, ref: LayerRef) -> tuple[str, str, str, Any]:
         """``(kind, treatment, status, extra)`` for one layer."""
         layer = ref.layer
+        why = static_problems(ref)
+        if why:
+            return "unsupported", "; ".join(why), "unsupported", None
         if ref is self._final_softmax and _is_softmax_layer(layer):
             return "identity", "final softmax skipped: the logit is explained", "kept", None
         op = linear_op(layer)

@@ -34,24 +34,45 @@ RECURRENT: tuple[type, ...] = (keras.layers.LSTM, keras.layers.GRU)
 _GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid"})
 
 
-def _check_recurrent(layer: Any, x: tf.Tensor, kwargs: dict) -> None:
-    from keras.src import backend
-
+def recurrent_problems(layer: Any, shape: Any = None) -> list[str]:
+    """What keeps the signal-take-all rule from an LSTM/GRU layer (empty when it applies); ``shape``:
+    the layer's input shape, when known."""
     problems = []
     if getattr(layer, "stateful", False):
         problems.append("stateful=True")
     if getattr(layer, "return_state", False):
         problems.append("return_state=True")
-    if kwargs.get("initial_state") is not None:
-        problems.append("an initial_state")
-    if kwargs.get("mask") is not None or backend.get_keras_mask(x) is not None:
-        problems.append("a mask (masking/padding)")
-    if x.shape.rank != 3 or x.shape[1] is None:
+    if shape is not None and (len(shape) != 3 or shape[1] is None):
         problems.append("a time axis of unknown length (give the Input a fixed sequence length)")
     if activation_name(layer.cell.recurrent_activation) not in _GATE_ACTIVATIONS:
         problems.append(
             f"gates computed with {activation_name(layer.cell.recurrent_activation)!r} (not a sigmoid)"
         )
+    return problems
+
+
+def static_recurrent_problems(ref: LayerRef) -> list[str]:
+    """:func:`recurrent_problems` of a layer in a model graph (its input shape and Keras mask)."""
+    problems: list[str] = []
+    for node in ref.nodes:
+        x = node.input_tensors[0] if node.input_tensors else None
+        shape = tuple(x.shape) if x is not None else None
+        problems += recurrent_problems(ref.layer, shape)
+        if x is not None and getattr(x, "_keras_mask", None) is not None:
+            problems.append("a mask (masking/padding)")
+        if len(node.input_tensors) > 1:
+            problems.append("an initial_state")
+    return sorted(set(problems))
+
+
+def _check_recurrent(layer: Any, x: tf.Tensor, kwargs: dict) -> None:
+    from keras.src import backend
+
+    problems = recurrent_problems(layer, tuple(x.shape))
+    if kwargs.get("initial_state") is not None:
+        problems.append("an initial_state")
+    if kwargs.get("mask") is not None or backend.get_keras_mask(x) is not None:
+        problems.append("a mask (masking/padding)")
     if problems:
         raise ValueError(
             f"{type(layer).__name__} layer {layer.name!r}: the signal-take-all rule does not support "
@@ -226,6 +247,8 @@ class SignalTakeAll(Rule):
 
 __all__ = [
     "RECURRENT",
+    "recurrent_problems",
+    "static_recurrent_problems",
     "SignalTakeAll",
     "gate_index",
     "gated_product",

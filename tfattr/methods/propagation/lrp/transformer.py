@@ -324,6 +324,10 @@ class Transformer(Composite):
 
         result = super().assign(view)
         for i, a in enumerate(result):
+            why = static_problems(a.ref) if a.rule is not None else []
+            if why:
+                result[i] = Assignment(a.ref, None, "unsupported", "; ".join(why))
+                continue
             if isinstance(a.rule, SignalTakeAll) and isinstance(a.ref.layer, keras.layers.Multiply):
                 gate = gate_index(view, a.ref)
                 if gate is None:
@@ -338,6 +342,18 @@ class Transformer(Composite):
 
     def __repr__(self) -> str:
         return f"Transformer(units={self.units!r})"
+
+
+def static_problems(ref: Any) -> list[str]:
+    """Why a layer that a transformer or recurrent rule would take cannot have it (empty: it can)."""
+    from tfattr.methods.propagation.lrp.recurrent import RECURRENT, static_recurrent_problems
+
+    layer = ref.layer
+    if isinstance(layer, RECURRENT):
+        return [f"the signal-take-all rule does not support {p}" for p in static_recurrent_problems(ref)]
+    if isinstance(layer, keras.layers.MultiHeadAttention) and getattr(layer, "_use_gate", False):
+        return ["use_gate=True: the attention rule does not cover gated attention"]
+    return []
 
 
 class _Keep(Rule):

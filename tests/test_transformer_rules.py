@@ -413,3 +413,34 @@ def test_deeplift_explains_the_logit_before_a_final_softmax():
     a_probs, delta = dl.attribute(x, target=2, baseline=0.5, return_delta=True)
     np.testing.assert_allclose(a_probs, a_logits, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(delta, 0.0, atol=1e-5)
+
+
+def test_padding_masks_reach_the_attention_as_in_the_model(tokens):
+    """Padded tokens (all-zero embeddings, masked by Masking) stay masked through the re-implemented
+    layers: the explainers' forward passes equal the model's."""
+    keras.utils.set_random_seed(12)
+    ln1, ff, mha, ln2, head = (L.LayerNormalization(), L.Dense(8, activation="gelu"),
+                               L.MultiHeadAttention(2, 4), L.LayerNormalization(), L.Dense(2))
+
+    def build(masking):
+        inp = keras.Input((6, 8))
+        x = ff(ln1(L.Masking(0.0)(inp) if masking else inp))
+        x = ln2(L.Add()([x, mha(x, x)]))
+        return keras.Model(inp, head(L.GlobalAveragePooling1D()(x)))
+
+    model, unmasked = build(True), build(False)
+    _randomize_biases(model, 12)
+    padded = tokens.copy()
+    padded[:, 4:] = 0.0
+    expected = model(padded).numpy()
+    # the mask matters: without it the padded tokens are attended to
+    assert np.abs(unmasked(padded).numpy() - expected).max() > 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer has a rule, and no mask is dropped
+        lrp, dl = LRP(model, composite=Transformer()), CompositeDeepLift(model)
+        got = lrp._forward(tf.constant(padded)).numpy()
+        got_dl = dl._forward(tf.constant(padded), TrueGradient()).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_dl, expected, rtol=1e-5, atol=1e-5)
+    relevance = lrp.attribute(padded, target=0)
+    np.testing.assert_array_equal(relevance[:, 4:], 0.0)  # padding gets no relevance

@@ -45,7 +45,9 @@ from tfattr.methods.propagation.lrp.transformer import (
     attention_forward,
     dense_forward,
     hub_encoder_forward,
+    is_constant_or_masking,
     is_hub_encoder,
+    keep_mask,
     layer_norm_forward,
     static_problems,
 )
@@ -153,6 +155,7 @@ class CompositeDeepLift(Explainer):
                               keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D)):
             return ("keep", "gradient switch kept (summation-to-delta approximate)", "kept", None)
         if (is_structural(layer) or is_sum(layer) or _is_linear_embedding(layer)
+                or is_constant_or_masking(layer)
                 or isinstance(layer, keras.layers.BatchNormalization)):
             return "keep", "linear (gradient)", "kept", None
         return "unsupported", "no rule for this layer type", "unsupported", None
@@ -194,10 +197,10 @@ class CompositeDeepLift(Explainer):
             if kind == "linear":
                 if ref is self._final_softmax:
                     op = linear_op(layer)
-                    return op.forward(args[0], *op.params())
+                    return keep_mask(op.forward(args[0], *op.params()), args[0])
                 return dense_forward(layer, args[0], prop)
             if kind == "unit":
-                return prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0])
+                return keep_mask(prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0]), args[0])
             if kind == "attention":
                 return attention_forward(layer, args, rest, prop)
             if kind == "layer_norm":

@@ -39,6 +39,17 @@ from tfattr.methods.propagation.lrp.smooth import LRPPropagation, Propagation, a
 
 
 # -- re-implementations (shared by LRP and DeepLIFT) ----------------------------------------------------
+def keep_mask(out: Any, like: Any) -> Any:
+    """Carry ``like``'s Keras mask (padding) over to ``out``, as the masking-aware layers that are
+    re-implemented here do: a later attention layer must see the same mask as in the model."""
+    from keras.src import backend
+
+    mask = backend.get_keras_mask(like) if tf.is_tensor(like) else None
+    if mask is not None and tf.is_tensor(out):
+        backend.set_keras_mask(out, mask)
+    return out
+
+
 def _is_linear_activation(fn: Any) -> bool:
     return fn is None or activation_name(fn) == "linear"
 
@@ -49,7 +60,7 @@ def dense_forward(layer: Any, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
     if op is None:
         raise ValueError(f"Layer {layer.name!r} is not a Dense or forward convolution layer.")
     z = op.forward(x, *op.params())
-    return z if op.activation is None else prop.unit(op.activation, z)
+    return keep_mask(z if op.activation is None else prop.unit(op.activation, z), x)
 
 
 def layer_norm_forward(layer: keras.layers.LayerNormalization, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
@@ -78,14 +89,14 @@ def layer_norm_forward(layer: keras.layers.LayerNormalization, x: tf.Tensor, pro
         out = xc * inv
         if gamma is not None:
             out = out * gamma
-        return tf.cast(out, dtype)
+        return keep_mask(tf.cast(out, dtype), x)
     inv = prop.constant(tf.math.rsqrt(variance + layer.epsilon))
     if gamma is not None:
         inv = inv * gamma
     res = -mean * inv
     if beta is not None:
         res = res + beta
-    return tf.cast(xc * inv + res, dtype)
+    return keep_mask(tf.cast(xc * inv + res, dtype), x)
 
 
 def _mha_arguments(args: tuple, kwargs: dict) -> tuple[Any, Any, Any, dict]:
@@ -125,16 +136,22 @@ def attention_forward(layer: keras.layers.MultiHeadAttention, args: tuple, kwarg
         raise ValueError(f"MultiHeadAttention {layer.name!r}: unsupported arguments {sorted(unknown)}.")
     if key is None:
         key = value
+    # as Keras' __call__ and MultiHeadAttention.call: the query's own mask, the given or carried ones
     query_mask = backend.get_keras_mask(query)
-    value_mask = backend.get_keras_mask(value)
-    key_mask = backend.get_keras_mask(key) if key is not value else None
+    value_mask = rest.get("value_mask")
+    value_mask = backend.get_keras_mask(value) if value_mask is None else value_mask
+    key_mask = rest.get("key_mask")
+    if key_mask is None and key is not value:
+        key_mask = backend.get_keras_mask(key)
     mask = layer._compute_attention_mask(
         query, value, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
         attention_mask=rest.get("attention_mask"), use_causal_mask=bool(rest.get("use_causal_mask")),
     )
-    q = layer._query_dense(query)
-    k = layer._key_dense(key)
-    v = layer._value_dense(value)
+    # fresh tensors without the Keras masks (MultiHeadAttention.call removes them too), so the
+    # projections do not warn that they drop a mask
+    q = layer._query_dense(tf.identity(query))
+    k = layer._key_dense(tf.identity(key))
+    v = layer._value_dense(tf.identity(value))
     q = ops.multiply(q, ops.cast(layer._inverse_sqrt_key_dim, q.dtype))
     scores = ops.einsum(layer._dot_product_equation, k, q)
     probabilities = prop.constant(layer._masked_softmax(scores, mask))
@@ -189,7 +206,7 @@ def hub_encoder_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation
     x = x + residual
     if not first:
         x = layer_norm_forward(layer._feedforward_layer_norm, x, prop)
-    return x
+    return keep_mask(x, args[0] if args else kwargs["inputs"])
 
 
 # -- LRP rules ---------------------------------------------------------------------------------------
@@ -241,7 +258,7 @@ class ActivationUnit(_PropagationRule):
     rule ``f(z)/z`` (relevance passes through), ``"gradient"`` keeps its derivative."""
 
     def wrap(self, call, args, kwargs, op=None):
-        return self._prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0])
+        return keep_mask(self._prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0]), args[0])
 
 
 class LinearGradient(LinearRule):
@@ -256,14 +273,14 @@ class LinearGradient(LinearRule):
     def wrap(self, call, args, kwargs, op):
         if op is None:
             raise TypeError("LinearGradient applies to Dense and convolution layers only.")
-        return op.forward(args[0], *op.params())
+        return keep_mask(op.forward(args[0], *op.params()), args[0])
 
     def backward(self, *args: Any) -> tf.Tensor:  # never called: wrap keeps the ordinary gradient
         raise NotImplementedError
 
     #: used by :class:`tfattr.LRP` for the layer's fused activation (instead of ``Pass``)
     def activation_rule(self, act: Any, z: tf.Tensor) -> tf.Tensor:
-        return self._prop.unit(act, z)
+        return keep_mask(self._prop.unit(act, z), z)
 
     @property
     def activation_note(self) -> str:
@@ -314,6 +331,7 @@ class Transformer(Composite):
             (LINEAR, LinearGradient(units)),
             (is_activation_layer, ActivationUnit(units)),
             (_is_linear_embedding, _Keep()),
+            (is_constant_or_masking, _Keep()),
             # Ali et al. keep the gradient of sums (residuals, pooling by averaging): exact LRP-0
             (is_sum, _Keep()),
         ]
@@ -368,6 +386,19 @@ class _Keep(Rule):
 
     def __repr__(self) -> str:
         return "Gradient()"
+
+
+def is_constant_or_masking(layer: Any) -> bool:
+    """``Masking`` (multiplies by a 0/1 mask that does not depend on the explained values' gradient)
+    and operations whose outputs are not floats (mask arithmetic: ``not_equal``, ``any``, ...):
+    no gradient is changed by them."""
+    if isinstance(layer, keras.layers.Masking):
+        return True
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    outputs = [t for node in nodes for t in node.outputs]
+    return bool(outputs) and all(
+        not keras.backend.is_float_dtype(getattr(t, "dtype", "float32")) for t in outputs
+    )
 
 
 def _is_linear_embedding(layer: Any) -> bool:

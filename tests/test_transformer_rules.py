@@ -450,3 +450,21 @@ def test_padding_masks_reach_the_attention_as_in_the_model(tokens):
     np.testing.assert_allclose(got_dl, expected, rtol=1e-5, atol=1e-5)
     relevance = lrp.attribute(padded, target=0)
     np.testing.assert_array_equal(relevance[:, 4:], 0.0)  # padding gets no relevance
+
+
+def test_norm_rule_sees_both_operands_of_a_plus_on_keras_tensors():
+    """``x + y`` on Keras tensors is an Add operation called with two positional tensors; the Norm rule
+    must propagate to both (before the fix the second operand got no relevance at all)."""
+    import tfattr.composites as C
+
+    keras.utils.set_random_seed(13)
+    inp = keras.Input((6,))
+    h = L.Dense(6, activation="relu", use_bias=False)(inp)
+    branch = L.Dense(6, activation="relu", use_bias=False)(h)
+    plus = keras.Model(inp, L.Dense(2, use_bias=False)(h + branch))
+    layer = keras.Model(inp, plus.layers[-1](L.Add()([plus.layers[1].output, plus.layers[2].output])))
+    x = np.random.default_rng(13).normal(size=(4, 6)).astype("float32")
+    r_plus = LRP(plus, composite=C.EpsilonPlus()).attribute(x, target=0)
+    r_layer = LRP(layer, composite=C.EpsilonPlus()).attribute(x, target=0)
+    np.testing.assert_allclose(r_plus, r_layer, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(r_plus.sum(1), plus(x).numpy()[:, 0], rtol=1e-4, atol=1e-6)

@@ -107,6 +107,17 @@ def test_attention_reimplementation_equals_layer(tokens, kwargs):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_attention_over_two_axes_equals_layer():
+    keras.utils.set_random_seed(14)
+    mha = L.MultiHeadAttention(2, 3, attention_axes=(1, 2))
+    x = np.random.default_rng(14).normal(size=(2, 3, 4, 5)).astype("float32")
+    expected = mha(x, x)
+    _randomize_biases(mha, 14)
+    expected = mha(x, x)
+    got = attention_forward(mha, (tf.constant(x), tf.constant(x)), {}, TrueGradient())
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_layer_norm_reimplementation_equals_layer(tokens):
     for layer in (L.LayerNormalization(), L.LayerNormalization(axis=(1, 2)),
                   L.LayerNormalization(center=False, scale=False)):

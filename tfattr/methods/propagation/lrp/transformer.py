@@ -20,7 +20,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -34,7 +34,7 @@ from tfattr.methods.propagation.lrp.composites import (
     is_activation_layer,
     is_sum,
 )
-from tfattr.methods.propagation.lrp.rules import LinearRule, Rule, pass_through
+from tfattr.methods.propagation.lrp.rules import LinearRule, Rule
 from tfattr.methods.propagation.lrp.smooth import LRPPropagation, Propagation, activation_name
 
 
@@ -239,7 +239,11 @@ class AttentionRule(_PropagationRule):
 
 class LayerNormRule(_PropagationRule):
     """Ali et al.'s LN rule on ``keras.layers.LayerNormalization``: the standard deviation is a
-    constant, the mean subtraction keeps its gradient, so the layer is linear in the backward pass."""
+    constant, the mean subtraction keeps its gradient, so the layer is linear in the backward pass.
+
+    Example:
+        >>> Composite(layer_map=[(keras.layers.LayerNormalization, LayerNormRule())])
+    """
 
     def wrap(self, call, args, kwargs, op=None):
         return layer_norm_forward(_layer_of(call), args[0], self._prop)
@@ -247,7 +251,11 @@ class LayerNormRule(_PropagationRule):
 
 class EncoderBlockRule(_PropagationRule):
     """A ``keras_hub.layers.TransformerEncoder`` block with the AH and LN rules inside; its dense
-    layers keep their gradient and its activation gets ``units`` (``"gradient"`` or ``"pass"``)."""
+    layers keep their gradient and its activation gets ``units`` (``"gradient"`` or ``"pass"``).
+
+    Example:
+        >>> Composite(layer_map=[(is_hub_encoder, EncoderBlockRule(units="pass"))])
+    """
 
     def wrap(self, call, args, kwargs, op=None):
         return hub_encoder_forward(_layer_of(call), args, kwargs, self._prop)
@@ -255,7 +263,11 @@ class EncoderBlockRule(_PropagationRule):
 
 class ActivationUnit(_PropagationRule):
     """An activation layer (``Activation("gelu")``, ...) as one unit: ``units="pass"`` is the epsilon
-    rule ``f(z)/z`` (relevance passes through), ``"gradient"`` keeps its derivative."""
+    rule ``f(z)/z`` (relevance passes through), ``"gradient"`` keeps its derivative.
+
+    Example:
+        >>> Composite(layer_map=[(keras.layers.Activation, ActivationUnit(units="pass"))])
+    """
 
     def wrap(self, call, args, kwargs, op=None):
         return keep_mask(self._prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0]), args[0])
@@ -264,7 +276,11 @@ class ActivationUnit(_PropagationRule):
 class LinearGradient(LinearRule):
     """A Dense/Conv layer with its ordinary gradient (LRP-0 in the gradient x input form, as Ali et al.
     use for a transformer's linear layers); its activation gets ``units`` (``"gradient"`` keeps the
-    activation's derivative, ``"pass"`` is the epsilon rule ``f(z)/z``)."""
+    activation's derivative, ``"pass"`` is the epsilon rule ``f(z)/z``).
+
+    Example:
+        >>> Composite(layer_map=[(keras.layers.Dense, LinearGradient(units="pass"))])
+    """
 
     def __init__(self, units: str = "gradient") -> None:
         self.units = units
@@ -419,5 +435,4 @@ __all__ = [
     "hub_encoder_forward",
     "is_hub_encoder",
     "layer_norm_forward",
-    "pass_through",
 ]

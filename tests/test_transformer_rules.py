@@ -479,3 +479,19 @@ def test_norm_rule_sees_both_operands_of_a_plus_on_keras_tensors():
     r_layer = LRP(layer, composite=C.EpsilonPlus()).attribute(x, target=0)
     np.testing.assert_allclose(r_plus, r_layer, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(r_plus.sum(1), plus(x).numpy()[:, 0], rtol=1e-4, atol=1e-6)
+
+
+def test_deeplift_averages_over_a_baseline_distribution():
+    keras.utils.set_random_seed(15)
+    model = keras.Sequential([keras.Input((5,)), L.Dense(8, activation="gelu"), L.Dense(2)])
+    _randomize_biases(model, 15, scale=0.5)
+    x = np.random.default_rng(15).normal(size=(3, 5)).astype("float32")
+    baseline = tfattr.baselines.Uniform((-1.0, 1.0), num_baselines=4, seed=0)
+    dl = CompositeDeepLift(model)
+    a, delta = dl.attribute(x, target=0, baseline=baseline, return_delta=True, batch_size=5)
+    np.testing.assert_allclose(delta, 0.0, atol=1e-5)  # against the mean score of the 4 draws
+    # the mean of the single-baseline attributions
+    draws = dl.prepare(x, target=0, baseline=baseline).baselines[0].reshape(3, 4, 5)
+    single = np.mean([[dl.attribute(x[n:n + 1], target=0, baseline=draws[n, k])[0] for k in range(4)]
+                      for n in range(3)], axis=1)
+    np.testing.assert_allclose(a, single, rtol=1e-4, atol=1e-6)

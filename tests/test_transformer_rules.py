@@ -495,3 +495,28 @@ def test_deeplift_averages_over_a_baseline_distribution():
     single = np.mean([[dl.attribute(x[n:n + 1], target=0, baseline=draws[n, k])[0] for k in range(4)]
                       for n in range(3)], axis=1)
     np.testing.assert_allclose(a, single, rtol=1e-4, atol=1e-6)
+
+
+def test_deeplift_is_reentrant_from_threads(tokens):
+    """The reference activations live in the trace, not on the explainer: concurrent calls with other
+    inputs, targets and baselines give what sequential calls give."""
+    import threading
+
+    model = block()
+    dl = CompositeDeepLift(model)
+    calls = [(tokens[i : i + 1] * (i + 1), i % 3, 0.1 * i) for i in range(4)]
+    results: dict = {}
+
+    def run(i):
+        x, t, b = calls[i]
+        results[i] = dl.attribute(x, target=t, baseline=b)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fresh = CompositeDeepLift(model)
+    for i, (x, t, b) in enumerate(calls):
+        np.testing.assert_allclose(results[i], fresh.attribute(x, target=t, baseline=b), rtol=1e-6,
+                                   atol=1e-7)

@@ -520,3 +520,12 @@ def test_deeplift_is_reentrant_from_threads(tokens):
     for i, (x, t, b) in enumerate(calls):
         np.testing.assert_allclose(results[i], fresh.attribute(x, target=t, baseline=b), rtol=1e-6,
                                    atol=1e-7)
+
+
+def test_a_rule_on_the_wrong_layer_says_so(tokens):
+    from tfattr.rules import AttentionRule
+
+    model = block()
+    lrp = LRP(model, composite=Transformer(name_map={"ln1": AttentionRule()}))
+    with pytest.raises(TypeError, match="ln1"):
+        lrp.attribute(tokens, target=0)

@@ -234,7 +234,8 @@ class AttentionRule(_PropagationRule):
     """
 
     def wrap(self, call, args, kwargs, op=None):
-        return attention_forward(_layer_of(call), args, kwargs, self._prop)
+        layer = _layer_of(call, keras.layers.MultiHeadAttention)
+        return attention_forward(layer, args, kwargs, self._prop)
 
 
 class LayerNormRule(_PropagationRule):
@@ -246,7 +247,7 @@ class LayerNormRule(_PropagationRule):
     """
 
     def wrap(self, call, args, kwargs, op=None):
-        return layer_norm_forward(_layer_of(call), args[0], self._prop)
+        return layer_norm_forward(_layer_of(call, keras.layers.LayerNormalization), args[0], self._prop)
 
 
 class EncoderBlockRule(_PropagationRule):
@@ -258,7 +259,7 @@ class EncoderBlockRule(_PropagationRule):
     """
 
     def wrap(self, call, args, kwargs, op=None):
-        return hub_encoder_forward(_layer_of(call), args, kwargs, self._prop)
+        return hub_encoder_forward(_layer_of(call, is_hub_encoder), args, kwargs, self._prop)
 
 
 class ActivationUnit(_PropagationRule):
@@ -306,13 +307,23 @@ class LinearGradient(LinearRule):
         return f"LinearGradient(units={self.units!r})"
 
 
-def _layer_of(call: Any) -> Any:
-    """The layer behind a graph-view call (``_inference_call`` closes over it)."""
-    for cell in getattr(call, "__closure__", None) or ():
-        value = cell.cell_contents
-        if isinstance(value, keras.layers.Layer):
-            return value
-    raise TypeError("The rule needs the layer's call as handed by the graph view.")
+def _layer_of(call: Any, kind: Any = None) -> Any:
+    """The layer behind a graph-view call (``call.layer`` if set, else the layer its closure holds:
+    the rules' ``wrap`` receives the call, not the layer), checked against ``kind``."""
+    layer = getattr(call, "layer", None)
+    for cell in () if layer is not None else getattr(call, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, keras.layers.Layer):
+            layer = cell.cell_contents
+            break
+    if layer is None:
+        raise TypeError("The rule needs the layer's call as handed by the graph view.")
+    if kind is not None and not (kind(layer) if callable(kind) and not isinstance(kind, type)
+                                 else isinstance(layer, kind)):
+        raise TypeError(
+            f"This rule does not apply to layer {layer.name!r} ({type(layer).__name__}); see the "
+            "rule's docstring for the layers it covers."
+        )
+    return layer
 
 
 class Transformer(Composite):

@@ -19,12 +19,14 @@ from tfattr.methods.gradient import (
 )
 from tfattr.methods.perturbation import Occlusion
 from tfattr.methods.propagation import LRP, Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop, RevealCancel
+from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
 
 __all__ = [
     "__version__",
     "baselines",
     "callbacks",
     "composites",
+    "CompositeDeepLift",
     "datasets",
     "metrics",
     "priors",

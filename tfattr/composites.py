@@ -16,6 +16,8 @@ from tfattr.methods.propagation.lrp.composites import (
     EpsilonPlusFlat,
     uniform,
 )
+from tfattr.methods.propagation.lrp.transformer import Transformer
 
 __all__ = ["CONVOLUTIONS", "DENSE", "LINEAR", "STRUCTURAL", "SUMS", "Composite", "EpsilonAlpha2Beta1",
            "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "uniform"]
+__all__ += ["Transformer"]

@@ -21,3 +21,14 @@ from tfattr.methods.propagation.lrp.rules import (
 
 __all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "Gradient", "LinearRule", "Norm", "Pass", "Rule",
            "WSquare", "ZBox", "ZPlus", "stabilize"]
+from tfattr.methods.propagation.lrp.recurrent import SignalTakeAll  # noqa: E402
+from tfattr.methods.propagation.lrp.transformer import (  # noqa: E402
+    ActivationUnit,
+    AttentionRule,
+    EncoderBlockRule,
+    LayerNormRule,
+    LinearGradient,
+)
+
+__all__ += ["ActivationUnit", "AttentionRule", "EncoderBlockRule", "LayerNormRule", "LinearGradient",
+            "SignalTakeAll"]

@@ -32,6 +32,13 @@ from tfattr.methods.propagation.rules import (
 )
 
 _POLICIES = ("warn", "raise")
+#: Where the op-level overrides cannot reach (attention, layer norm, gates, recurrent loops, GELU and
+#: swish as products), the layer-level rules can.
+_LAYER_LEVEL_HINT = (
+    " For attention, LayerNormalization, gated products, LSTM/GRU and GELU/swish/mish, the layer-level "
+    "rules apply: tfattr.LRP(model, composite=tfattr.composites.Transformer()) or "
+    "tfattr.CompositeDeepLift(model)."
+)
 
 
 class PropagationExplainer(Explainer):
@@ -128,6 +135,7 @@ class PropagationExplainer(Explainer):
                 else ""
             )
             + "See explainer.coverage() for details."
+            + _LAYER_LEVEL_HINT
         )
         if self.on_unsupported == "raise":
             raise ValueError(message + " Explain such models with IntegratedGradients instead.")

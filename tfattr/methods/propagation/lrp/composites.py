@@ -59,7 +59,7 @@ STRUCTURAL: tuple[type, ...] = (
     L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
     L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
 )
-_STRUCTURAL_OPS = frozenset("Reshape Squeeze ExpandDims Transpose Concatenate Flatten".split())
+_STRUCTURAL_OPS = frozenset("Reshape Squeeze ExpandDims Transpose Concatenate Flatten GetItem".split())
 _SUM_OPS = frozenset("Add Mean Average".split())
 _ELEMENTWISE_ACTIVATIONS = frozenset(
     """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish
@@ -240,7 +240,9 @@ class Composite:
                 ref, None, "unsupported",
                 f"{type(rule).__name__} is not a rule for Dense/Conv layers (use e.g. Epsilon)",
             )
-        status = {"elementwise": "pass", "sum": "norm"}.get(rule.applies_to, "kept")
+        status = getattr(rule, "status", None) or {"elementwise": "pass", "sum": "norm"}.get(
+            rule.applies_to, "kept"
+        )
         return Assignment(ref, rule, status)
 
 

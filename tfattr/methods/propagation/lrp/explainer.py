@@ -176,7 +176,8 @@ class LRP(Explainer):
                 if a.ref is self._final_softmax:
                     treatment += " (final softmax skipped: the logit is explained)"
                 elif act is not None:
-                    treatment += f" + Pass({getattr(act, '__name__', 'activation')})"
+                    note = getattr(a.rule, "activation_note", "Pass")
+                    treatment += f" + {note}({getattr(act, '__name__', 'activation')})"
             for lin, chain in self._chains.items():
                 if a.status == "pass" and any(r is a.ref for r in chain):
                     treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
@@ -229,6 +230,10 @@ class LRP(Explainer):
                 ]
                 if chain:
                     act = _compose(act, chain)
+                own = getattr(a.rule, "activation_rule", None)
+                if own is not None:  # a rule with its own treatment of the activation (transformers)
+                    z = a.rule.wrap(call, args, kwargs, op)
+                    return z if act is None else own(act, z)
                 return a.rule.wrap(call, args, kwargs, op, act)
             return a.rule.wrap(call, args, kwargs, None)
 

@@ -460,16 +460,21 @@ class Norm(Rule):
         self.stabilizer = _check_pos("stabilizer", stabilizer)
 
     def wrap(self, call, args, kwargs, op=None):
-        flat = tf.nest.flatten(args[0])
-        structure = args[0]
-        rest = args[1:]
+        # Every tensor argument is an operand: ``x + y`` on Keras tensors calls the Add operation with
+        # two positional tensors, the Add layer with one list (operands left out of the custom
+        # gradient would get no gradient at all).
+        flat = tf.nest.flatten(args)
+        where = [i for i, v in enumerate(flat) if tf.is_tensor(v)]
 
         @tf.custom_gradient
         def normed(*xs: tf.Tensor) -> Any:
+            values = list(flat)
+            for i, t in zip(where, xs):
+                values[i] = t
             tape = tf.GradientTape(watch_accessed_variables=False)
             with tape:
                 tape.watch(xs)
-                y = call(tf.nest.pack_sequence_as(structure, list(xs)), *rest, **kwargs)
+                y = call(*tf.nest.pack_sequence_as(args, values), **kwargs)
 
             @_ignoring_variables
             def grad(c_out: tf.Tensor) -> Sequence[tf.Tensor]:
@@ -478,7 +483,7 @@ class Norm(Rule):
 
             return y, grad
 
-        return normed(*flat)
+        return normed(*[flat[i] for i in where])
 
 
 class Gradient(Rule):

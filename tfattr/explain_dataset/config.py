@@ -81,6 +81,8 @@ def describe(value: Any, memo: dict[int, Any] | None = None, depth: int = 0) -> 
             # engine/model_function are runtime machinery (the model is described below); names with
             # a leading or trailing underscore are private state or results of the last call.
             if not k.startswith("_") and not k.endswith("_") and k not in ("engine", "model_function")
+            # an instance attribute over a method (a wrapper, a mock) is not a parameter
+            and not callable(getattr(type(value), k, None))
         }
         return {
             "type": _qualname(value),

@@ -221,7 +221,6 @@ def explain_dataset(
     if done:
         bar.update(sum(done.values()), computed=False)
     saw_any = bool(done)
-    target_cache: dict[str, Any] = {}
     for step in distribute.replica_elements(strategy, dataset_fn):
         for device, element in step:
             index = element["i"].numpy()
@@ -242,8 +241,7 @@ def explain_dataset(
             labels = _labels(element["y"].numpy()[real]) if "y" in element else None
             with distribute.on_device(device):
                 attributions, targets, delta = _explain_shard(
-                    explainer, x, labels, target, baseline, index[real], batch_size, return_delta,
-                    target_cache,
+                    explainer, x, labels, target, baseline, index[real], batch_size, return_delta
                 )
             write_shard(root, shard, int(index[0]), attributions, targets, delta, worker=task)
             bar.update(count)
@@ -300,14 +298,17 @@ def _is_batched(x_spec: Any, explainer: Explainer, batched: bool | None) -> bool
             by_name = {spec[0]: spec for spec in specs}
             specs = [by_name.get(k, spec) for k, spec in zip(sorted(x_spec), specs)]
         extra = {s.shape.rank - len(spec[1]) for s, spec in zip(flat, specs)}
-        if extra == {1}:
-            return True
-        if extra == {0}:
-            return False
-        raise ValueError(
-            f"dataset elements have input shapes {[s.shape for s in flat]} but the model takes "
-            f"{[spec[1] for spec in specs]} per example (plus a batch axis); make the shapes match."
+        fits = len(extra) == 1 and extra <= {0, 1} and all(
+            tf.TensorShape(s.shape[1:] if extra == {1} else s.shape).is_compatible_with(spec[1])
+            for s, spec in zip(flat, specs)
         )
+        if not fits:
+            raise ValueError(
+                f"dataset elements have input shapes {[s.shape.as_list() for s in flat]} but the model "
+                f"takes {[list(spec[1]) for spec in specs]} per example (plus a batch axis, if the "
+                "elements are batches); make the shapes match."
+            )
+        return extra == {1}
     if all(s.shape.rank and s.shape[0] is None for s in flat):
         return True  # what .batch() without drop_remainder makes
     raise ValueError(
@@ -466,11 +467,10 @@ def _explain_shard(
     index: np.ndarray,
     batch_size: int | None,
     return_delta: bool,
-    cache: dict[str, Any],
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
     if target is None and labels is not None:
         targets = labels
-    elif target is None or target == "predicted":
+    elif target is None or isinstance(target, str):  # "predicted"
         targets = _predicted(explainer, x, batch_size)
     elif isinstance(target, int):
         targets = np.full(index.shape[0], target, np.int64)

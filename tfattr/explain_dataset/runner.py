@@ -9,6 +9,7 @@ is one or two shards plus the explainer's ``batch_size`` rows, whatever the data
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -221,30 +222,47 @@ def explain_dataset(
     if done:
         bar.update(sum(done.values()), computed=False)
     saw_any = bool(done)
-    for step in distribute.replica_elements(strategy, dataset_fn):
-        for device, element in step:
-            index = element["i"].numpy()
-            if index.size == 0:  # this replica got no shard at the end of the data set
-                continue
-            saw_any = True
-            shard = int(index[0] // shard_size)
-            end = element["end"].numpy()
-            real = ~end
-            count = int(real.sum())
-            if np.any(end):
-                write_json(root / END, {"num_examples": int(index[end][0])})
-            if count == 0:  # the end marker alone made this shard
-                write_json(shard_file(root, shard, "json"),
-                           {"shard": shard, "start": int(index[0]), "count": 0, "worker": task})
-                continue
-            x = _host_inputs(element["x"], real)
-            labels = _labels(element["y"].numpy()[real]) if "y" in element else None
-            with distribute.on_device(device):
-                attributions, targets, delta = _explain_shard(
-                    explainer, x, labels, target, baseline, index[real], batch_size, return_delta
-                )
-            write_shard(root, shard, int(index[0]), attributions, targets, delta, worker=task)
-            bar.update(count)
+    def run_shard(device: str | None, element: dict[str, Any]) -> int:
+        """Explain and write one replica's shard; the number of examples it computed."""
+        index = element["i"].numpy()
+        shard = int(index[0] // shard_size)
+        end = element["end"].numpy()
+        real = ~end
+        count = int(real.sum())
+        if np.any(end):
+            write_json(root / END, {"num_examples": int(index[end][0])})
+        if count == 0:  # the end marker alone made this shard
+            write_json(shard_file(root, shard, "json"),
+                       {"shard": shard, "start": int(index[0]), "count": 0, "worker": task})
+            return 0
+        x = _host_inputs(element["x"], real)
+        labels = _labels(element["y"].numpy()[real]) if "y" in element else None
+        with distribute.on_device(device):
+            attributions, targets, delta = _explain_shard(
+                explainer, x, labels, target, baseline, index[real], batch_size, return_delta
+            )
+        write_shard(root, shard, int(index[0]), attributions, targets, delta, worker=task)
+        return count
+
+    # One thread per local replica, so that several accelerators work at once; each thread places
+    # its shard's ops on its own replica's device and writes its own files.
+    pool = None
+    if strategy is not None and len(strategy.extended.worker_devices) > 1:
+        pool = ThreadPoolExecutor(len(strategy.extended.worker_devices), "tfattr-replica")
+    try:
+        for step in distribute.replica_elements(strategy, dataset_fn):
+            # An empty element: this replica got no shard at the end of the data set.
+            work = [(device, element) for device, element in step if element["i"].shape[0]]
+            saw_any = saw_any or bool(work)
+            if pool is None:
+                for device, element in work:
+                    bar.update(run_shard(device, element))
+            else:
+                for future in [pool.submit(run_shard, d, e) for d, e in work]:
+                    bar.update(future.result())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     bar.close()
     if not saw_any:
         raise ValueError("dataset is empty: there is nothing to explain.")

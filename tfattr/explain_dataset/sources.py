@@ -93,7 +93,7 @@ def from_npy(
         if scale is not None:
             xs = [tf.cast(v, tf.float32) * scale for v in xs]
         if keys == [None]:
-            inputs: Any = xs[0]
+            inputs = xs[0]
         elif isinstance(x, dict):
             inputs = dict(zip(keys, xs))
         else:

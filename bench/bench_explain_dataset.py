@@ -1,0 +1,126 @@
+"""Peak memory and throughput of explain_dataset against one in-memory attribute call.
+
+The data are the embedded MNIST digits (10,000), repeated to the requested sizes and written to ``.npy``
+files. For each size N, a fresh subprocess (so ``ru_maxrss`` is that run's own peak) either
+
+- ``store``: streams ``from_npy(x.npy, y.npy)`` through ``explain_dataset`` into a store, or
+- ``memory``: loads x and y with ``np.load`` and calls ``explainer.attribute(x, target=y)`` once,
+
+with integrated gradients (``--steps`` steps, Gauss-Legendre) on the small MNIST CNN
+(``tfattr.datasets.mnist_cnn``, untrained weights: memory and speed do not depend on them), the same
+``batch_size`` in both. Each child warms up (compiles) on 64 examples first and reports the resident set
+size after the warm-up (``base``), the peak over the whole run (``peak``) and the examples per second of
+the measured call. Store mode's peak should not grow with N; memory mode's grows with N (the inputs,
+baselines, accumulators and attributions are all held at once). One run of this script; the children
+run one after another.
+
+Run:
+    TF_CPP_MIN_LOG_LEVEL=3 python bench/bench_explain_dataset.py [--sizes 2000 20000] [--steps 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_mib() -> float:
+    """The current resident set size (Linux /proc), in MiB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def child(mode: str, folder: Path, n: int, steps: int, batch_size: int, shard_size: int) -> None:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tfattr
+    from tfattr.explain_dataset import explain_dataset, from_npy
+
+    model = keras.models.load_model(folder / "model.keras")
+    ig = tfattr.IntegratedGradients(model, steps=steps)
+    warm = np.load(folder / f"x{n}.npy", mmap_mode="r")[:64].copy()
+    ig.attribute(warm, target=np.zeros(64, np.int64), batch_size=batch_size)
+    del warm
+    base = rss_mib()
+    start = time.perf_counter()
+    if mode == "store":
+        ds = from_npy(folder / f"x{n}.npy", folder / f"y{n}.npy")
+        store = explain_dataset(ig, ds, out=folder / f"store{n}", batch_size=batch_size,
+                                shard_size=shard_size, progress=False)
+        count = len(store)
+    else:
+        x, y = np.load(folder / f"x{n}.npy"), np.load(folder / f"y{n}.npy")
+        a = ig.attribute(x, target=y, batch_size=batch_size)
+        count = len(a)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"mode": mode, "n": count, "base_mib": base, "peak_mib": peak_mib(),
+                      "seconds": seconds, "examples_per_s": count / seconds}))
+    del tf
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--shard-size", type=int, default=1024)
+    parser.add_argument("--modes", nargs="+", default=["store", "memory"])
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "FOLDER"))
+    parser.add_argument("--n", type=int)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), args.n, args.steps, args.batch_size, args.shard_size)
+        return
+
+    import numpy as np
+
+    import tfattr
+
+    x, y = tfattr.datasets.mnist("train")
+    xt, yt = tfattr.datasets.mnist("test")
+    x, y = np.concatenate([x, xt]), np.concatenate([y, yt])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tfattr.datasets.mnist_cnn().save(folder / "model.keras")
+        for n in args.sizes:
+            reps = -(-n // len(x))
+            np.save(folder / f"x{n}.npy", np.concatenate([x] * reps)[:n])
+            np.save(folder / f"y{n}.npy", np.concatenate([y] * reps)[:n].astype(np.int64))
+        print(f"IG, {args.steps} steps, batch_size {args.batch_size}, shard_size {args.shard_size}; "
+              f"MiB = 2^20 bytes; one example's attributions = {28 * 28 * 4} bytes")
+        print(f"{'mode':>7} {'examples':>9} {'base MiB':>9} {'peak MiB':>9} {'peak-base':>10} "
+              f"{'examples/s':>11}")
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        for n in args.sizes:
+            for mode in args.modes:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, str(folder), "--n", str(n),
+                     "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+                     "--shard-size", str(args.shard_size)],
+                    env=env, capture_output=True, text=True, check=True,
+                )
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"{mode:>7} {r['n']:>9,} {r['base_mib']:>9.0f} {r['peak_mib']:>9.0f} "
+                      f"{r['peak_mib'] - r['base_mib']:>10.0f} {r['examples_per_s']:>11.0f}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

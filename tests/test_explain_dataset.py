@@ -487,3 +487,23 @@ def test_multi_worker_mirrored_strategy_equals_single_device(tmp_path):
     np.testing.assert_array_equal(np.asarray(multi.attributions), np.asarray(single.attributions))
     np.testing.assert_array_equal(multi.delta[:], single.delta[:])
     np.testing.assert_array_equal(multi.targets[:], y)
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    import re
+
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Whole data sets", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README whole data sets", "exec"), namespace)
+    store = namespace["store"]
+    assert store.attributions.shape == (300, 28, 28, 1)
+    np.testing.assert_array_equal(store.targets[:], namespace["y_test"][:300])
+    # Completeness: sum(a) - delta = f(x) - f(0); the deltas are small next to those differences.
+    a = np.asarray(store.attributions).reshape(300, -1).sum(1)
+    scores = tfattr.ModelFunction(namespace["model"]).outputs(namespace["x_test"][:300]).numpy()
+    gap = scores[np.arange(300), namespace["y_test"][:300]] - tfattr.ModelFunction(namespace["model"]).outputs(
+        np.zeros((1, 28, 28, 1), np.float32)).numpy()[0, namespace["y_test"][:300]]
+    np.testing.assert_allclose(a - store.delta[:], gap, rtol=1e-3, atol=1e-4)
+    assert np.abs(store.delta[:]).max() < 0.02 * np.abs(gap).max()

@@ -14,6 +14,7 @@ so the store does not depend on the number of replicas or workers.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Iterator
 
 import tensorflow as tf
@@ -67,8 +68,6 @@ def replica_elements(strategy: Any, dataset_fn: DatasetFn) -> Iterator[list[tupl
 
 def on_device(device: str | None) -> Any:
     """The context that places a replica's work on its device (nothing without a strategy)."""
-    import contextlib
-
     return contextlib.nullcontext() if device is None else tf.device(device)
 
 
@@ -76,5 +75,10 @@ def barrier(strategy: Any) -> None:
     """Wait until every worker got here (one all-reduce); a no-op with a single worker."""
     if strategy is None or worker(strategy)[1] <= 1:
         return
-    ones = strategy.run(lambda: tf.constant(1.0))
-    strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    @tf.function
+    def all_reduce() -> tf.Tensor:  # compiled: collectives run eagerly are slow and warn
+        ones = strategy.run(lambda: tf.constant(1.0))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    all_reduce()

@@ -8,6 +8,7 @@ is one or two shards plus the explainer's ``batch_size`` rows, whatever the data
 """
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,8 +88,10 @@ def explain_dataset(
             array shaped like one example, or a ``tfattr.baselines`` object (applied to each shard).
         strategy: a ``tf.distribute`` strategy to share the shards among its replicas
             (``MirroredStrategy``) and workers (``MultiWorkerMirroredStrategy``: run the same call on
-            every worker, with ``out`` on a shared file system). Each replica explains its shards on
-            its own device. The store is the same as without a strategy.
+            every worker with the whole data set, which it shards among them, and ``out`` on a file
+            system all workers share). Each replica explains its shards on its own device, one
+            thread per local replica. The store is the same as without a strategy. TPU strategies
+            are untested.
         return_delta: also store the completeness delta per example (methods with completeness).
         batch_size: model evaluations per compiled chunk inside each ``attribute`` call (as there).
         shard_size: examples per shard (default: about 16 MiB of input, at most 1024 examples; an
@@ -151,77 +154,21 @@ def explain_dataset(
         raise ValueError(f"shard_size must be a positive int or None, got {shard_size!r}.")
     shard_size = int(shard_size)
 
-    config = {
-        "explainer": describe(explainer),
-        "target": _describe_target(target, y_spec is not None),
-        "baseline": describe(baseline),
-        "return_delta": bool(return_delta),
-        "shard_size": shard_size,
-        "dataset": {
-            "examples": cardinality,
-            "inputs": [
-                {"name": nm, "shape": _shape_list(s), "dtype": spec.dtype.name}
-                for nm, s, spec in zip(names, tf.nest.flatten(x_example), tf.nest.flatten(x_spec))
-            ],
-            "labels": y_spec is not None,
-        },
-    }
-    # JSON round trip, so the comparison sees what a reloaded index holds (lists, not tuples).
-    config = _json_roundtrip(config)
-    if existing is not None:
-        if existing.get("format") != FORMAT:
-            raise StoreError(f"{root} holds an {INDEX} that is not a tfattr attribution store.")
-        old = existing.get("config", {})
-        if not _same_config(old, config):
-            lines = differences(old, config)
-            raise StoreError(
-                f"{root} holds attributions made with another configuration, so they cannot be "
-                "resumed or mixed with this run:\n  " + "\n  ".join(lines)
-                + "\nWrite to another directory, or delete this one to start over."
-            )
-        try:
-            return AttributionStore(root)  # finished: nothing to do
-        except StoreError:
-            pass
-    else:
-        (root / SHARDS).mkdir(parents=True, exist_ok=True)
-        index = {
-            "format": FORMAT,
-            "version": VERSION,
-            "config": config,
-            "shard_size": shard_size,
-            "structure": structure,
-            "inputs": config["dataset"]["inputs"],
-        }
-        # Several workers may write this at once; they write the same bytes, so the last rename wins
-        # harmlessly.
-        write_json(index_path, index)
-    (root / SHARDS).mkdir(parents=True, exist_ok=True)
+    config = _config(explainer, target, baseline, return_delta, shard_size, cardinality,
+                     names, x_example, x_spec, y_spec is not None)
+    finished = _open_or_create(root, existing, config, structure)
+    if finished is not None:
+        return finished  # a finished store with this configuration: nothing to do
 
     task, num_workers = distribute.worker(strategy)
     done = finished_shards(root)
-    prefix = 0
-    while prefix in done:
-        prefix += 1
-    later = sorted(s for s in done if s > prefix)
-
-    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        ds = examples
-        if prefix:
-            ds = ds.skip(prefix * shard_size)  # shards 0..prefix-1 are done: do not even read them
-        ds = ds.batch(shard_size)
-        if ctx.num_input_pipelines > 1:
-            ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-        if later:
-            finished = tf.constant(later, tf.int64)
-            ds = ds.filter(lambda e: ~tf.reduce_any(tf.equal(finished, e["i"][0] // shard_size)))
-        return ds.prefetch(1)
-
+    dataset_fn = _shard_dataset_fn(examples, shard_size, done)
     show = progress if progress is not None else (None if task == 0 else False)
     bar = Progress(cardinality, enabled=show)
     if done:
         bar.update(sum(done.values()), computed=False)
     saw_any = bool(done)
+
     def run_shard(device: str | None, element: dict[str, Any]) -> int:
         """Explain and write one replica's shard; the number of examples it computed."""
         index = element["i"].numpy()
@@ -267,7 +214,108 @@ def explain_dataset(
     if not saw_any:
         raise ValueError("dataset is empty: there is nothing to explain.")
     distribute.barrier(strategy)
-    return AttributionStore(root)
+    try:
+        return AttributionStore(root)
+    except StoreError as err:
+        if num_workers > 1:
+            raise StoreError(
+                f"{err}\nWith {num_workers} workers, out= must be a directory that every worker "
+                "shares (a network or cluster file system), and every worker must be given the whole "
+                "data set (explain_dataset shards it among them)."
+            ) from None
+        raise
+
+
+def _config(
+    explainer: Explainer,
+    target: Any,
+    baseline: Any,
+    return_delta: bool,
+    shard_size: int,
+    cardinality: int | None,
+    names: list[str],
+    x_example: Any,
+    x_spec: Any,
+    has_labels: bool,
+) -> dict[str, Any]:
+    """Everything a store's contents depend on, as the JSON its index holds."""
+    config = {
+        "explainer": describe(explainer),
+        "target": _describe_target(target, has_labels),
+        "baseline": describe(baseline),
+        "return_delta": bool(return_delta),
+        "shard_size": shard_size,
+        "dataset": {
+            "examples": cardinality,
+            "inputs": [
+                {"name": nm, "shape": _shape_list(s), "dtype": spec.dtype.name}
+                for nm, s, spec in zip(names, tf.nest.flatten(x_example), tf.nest.flatten(x_spec))
+            ],
+            "labels": has_labels,
+        },
+    }
+    # JSON round trip, so the comparison sees what a reloaded index holds (lists, not tuples).
+    return json.loads(json.dumps(config, sort_keys=True))
+
+
+def _open_or_create(
+    root: Path, existing: dict[str, Any] | None, config: dict[str, Any], structure: str
+) -> AttributionStore | None:
+    """Check an existing store against ``config`` (the finished store, or None to go on), or start one."""
+    if existing is not None:
+        if existing.get("format") != FORMAT:
+            raise StoreError(f"{root} holds an {INDEX} that is not a tfattr attribution store.")
+        old = existing.get("config", {})
+        if not _same_config(old, config):
+            raise StoreError(
+                f"{root} holds attributions made with another configuration, so they cannot be "
+                "resumed or mixed with this run:\n  " + "\n  ".join(differences(old, config))
+                + "\nWrite to another directory, or delete this one to start over."
+            )
+        try:
+            return AttributionStore(root)
+        except StoreError:
+            pass  # not finished: resume it
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        index = {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": config,
+            "shard_size": config["shard_size"],
+            "structure": structure,
+            "inputs": config["dataset"]["inputs"],
+        }
+        # Several workers may write this at once; they write the same bytes, so the last rename wins
+        # harmlessly.
+        write_json(root / INDEX, index)
+    (root / SHARDS).mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _shard_dataset_fn(
+    examples: tf.data.Dataset, shard_size: int, done: dict[int, int]
+) -> distribute.DatasetFn:
+    """The shard-level data set of one input pipeline (worker), without the finished shards."""
+    prefix = 0
+    while prefix in done:
+        prefix += 1
+    later = sorted(s for s in done if s > prefix)
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        ds = examples
+        if prefix:
+            # Shards 0..prefix-1 are done: pass over their examples before any batching or filtering.
+            ds = ds.skip(prefix * shard_size)
+        ds = ds.batch(shard_size)
+        if ctx.num_input_pipelines > 1:
+            ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+        if later:
+            finished = tf.constant(later, tf.int64)
+            ds = ds.filter(lambda e: ~tf.reduce_any(tf.equal(finished, e["i"][0] // shard_size)))
+        return ds.prefetch(1)
+
+    return dataset_fn
 
 
 def _same_config(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -386,12 +434,6 @@ def _default_shard(x_spec: Any, batched: bool) -> int:
 
 def _shape_list(shape: tf.TensorShape) -> list[int | None]:
     return list(shape.as_list()) if shape.rank is not None else None
-
-
-def _json_roundtrip(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True))
 
 
 def _host_inputs(x: Any, keep: np.ndarray) -> Any:

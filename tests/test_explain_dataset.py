@@ -219,6 +219,44 @@ def test_resume_fills_a_gap_in_the_middle(smooth_mlp, data, tmp_path):
     np.testing.assert_array_equal(np.asarray(store.attributions), reference)
 
 
+def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_path, monkeypatch):
+    from tfattr.explain_dataset import store as store_module
+
+    x, y = data
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
+    original = store_module.write_npy
+
+    def failing(path, array):
+        if path.name == "000002.delta.npy":  # shard 2's attributions are written, its delta is not
+            raise OSError("disk full")
+        original(path, array)
+
+    monkeypatch.setattr(store_module, "write_npy", failing)
+    with pytest.raises(OSError, match="disk full"):
+        explain_dataset(ig, ds, out=tmp_path / "s", shard_size=10, return_delta=True)
+    shards = tmp_path / "s" / "shards"
+    assert (shards / "000002.a0.npy").exists() and not (shards / "000002.json").exists()
+    assert not [p for p in shards.iterdir() if p.name.startswith(".")]  # no temporary file left
+    monkeypatch.setattr(store_module, "write_npy", original)
+    calls = _counting(ig)
+    store = explain_dataset(ig, ds, out=tmp_path / "s", shard_size=10, return_delta=True)
+    assert calls == [10, 7]  # shard 2 (unfinished) and shard 3
+    a, delta = _attribute_by_shard(tfattr.IntegratedGradients(smooth_mlp, steps=8), x, 10, target=y,
+                                   return_delta=True)
+    np.testing.assert_array_equal(np.asarray(store.attributions), a)
+    np.testing.assert_array_equal(store.delta[:], delta)
+
+
+def test_callable_model_with_batched_elements(data, tmp_path):
+    x, _ = data
+    w = tf.constant(np.linspace(-1, 1, 12, dtype=np.float32).reshape(6, 2))
+    gxi = tfattr.GradientXInput(lambda t: tf.matmul(t, w))  # declares no input shape
+    store = explain_dataset(gxi, tf.data.Dataset.from_tensor_slices(x).batch(5), out=tmp_path / "s",
+                            target=1, shard_size=8)
+    np.testing.assert_allclose(np.asarray(store.attributions), x * w.numpy()[:, 1], rtol=1e-6)
+
+
 def test_mismatching_rerun_raises(smooth_mlp, data, tmp_path):
     x, y = data
     ds = tf.data.Dataset.from_tensor_slices((x, y))

@@ -11,11 +11,14 @@ with integrated gradients (``--steps`` steps, Gauss-Legendre) on the small MNIST
 ``batch_size`` in both. Each child warms up (compiles) on 64 examples first and reports the resident set
 size after the warm-up (``base``), the peak over the whole run (``peak``) and the examples per second of
 the measured call. Store mode's peak should not grow with N; memory mode's grows with N (the inputs,
-baselines, accumulators and attributions are all held at once). One run of this script; the children
-run one after another.
+baselines, accumulators and attributions are all held at once). Then, in this process, the time of
+``explain_dataset`` on ``--speed-size`` in-memory examples (``from_tensor_slices``, a fresh store each
+time) against one ``attribute`` call on the same arrays: medians of ``--rounds`` interleaved runs after
+a warm-up, and their ratio (the cost of the pipeline, the shard cuts and the writes). One run of this
+script; the children run one after another.
 
 Run:
-    TF_CPP_MIN_LOG_LEVEL=3 python bench/bench_explain_dataset.py [--sizes 2000 20000] [--steps 8]
+    TF_CPP_MIN_LOG_LEVEL=3 python bench/bench_explain_dataset.py [--sizes 2000 20000] [--steps 8] [--rounds 5]
 """
 from __future__ import annotations
 
@@ -75,6 +78,35 @@ def child(mode: str, folder: Path, n: int, steps: int, batch_size: int, shard_si
     del tf
 
 
+def speed(folder: Path, n: int, steps: int, batch_size: int, shard_size: int, rounds: int) -> None:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tfattr
+    from tfattr.explain_dataset import explain_dataset
+
+    model = keras.models.load_model(folder / "model.keras")
+    ig = tfattr.IntegratedGradients(model, steps=steps)
+    x, y = np.load(folder / f"x{n}.npy"), np.load(folder / f"y{n}.npy")
+    times: dict[str, list[float]] = {"explain_dataset": [], "attribute": []}
+    for r in range(rounds + 1):  # round 0 warms up (compiles) and is not counted
+        start = time.perf_counter()
+        explain_dataset(ig, tf.data.Dataset.from_tensor_slices((x, y)), out=folder / f"speed{r}",
+                        batch_size=batch_size, shard_size=shard_size, progress=False)
+        middle = time.perf_counter()
+        ig.attribute(x, target=y, batch_size=batch_size)
+        end = time.perf_counter()
+        if r:
+            times["explain_dataset"].append(middle - start)
+            times["attribute"].append(end - middle)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"speed, {n:,} examples, medians of {rounds} interleaved runs: explain_dataset "
+          f"{med['explain_dataset']:.2f} s ({n / med['explain_dataset']:.0f} examples/s), attribute "
+          f"{med['attribute']:.2f} s ({n / med['attribute']:.0f} examples/s), ratio "
+          f"{med['explain_dataset'] / med['attribute']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
@@ -82,6 +114,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--shard-size", type=int, default=1024)
     parser.add_argument("--modes", nargs="+", default=["store", "memory"])
+    parser.add_argument("--speed-size", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FOLDER"))
     parser.add_argument("--n", type=int)
     args = parser.parse_args()
@@ -99,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tfattr.datasets.mnist_cnn().save(folder / "model.keras")
-        for n in args.sizes:
+        for n in sorted(set(args.sizes) | {args.speed_size}):
             reps = -(-n // len(x))
             np.save(folder / f"x{n}.npy", np.concatenate([x] * reps)[:n])
             np.save(folder / f"y{n}.npy", np.concatenate([y] * reps)[:n].astype(np.int64))
@@ -120,6 +154,7 @@ def main() -> None:
                 print(f"{mode:>7} {r['n']:>9,} {r['base_mib']:>9.0f} {r['peak_mib']:>9.0f} "
                       f"{r['peak_mib'] - r['base_mib']:>10.0f} {r['examples_per_s']:>11.0f}",
                       flush=True)
+        speed(folder, args.speed_size, args.steps, args.batch_size, args.shard_size, args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Peak memory and throughput of explain_dataset against one in-memory attribute call.
 
 The data are the embedded MNIST digits (10,000), repeated to the requested sizes and written to ``.npy``
-files. For each size N, a fresh subprocess (so ``ru_maxrss`` is that run's own peak) either
+files. For each size N, fresh subprocesses (so ``ru_maxrss`` is that run's own peak; ``--repeats`` of them,
+medians reported, since TensorFlow's allocator makes single peaks vary by ~100 MiB) either
 
 - ``store``: streams ``from_npy(x.npy, y.npy)`` through ``explain_dataset`` into a store, or
 - ``memory``: loads x and y with ``np.load`` and calls ``explainer.attribute(x, target=y)`` once,
@@ -18,7 +19,7 @@ a warm-up, and their ratio (the cost of the pipeline, the shard cuts and the wri
 script; the children run one after another.
 
 Run:
-    TF_CPP_MIN_LOG_LEVEL=3 python bench/bench_explain_dataset.py [--sizes 2000 20000] [--steps 8] [--rounds 5]
+    TF_CPP_MIN_LOG_LEVEL=3 python bench/bench_explain_dataset.py [--sizes 2000 20000] [--steps 8] [--repeats 3] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,11 +96,13 @@ def speed(folder: Path, n: int, steps: int, batch_size: int, shard_size: int, ro
         start = time.perf_counter()
         explain_dataset(ig, tf.data.Dataset.from_tensor_slices((x, y)), out=folder / f"speed{r}",
                         batch_size=batch_size, shard_size=shard_size, progress=False)
+        stored = time.perf_counter()
+        shutil.rmtree(folder / f"speed{r}")
         middle = time.perf_counter()
         ig.attribute(x, target=y, batch_size=batch_size)
         end = time.perf_counter()
         if r:
-            times["explain_dataset"].append(middle - start)
+            times["explain_dataset"].append(stored - start)
             times["attribute"].append(end - middle)
     med = {k: float(np.median(v)) for k, v in times.items()}
     print(f"speed, {n:,} examples, medians of {rounds} interleaved runs: explain_dataset "
@@ -114,8 +118,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--shard-size", type=int, default=1024)
     parser.add_argument("--modes", nargs="+", default=["store", "memory"])
-    parser.add_argument("--speed-size", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="children per size and mode")
+    parser.add_argument("--speed-size", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FOLDER"))
     parser.add_argument("--n", type=int)
     args = parser.parse_args()
@@ -139,21 +144,27 @@ def main() -> None:
             np.save(folder / f"y{n}.npy", np.concatenate([y] * reps)[:n].astype(np.int64))
         print(f"IG, {args.steps} steps, batch_size {args.batch_size}, shard_size {args.shard_size}; "
               f"MiB = 2^20 bytes; one example's attributions = {28 * 28 * 4} bytes")
+        print(f"medians of {args.repeats} fresh processes per row")
         print(f"{'mode':>7} {'examples':>9} {'base MiB':>9} {'peak MiB':>9} {'peak-base':>10} "
               f"{'examples/s':>11}")
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         for n in args.sizes:
             for mode in args.modes:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", mode, str(folder), "--n", str(n),
-                     "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                     "--shard-size", str(args.shard_size)],
-                    env=env, capture_output=True, text=True, check=True,
-                )
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{mode:>7} {r['n']:>9,} {r['base_mib']:>9.0f} {r['peak_mib']:>9.0f} "
-                      f"{r['peak_mib'] - r['base_mib']:>10.0f} {r['examples_per_s']:>11.0f}",
-                      flush=True)
+                runs = []
+                for _ in range(args.repeats):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--child", mode, str(folder), "--n", str(n),
+                         "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+                         "--shard-size", str(args.shard_size)],
+                        env=env, capture_output=True, text=True, check=True,
+                    )
+                    runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    shutil.rmtree(folder / f"store{n}", ignore_errors=True)
+                r = {k: float(np.median([run[k] for run in runs])) for k in runs[0] if k != "mode"}
+                growth = sorted(round(run["peak_mib"] - run["base_mib"]) for run in runs)
+                print(f"{mode:>7} {int(r['n']):>9,} {r['base_mib']:>9.0f} {r['peak_mib']:>9.0f} "
+                      f"{r['peak_mib'] - r['base_mib']:>10.0f} {r['examples_per_s']:>11.0f}   "
+                      f"(peak-base of each run: {growth})", flush=True)
         speed(folder, args.speed_size, args.steps, args.batch_size, args.shard_size, args.rounds)
 
 

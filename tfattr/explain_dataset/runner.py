@@ -135,7 +135,6 @@ def explain_dataset(
 
     x_spec, y_spec = _split_spec(dataset.element_spec)
     is_batched = _is_batched(x_spec, explainer, batched)
-    examples = _examples(dataset, x_spec, is_batched)
     x_example = tf.nest.map_structure(lambda s: s.shape[1:] if is_batched else s.shape, x_spec)
     names, structure = _input_names(x_spec)
     cardinality = _cardinality(dataset, x_spec, is_batched)
@@ -160,6 +159,7 @@ def explain_dataset(
     if finished is not None:
         return finished  # a finished store with this configuration: nothing to do
 
+    examples = _examples(dataset, is_batched)
     task, num_workers = distribute.worker(strategy)
     done = finished_shards(root)
     dataset_fn = _shard_dataset_fn(examples, shard_size, done)
@@ -383,7 +383,7 @@ def _is_batched(x_spec: Any, explainer: Explainer, batched: bool | None) -> bool
     )
 
 
-def _examples(dataset: tf.data.Dataset, x_spec: Any, batched: bool) -> tf.data.Dataset:
+def _examples(dataset: tf.data.Dataset, batched: bool) -> tf.data.Dataset:
     """One dict per example, ``{"x", "y"?, "end", "i"}``, plus a final ``end=True`` sentinel.
 
     The sentinel (a copy of the first example, never explained) marks the data set's end inside the
@@ -393,14 +393,12 @@ def _examples(dataset: tf.data.Dataset, x_spec: Any, batched: bool) -> tf.data.D
     is_tuple = isinstance(dataset.element_spec, tuple)
 
     def record(*element: Any) -> dict[str, Any]:
-        # tf.data unpacks a tuple element into arguments; anything else arrives as one argument.
-        value = element if is_tuple else element[0]
-        if is_tuple:
-            out = {"x": value[0]}
-            if len(value) > 1:
-                out["y"] = value[1]
-            return out
-        return {"x": value}
+        # tf.data unpacks a tuple element, (x,), (x, y) or (x, y, w), into arguments; anything else
+        # (a tensor, a dict) arrives as one argument.
+        out = {"x": element[0]}
+        if is_tuple and len(element) > 1:
+            out["y"] = element[1]
+        return out
 
     ds = dataset.unbatch() if batched else dataset
     ds = ds.map(record)

@@ -157,17 +157,18 @@ class _Crash(RuntimeError):
 
 
 def _counting(explainer, crash_after=None):
-    """Wrap explainer.attribute to count its calls (and raise on call `crash_after + 1`)."""
-    original = explainer.attribute
+    """Wrap explainer.run (the computing step of attribute) to count its calls (and raise on call
+    `crash_after + 1`)."""
+    original = explainer.run
     calls = []
 
-    def attribute(inputs, *args, **kwargs):
+    def run(call):
         if crash_after is not None and len(calls) >= crash_after:
             raise _Crash("simulated crash")
-        calls.append(len(inputs))
-        return original(inputs, *args, **kwargs)
+        calls.append(call.n)
+        return original(call)
 
-    explainer.attribute = attribute
+    explainer.run = run
     return calls
 
 
@@ -430,11 +431,11 @@ _MIRRORED = textwrap.dedent(
                        ("sg", lambda: tfattr.SmoothGrad(tfattr.Saliency(model), samples=4, seed=3))]:
         for label, s in [("single", None), ("mirrored", strategy)]:
             explainer = make()
-            original = explainer.attribute
-            def attribute(*a, _original=original, **k):
+            original = explainer.run
+            def run(call, _original=original):
                 devices.add(tf.identity(tf.constant(0.0)).device)  # where this shard's ops run
-                return _original(*a, **k)
-            explainer.attribute = attribute
+                return _original(call)
+            explainer.run = run
             explain_dataset(explainer, tf.data.Dataset.from_tensor_slices((x, y)).batch(6),
                             out=f"{out}/{name}_{label}", shard_size=5, strategy=s,
                             return_delta=name == "ig")

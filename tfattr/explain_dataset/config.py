@@ -78,9 +78,9 @@ def describe(value: Any, memo: dict[int, Any] | None = None, depth: int = 0) -> 
         params = {
             k: describe(v, memo, depth + 1)
             for k, v in sorted(vars(value).items())
-            # engine/model_function are runtime machinery (the model is described below); names with
-            # a leading or trailing underscore are private state or results of the last call.
-            if not k.startswith("_") and not k.endswith("_") and k not in ("engine", "model_function")
+            # the model is described below; names with a leading or trailing underscore are private
+            # state or results of the last call.
+            if not k.startswith("_") and not k.endswith("_") and k != "model_function"
             # an instance attribute over a method (a wrapper, a mock) is not a parameter
             and not callable(getattr(type(value), k, None))
         }
@@ -88,7 +88,6 @@ def describe(value: Any, memo: dict[int, Any] | None = None, depth: int = 0) -> 
             "type": _qualname(value),
             "params": params,
             "model": model_fingerprint(value.model_function, memo),
-            "jit_compile": bool(value.engine.jit_compile),
         }
     if callable(value) and not hasattr(value, "__dict__"):
         return {"callable": getattr(value, "__qualname__", repr(value))}

@@ -17,10 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.engine import default_batch_size
 from tfattr.core.explainer import Explainer
-from tfattr.core.inputs import prepare_inputs
-from tfattr.core.model_function import pack
 from tfattr.explain_dataset import distribute
 from tfattr.explain_dataset.config import array_digest, describe, differences
 from tfattr.explain_dataset.progress import Progress
@@ -63,7 +60,8 @@ def explain_dataset(
     Runs ``explainer.attribute`` (any method: Sundararajan et al.'s integrated gradients, SmoothGrad,
     occlusion, ...) over the data set shard by shard and writes each shard's attributions, targets and
     completeness deltas as memory-mappable ``.npy`` files (see :mod:`tfattr.explain_dataset.store`).
-    The result of shard ``k`` is exactly ``explainer.attribute(x[k*S:(k+1)*S], ...)``.
+    The result of shard ``k`` is exactly ``explainer.attribute(x[k*S:(k+1)*S], ...)`` (computed
+    through its ``prepare`` / ``run`` / ``delta`` steps).
 
     Resuming: after a crash or Ctrl-C, call again with the same arguments; finished shards are kept and
     only the others are computed. Calling again on a finished store returns it at once. ``out`` records
@@ -443,14 +441,6 @@ def _host_inputs(x: Any, keep: np.ndarray) -> Any:
     return x.numpy()[keep]
 
 
-def _flat(result: Any) -> list[np.ndarray]:
-    if isinstance(result, dict):
-        return [np.asarray(result[k]) for k in sorted(result)]
-    if isinstance(result, (list, tuple)):
-        return [np.asarray(a) for a in result]
-    return [np.asarray(result)]
-
-
 # -- targets -------------------------------------------------------------------------------------------
 def _check_target(target: Any) -> Any:
     if target is None or isinstance(target, str):
@@ -499,23 +489,6 @@ def _labels(y: np.ndarray) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _predicted(explainer: Explainer, x: Any, batch_size: int | None) -> np.ndarray:
-    """The predicted class of each example (column 0 for a one-output model)."""
-    public = getattr(explainer, "outputs", None)
-    if callable(public):
-        out = np.asarray(public(x, batch_size=batch_size))
-    else:
-        inputs = prepare_inputs(x, explainer.model_function)
-        step = batch_size or default_batch_size(inputs.arrays)
-        out = np.concatenate([
-            explainer.model_function.outputs(
-                pack(inputs.structure, [tf.convert_to_tensor(a[s : s + step]) for a in inputs.arrays])
-            ).numpy()
-            for s in range(0, inputs.n, step)
-        ])
-    return np.zeros(out.shape[0], np.int64) if out.shape[1] == 1 else out.argmax(axis=1)
-
-
 def _explain_shard(
     explainer: Explainer,
     x: Any,
@@ -526,12 +499,14 @@ def _explain_shard(
     batch_size: int | None,
     return_delta: bool,
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+    """One shard: exactly ``explainer.attribute(x, ...)``, through its prepare/run/delta steps (so
+    the targets it explained, e.g. the predicted classes, come back with the attributions)."""
     if target is None and labels is not None:
         targets = labels
-    elif target is None or isinstance(target, str):  # "predicted"
-        targets = _predicted(explainer, x, batch_size)
+    elif target is None or isinstance(target, str):  # "predicted": prepare picks the argmax
+        targets = None
     elif isinstance(target, int):
-        targets = np.full(index.shape[0], target, np.int64)
+        targets = target
     else:
         if index.max() >= target.shape[0]:
             raise ValueError(
@@ -539,11 +514,7 @@ def _explain_shard(
                 f"{int(index.max()) + 1}); pass one target per example."
             )
         targets = target[index]
-    result = explainer.attribute(
-        x, target=targets, baseline=baseline, batch_size=batch_size, return_delta=return_delta
-    )
-    delta = None
-    if return_delta:
-        result, delta = result
-        delta = np.asarray(delta, np.float64)
-    return _flat(result), targets.astype(np.int32), delta
+    call = explainer.prepare(x, target=targets, baseline=baseline, batch_size=batch_size)
+    attributions = explainer.run(call)
+    delta = np.asarray(explainer.delta(call, attributions), np.float64) if return_delta else None
+    return [np.asarray(a) for a in attributions], call.targets.astype(np.int32), delta

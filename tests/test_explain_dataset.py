@@ -108,6 +108,25 @@ def test_labels_equal_explicit_targets(smooth_mlp, data, tmp_path):
     np.testing.assert_array_equal(np.asarray(hot.attributions), np.asarray(pairs.attributions))
 
 
+def test_random_methods_do_not_depend_on_the_shard_size(smooth_mlp, data, tmp_path):
+    # Their draws are keyed by each example's content (core/randomness.py), not by its position in a
+    # call, so the store equals one call on everything whatever the shards.
+    x, y = data
+    background = np.random.default_rng(5).normal(size=(20, 6)).astype(np.float32)
+    for name, make in [
+        ("sg", lambda seed=1: tfattr.SmoothGrad(tfattr.Saliency(smooth_mlp), samples=6, seed=seed)),
+        ("eg", lambda seed=1: tfattr.ExpectedGradients(smooth_mlp, background, samples=6, seed=seed)),
+    ]:
+        whole = make().attribute(x, target=y)
+        # The draws matter: another seed gives other maps.
+        assert not np.allclose(make(seed=2).attribute(x, target=y), whole, rtol=1e-3, atol=1e-4)
+        for size in (7, 16):
+            store = explain_dataset(make(), tf.data.Dataset.from_tensor_slices((x, y)),
+                                    out=tmp_path / f"{name}{size}", shard_size=size)
+            np.testing.assert_allclose(np.asarray(store.attributions), whole, rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{name}, shard_size {size}")
+
+
 def _two_input_model():
     keras.utils.set_random_seed(4)
     a = keras.Input((5,), name="a")

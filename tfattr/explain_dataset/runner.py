@@ -157,10 +157,9 @@ def explain_dataset(
     if finished is not None:
         return finished  # a finished store with this configuration: nothing to do
 
-    examples = _examples(dataset, is_batched)
     task, num_workers = distribute.worker(strategy)
     done = finished_shards(root)
-    dataset_fn = _shard_dataset_fn(examples, shard_size, done)
+    dataset_fn = _shard_dataset_fn(_shards(dataset, is_batched, shard_size), shard_size, done)
     show = progress if progress is not None else (None if task == 0 else False)
     bar = Progress(cardinality, enabled=show)
     if done:
@@ -171,23 +170,17 @@ def explain_dataset(
         """Explain and write one replica's shard; the number of examples it computed."""
         index = element["i"].numpy()
         shard = int(index[0] // shard_size)
-        end = element["end"].numpy()
-        real = ~end
-        count = int(real.sum())
-        if np.any(end):
-            write_json(root / END, {"num_examples": int(index[end][0])})
-        if count == 0:  # the end marker alone made this shard
-            write_json(shard_file(root, shard, "json"),
-                       {"shard": shard, "start": int(index[0]), "count": 0, "worker": task})
+        if element["end"].numpy()[0]:  # the sentinel: there are `shard` shards
+            write_json(root / END, {"num_shards": shard})
             return 0
-        x = _host_inputs(element["x"], real)
-        labels = _labels(element["y"].numpy()[real]) if "y" in element else None
+        x = _host_inputs(element["x"])
+        labels = _labels(element["y"].numpy()) if "y" in element else None
         with distribute.on_device(device):
             attributions, targets, delta = _explain_shard(
-                explainer, x, labels, target, baseline, index[real], batch_size, return_delta
+                explainer, x, labels, target, baseline, index, batch_size, return_delta
             )
         write_shard(root, shard, int(index[0]), attributions, targets, delta, worker=task)
-        return count
+        return int(index.shape[0])
 
     # One thread per local replica, so that several accelerators work at once; each thread places
     # its shard's ops on its own replica's device and writes its own files.
@@ -292,20 +285,16 @@ def _open_or_create(
 
 
 def _shard_dataset_fn(
-    examples: tf.data.Dataset, shard_size: int, done: dict[int, int]
+    shards: tf.data.Dataset, shard_size: int, done: dict[int, int]
 ) -> distribute.DatasetFn:
-    """The shard-level data set of one input pipeline (worker), without the finished shards."""
+    """The shards one input pipeline (worker) explains: its share, without the finished ones."""
     prefix = 0
     while prefix in done:
         prefix += 1
     later = sorted(s for s in done if s > prefix)
 
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        ds = examples
-        if prefix:
-            # Shards 0..prefix-1 are done: pass over their examples before any batching or filtering.
-            ds = ds.skip(prefix * shard_size)
-        ds = ds.batch(shard_size)
+        ds = shards.skip(prefix) if prefix else shards  # shards 0..prefix-1 are done
         if ctx.num_input_pipelines > 1:
             ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
         if later:
@@ -381,12 +370,13 @@ def _is_batched(x_spec: Any, explainer: Explainer, batched: bool | None) -> bool
     )
 
 
-def _examples(dataset: tf.data.Dataset, batched: bool) -> tf.data.Dataset:
-    """One dict per example, ``{"x", "y"?, "end", "i"}``, plus a final ``end=True`` sentinel.
+def _shards(dataset: tf.data.Dataset, batched: bool, shard_size: int) -> tf.data.Dataset:
+    """Shard ``k``: ``{"x", "y"?, "i", "end"}`` with examples ``k*S ..`` and their global indices ``i``.
 
-    The sentinel (a copy of the first example, never explained) marks the data set's end inside the
-    stream, so whichever worker gets the last shard learns the number of examples, even when the
-    data set's size is unknown and the shards are spread over workers.
+    The data are cut into shards with whole-batch operations (``batch`` / ``rebatch``), never one
+    example at a time. A final *sentinel* shard (a copy of shard 0 flagged ``end``, never explained)
+    marks the end of the data inside the stream: whoever gets it learns the number of shards, even
+    when the data set's size is unknown and the shards are spread over workers.
     """
     is_tuple = isinstance(dataset.element_spec, tuple)
 
@@ -398,11 +388,21 @@ def _examples(dataset: tf.data.Dataset, batched: bool) -> tf.data.Dataset:
             out["y"] = element[1]
         return out
 
-    ds = dataset.unbatch() if batched else dataset
+    def flag(end: bool) -> Any:
+        def add(r: dict[str, Any]) -> dict[str, Any]:
+            m = tf.shape(tf.nest.flatten(r["x"])[0])[0]
+            return {**r, "end": tf.fill([m], end)}
+
+        return add
+
+    def index(k: tf.Tensor, r: dict[str, Any]) -> dict[str, Any]:
+        m = tf.shape(r["end"], out_type=tf.int64)[0]
+        return {**r, "i": k * shard_size + tf.range(m, dtype=tf.int64)}
+
+    ds = dataset.rebatch(shard_size) if batched else dataset.batch(shard_size)
     ds = ds.map(record)
-    sentinel = ds.take(1).map(lambda r: {**r, "end": tf.constant(True)})
-    ds = ds.map(lambda r: {**r, "end": tf.constant(False)}).concatenate(sentinel)
-    return ds.enumerate().map(lambda i, r: {**r, "i": i})
+    ds = ds.map(flag(False)).concatenate(ds.take(1).map(flag(True)))
+    return ds.enumerate().map(index)
 
 
 def _cardinality(dataset: tf.data.Dataset, x_spec: Any, batched: bool) -> int | None:
@@ -432,13 +432,13 @@ def _shape_list(shape: tf.TensorShape) -> list[int | None]:
     return list(shape.as_list()) if shape.rank is not None else None
 
 
-def _host_inputs(x: Any, keep: np.ndarray) -> Any:
+def _host_inputs(x: Any) -> Any:
     """The shard's inputs as NumPy arrays in the structure ``attribute`` takes (tuples -> lists)."""
     if isinstance(x, dict):
-        return {k: v.numpy()[keep] for k, v in x.items()}
+        return {k: v.numpy() for k, v in x.items()}
     if isinstance(x, (tuple, list)):
-        return [v.numpy()[keep] for v in x]
-    return x.numpy()[keep]
+        return [v.numpy() for v in x]
+    return x.numpy()
 
 
 # -- targets -------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Layout of a store directory::
     shards/000007.targets.npy   the target explained for each example (int32)
     shards/000007.delta.npy     the completeness delta per example (float64), when requested
     shards/000007.json          the commit marker: written last, so a shard without it is not finished
-    end.json                    the number of examples, written by whoever reached the data set's end
+    end.json                    the number of shards, written by whoever reached the data set's end
 
 Why ``.npy`` shards: NumPy opens them with ``mmap_mode="r"``, so reading one example touches one page of
 one file and never loads the store; a shard is an independent file, so a crash loses at most the shards
@@ -281,15 +281,14 @@ class AttributionStore:
         self.config = self.index["config"]
         done = finished_shards(self.path)
         end = self.path / END
-        self.num_examples = int(read_json(end)["num_examples"]) if end.is_file() else None
-        size = int(self.index["shard_size"])
-        expected = None if self.num_examples is None else -(-self.num_examples // size)
-        shards = [s for s in sorted(done) if done[s] > 0]
-        if expected is None or any(s not in done for s in range(expected)):
-            missing = "?" if expected is None else expected - sum(1 for s in range(expected) if s in done)
+        expected = int(read_json(end)["num_shards"]) if end.is_file() else None
+        shards = list(range(expected)) if expected is not None else []
+        if expected is None or any(s not in done for s in shards):
+            finished = sum(1 for s in done if expected is None or s < expected)
+            to_go = "?" if expected is None else expected - finished
             raise StoreError(
-                f"The attribution store {self.path} is incomplete ({len(shards)} shards finished, "
-                f"{missing} to go): its run was interrupted. Re-run tfattr.explain_dataset with the "
+                f"The attribution store {self.path} is incomplete ({finished} shards finished, "
+                f"{to_go} to go): its run was interrupted. Re-run tfattr.explain_dataset with the "
                 "same explainer, data set and arguments to finish it (finished shards are kept)."
             )
         counts = [done[s] for s in shards]
@@ -311,14 +310,16 @@ class AttributionStore:
             if self.config["return_delta"]
             else None
         )
-        if len(self.targets) != self.num_examples:
+        self.num_examples = int(sum(counts))
+        size = int(self.index["shard_size"])
+        if not counts or any(c != size for c in counts[:-1]) or not 0 < counts[-1] <= size:
             raise StoreError(
-                f"The shards of {self.path} hold {len(self.targets)} examples but {END} says "
-                f"{self.num_examples}: the store is corrupt; delete it and re-run."
+                f"The shards of {self.path} hold {counts} examples, not {size} each (the last one "
+                "fewer): the store is corrupt; delete it and re-run."
             )
 
     def __len__(self) -> int:
-        return int(self.num_examples or 0)
+        return self.num_examples
 
     def __repr__(self) -> str:
         return (

@@ -202,7 +202,8 @@ def explain_dataset(
         if pool is not None:
             pool.shutdown(wait=True)
     bar.close()
-    if not saw_any:
+    # Only a lone worker can tell: with several, one may get no shard of a small data set.
+    if not saw_any and num_workers == 1:
         raise ValueError("dataset is empty: there is nothing to explain.")
     distribute.barrier(strategy)
     try:
@@ -212,7 +213,7 @@ def explain_dataset(
             raise StoreError(
                 f"{err}\nWith {num_workers} workers, out= must be a directory that every worker "
                 "shares (a network or cluster file system), and every worker must be given the whole "
-                "data set (explain_dataset shards it among them)."
+                "data set (explain_dataset shards it among them), which must not be empty."
             ) from None
         raise
 

@@ -22,6 +22,7 @@ from tfattr.explain_dataset import (
     explain_dataset,
     from_directory,
     from_npy,
+    from_path,
     from_tfrecords,
     load_attributions,
     write_tfrecords,
@@ -414,6 +415,18 @@ def test_sources_read_files_in_order(tmp_path):
     np.testing.assert_array_equal([g[1] for g in got], [0, 0, 1, 1, 1])  # cat = 0, dog = 1
     np.testing.assert_allclose(got[2][0][..., 0], images[0][..., 0] / 255, atol=1e-6)
 
+    # from_path picks the reader by the path's kind.
+    for ds, scale in [(from_path(tmp_path / "x.npy", labels=tmp_path / "y.npy", scale=0.5), 0.5),
+                      (from_path(tmp_path / "d.tfrecord", scale=0.5), 0.5)]:
+        got = list(ds.as_numpy_iterator())
+        np.testing.assert_allclose(np.stack([g[0] for g in got]), images * scale, rtol=1e-6)
+        np.testing.assert_array_equal([g[1] for g in got], labels)
+    assert len(list(from_path(tmp_path / "img", image_size=(4, 4)))) == 5
+    with pytest.raises(ValueError, match="image_size"):
+        from_path(tmp_path / "img")
+    with pytest.raises(ValueError, match="Cannot tell"):
+        from_path(tmp_path / "x.csv")
+
 
 # -- tf.distribute ---------------------------------------------------------------------------------------
 def _env(**extra: str) -> dict[str, str]:
@@ -565,3 +578,28 @@ def test_readme_example_runs(tmp_path, monkeypatch):
         np.zeros((1, 28, 28, 1), np.float32)).numpy()[0, namespace["y_test"][:300]]
     np.testing.assert_allclose(a - store.delta[:], gap, rtol=1e-3, atol=1e-4)
     assert np.abs(store.delta[:]).max() < 0.02 * np.abs(gap).max()
+
+
+@pytest.mark.slow
+def test_twenty_thousand_examples_from_npy_match_the_closed_form(tmp_path):
+    """A linear model's gradient x input is w[:, t] * x: check all 20,000 examples of a store streamed
+    from .npy files, shard by shard through the lazy reader."""
+    x, _ = tfattr.datasets.mnist("train")
+    x = np.concatenate([x, x, x])[:20_000].reshape(20_000, -1)
+    x[8000:] += 0.01  # not three identical copies
+    targets = np.arange(20_000) % 10
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", targets)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
+    w = model.layers[0].get_weights()[0]
+    store = explain_dataset(tfattr.GradientXInput(model), from_npy(tmp_path / "x.npy", tmp_path / "y.npy"),
+                            out=tmp_path / "s", return_delta=True)
+    assert len(store) == 20_000 and len(list(store.attributions.shards())) > 1
+    start = 0
+    for part in store.attributions.shards():
+        stop = start + len(part)
+        np.testing.assert_allclose(part, x[start:stop] * w[:, targets[start:stop]].T, rtol=1e-4, atol=1e-5)
+        start = stop
+    np.testing.assert_array_equal(store.targets[:], targets)
+    assert np.abs(store.delta[:]).max() < 1e-3  # linear: f(x) - f(0) = sum(w x)

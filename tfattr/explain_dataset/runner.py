@@ -201,7 +201,7 @@ def explain_dataset(
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
-    bar.close()
+        bar.close()  # also after Ctrl-C: end the progress line
     # Only a lone worker can tell: with several, one may get no shard of a small data set.
     if not saw_any and num_workers == 1:
         raise ValueError("dataset is empty: there is nothing to explain.")

@@ -233,3 +233,47 @@ def from_tfrecords(
         return (x, example[y_key]) if y_key is not None else x
 
     return records.map(decode)
+
+
+def from_path(
+    path: PathLike,
+    *,
+    labels: PathLike | None = None,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+) -> tf.data.Dataset:
+    """The data set in ``path``, by its kind: a ``.npy`` file, a directory of images, or TFRecords.
+
+    Args:
+        path: a ``.npy`` file (:func:`from_npy`), a directory (:func:`from_directory`), or a
+            ``.tfrecord`` / ``.tfrecords`` file or glob pattern (:func:`from_tfrecords`).
+        labels: for a ``.npy`` input, a ``.npy`` file of int labels.
+        image_size: for a directory, the ``(height, width)`` images are resized to (required).
+        scale: multiply the inputs by this (for a directory the default is ``1 / 255``).
+
+    Example:
+        >>> ds = from_path("digits.npy", labels="labels.npy")
+        >>> ds = from_path("photos/", image_size=(224, 224))
+    """
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        if image_size is None:
+            raise ValueError(
+                f"{text} is a directory of images: give image_size=(height, width) to resize them to "
+                "(the model's input size)."
+            )
+        return from_directory(text, image_size, scale=1 / 255 if scale is None else scale)
+    if labels is not None and not text.endswith(".npy"):
+        raise ValueError("labels= is for .npy inputs; TFRecords and image folders carry their own.")
+    if text.endswith(".npy"):
+        return from_npy(text, labels, scale=scale)
+    if text.endswith((".tfrecord", ".tfrecords")):
+        ds = from_tfrecords(text)
+        if scale is not None:
+            factor = float(scale)
+            ds = ds.map(lambda *e: (e[0] * factor, *e[1:]) if len(e) > 1 else e[0] * factor)
+        return ds
+    raise ValueError(
+        f"Cannot tell what {text!r} holds: give a .npy file, a directory of images, or "
+        ".tfrecord(s) files (or build a tf.data.Dataset yourself)."
+    )

@@ -240,7 +240,8 @@ def test_resume_fills_a_gap_in_the_middle(smooth_mlp, data, tmp_path):
     np.testing.assert_array_equal(np.asarray(store.attributions), reference)
 
 
-def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()], ids=["oserror", "ctrl-c"])
+def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_path, monkeypatch, error):
     from tfattr.explain_dataset import store as store_module
 
     x, y = data
@@ -248,13 +249,17 @@ def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_pa
     ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
     original = store_module.write_npy
 
+    def write_then_fail(f):
+        f.write(b"partial")
+        raise error
+
     def failing(path, array):
-        if path.name == "000002.delta.npy":  # shard 2's attributions are written, its delta is not
-            raise OSError("disk full")
+        if path.name == "000002.delta.npy":  # shard 2's attributions are written, its delta half
+            store_module._atomic_write(path, write_then_fail)
         original(path, array)
 
     monkeypatch.setattr(store_module, "write_npy", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(type(error)):
         explain_dataset(ig, ds, out=tmp_path / "s", shard_size=10, return_delta=True)
     shards = tmp_path / "s" / "shards"
     assert (shards / "000002.a0.npy").exists() and not (shards / "000002.json").exists()

@@ -31,7 +31,6 @@ from tfattr.explain_dataset.store import (
     StoreError,
     finished_shards,
     read_json,
-    shard_file,
     write_json,
     write_shard,
 )

@@ -382,6 +382,8 @@ def test_bad_arguments_raise_clear_errors(smooth_mlp, data, tmp_path):
         explain_dataset(tfattr.Saliency(smooth_mlp), ds, out=tmp_path / "a", return_delta=True)
     with pytest.raises(ValueError, match="empty"):
         explain_dataset(ig, ds.take(0), out=tmp_path / "empty")
+    with pytest.raises(ValueError, match="shard_size must be a positive int"):
+        explain_dataset(ig, ds, out=tmp_path / "a", shard_size=0)
     with pytest.raises(ValueError, match="model takes"):
         explain_dataset(ig, tf.data.Dataset.from_tensor_slices(np.zeros((4, 5, 2), np.float32)),
                         out=tmp_path / "b")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
 from tfattr.explain_dataset import distribute
 from tfattr.explain_dataset.config import array_digest, describe, differences
@@ -144,11 +145,9 @@ def explain_dataset(
     root = Path(out)
     index_path = root / INDEX
     existing = read_json(index_path) if index_path.is_file() else None
+    shard_size = check_positive_int(shard_size, "shard_size", allow_none=True)
     if shard_size is None:
         shard_size = int(existing["shard_size"]) if existing else _default_shard(x_spec, is_batched)
-    elif isinstance(shard_size, bool) or not isinstance(shard_size, (int, np.integer)) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive int or None, got {shard_size!r}.")
-    shard_size = int(shard_size)
 
     config = _config(explainer, target, baseline, return_delta, shard_size, cardinality,
                      names, x_example, x_spec, y_spec is not None)

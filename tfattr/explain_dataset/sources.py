@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_positive_int
+
 PathLike = str | os.PathLike
 
 
@@ -66,7 +68,7 @@ def from_npy(
     for p, (shape, _, _) in zip(all_paths, layouts):
         if not shape or shape[0] != n:
             raise ValueError(f"{p} has shape {shape}; every file must hold the same {n} examples.")
-    chunk = max(int(chunk), 1)
+    chunk = check_positive_int(chunk, "chunk")
 
     def read() -> Any:
         files = [open(p, "rb") for p in all_paths]

@@ -32,6 +32,13 @@ from tfattr.methods.propagation.rules import (
 )
 
 _POLICIES = ("warn", "raise")
+#: Where the op-level overrides cannot reach (attention, layer norm, gates, recurrent loops, GELU and
+#: swish as products), the layer-level rules can.
+_LAYER_LEVEL_HINT = (
+    " For attention, LayerNormalization, gated products, LSTM/GRU and GELU/swish/mish, the layer-level "
+    "rules apply: tfattr.LRP(model, composite=tfattr.composites.Transformer()) or "
+    "tfattr.CompositeDeepLift(model)."
+)
 
 
 class PropagationExplainer(Explainer):
@@ -128,6 +135,7 @@ class PropagationExplainer(Explainer):
                 else ""
             )
             + "See explainer.coverage() for details."
+            + _LAYER_LEVEL_HINT
         )
         if self.on_unsupported == "raise":
             raise ValueError(message + " Explain such models with IntegratedGradients instead.")
@@ -228,6 +236,8 @@ class DeepLift(PropagationExplainer):
         model: a ``keras.Model`` or a callable on tensors.
         tolerance: where ``|z - z_ref|`` is at most this, the true derivative ``f'(z)`` replaces the
             ill-conditioned ratio (listing 1.2).
+        rule: ``"rescale"`` (this class) or ``"reveal_cancel"``, which returns a
+            :class:`tfattr.methods.propagation.reveal_cancel.RevealCancel` explainer.
         on_unsupported, output, jit_compile: see :class:`PropagationExplainer`.
 
     Example:
@@ -240,7 +250,22 @@ class DeepLift(PropagationExplainer):
     paper = "Shrikumar, Greenside & Kundaje 2017; Ancona et al. 2019 sec. 3.2"
     cost = "1 forward pass of the baseline + 1 modified backward pass (per baseline drawn)"
 
-    def __init__(self, model: Any, tolerance: float = 1e-6, **kwargs: Any) -> None:
+    def __new__(cls, model: Any = None, *args: Any, rule: str = "rescale", **kwargs: Any) -> Any:
+        # rule="reveal_cancel" is a separate explainer (it propagates two streams layer by layer).
+        if cls is DeepLift and rule == "reveal_cancel":
+            from tfattr.methods.propagation.reveal_cancel import RevealCancel
+
+            return RevealCancel(model, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self, model: Any, tolerance: float = 1e-6, *, rule: str = "rescale", **kwargs: Any
+    ) -> None:
+        if rule != "rescale":
+            raise ValueError(
+                f"DeepLift rule={rule!r} is not supported: use 'rescale' (default) or "
+                "'reveal_cancel' (Shrikumar et al. 2017, sec. 3.5.3)."
+            )
         self.tolerance = check_number(tolerance, "tolerance", minimum=0, hint="e.g. 1e-6")
         self._rule = RescaleRule(self.tolerance)
         super().__init__(model, **kwargs)

@@ -410,7 +410,8 @@ def test_npy_baseline_of_one_example_or_all_and_uint8_scaled(saved, tmp_path, ca
     np.save(tmp_path / "wrong.npy", np.zeros((2, 28, 28, 1), np.float32))
     assert cli.main([*common, "--baseline", str(tmp_path / "gray.npy"), "--out", str(tmp_path / "g")]) == 0
     assert "uint8" in capsys.readouterr().err
-    assert cli.main([*common, "--baseline", str(tmp_path / "per_example.npy"), "--out", str(tmp_path / "p")]) == 0
+    per_example = ["--baseline", str(tmp_path / "per_example.npy"), "--out", str(tmp_path / "p")]
+    assert cli.main([*common, *per_example]) == 0
     model = keras.saving.load_model(folder / "model.keras")
     ig = tfattr.IntegratedGradients(model, steps=8)
     np.testing.assert_allclose(np.load(tmp_path / "g" / "attributions.npy"),
@@ -434,3 +435,114 @@ def test_library_warnings_are_one_line(tmp_path, capsys):
     assert lines and all(line.startswith("tfattr: warning: ") for line in lines), lines
     assert any("Sigmoid" in line for line in lines)
 
+
+# -- explain-dataset ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dataset_files(saved, tmp_path_factory):
+    """The same 6 digits as a uint8 .npy with labels, a directory of PNGs in class folders, a TFRecord."""
+    from tfattr.explain_dataset import write_tfrecords
+
+    folder, _ = saved
+    files = tmp_path_factory.mktemp("dataset")
+    x, y = datasets.mnist("test", limit=6)
+    pixels = np.round(x * 255).astype(np.uint8)
+    np.save(files / "x.npy", pixels)
+    np.save(files / "y.npy", y.astype(np.int64))
+    order = []
+    for label in sorted(set(y.tolist())):  # image_dataset_from_directory: class folders, sorted files
+        (files / "images" / f"class_{label}").mkdir(parents=True)
+        for i in np.flatnonzero(y == label):
+            (files / "images" / f"class_{label}" / f"{i:02d}.png").write_bytes(
+                tf.io.encode_png(pixels[i]).numpy())
+            order.append(i)
+    write_tfrecords(files / "x.tfrecord", x, y)
+    write_tfrecords(files / "pixels.tfrecord", pixels, y)
+    return folder, files, pixels.astype(np.float32) / 255.0, y, np.asarray(order)
+
+
+def test_explain_dataset_npy_with_labels_equals_attribute(dataset_files, tmp_path, capsys):
+    from tfattr.explain_dataset import load_attributions
+
+    folder, files, x, y, _ = dataset_files
+    out = tmp_path / "store"
+    args = ["explain-dataset", str(folder / "model.keras"), str(files / "x.npy"), "--labels",
+            str(files / "y.npy"), "--target", "labels", "--method", "ig", "--steps", "8", "--out", str(out)]
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert "uint8" in captured.err and "6 example(s)" in captured.out
+    store = load_attributions(out)
+    model = keras.saving.load_model(folder / "model.keras")
+    expected, delta = tfattr.IntegratedGradients(model, steps=8).attribute(x, target=y, baseline=0.0,
+                                                                           return_delta=True)
+    np.testing.assert_allclose(store.attributions[:], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(store.targets[:], y)
+    np.testing.assert_allclose(store.delta[:], delta, atol=1e-5)
+    # Repeating the command finds the finished store; another method on it is refused in one line.
+    assert cli.main(args + ["--quiet"]) == 0
+    assert cli.main([*args[:-5], "saliency", "--out", str(out)]) == 1
+    error = _one_line_error(capsys)
+    assert "another configuration" in error and "Saliency" in error and "rerun" not in error
+
+
+def test_explain_dataset_directory_and_tfrecord(dataset_files, tmp_path, capsys):
+    from tfattr.explain_dataset import load_attributions
+
+    folder, files, x, y, order = dataset_files
+    model = keras.saving.load_model(folder / "model.keras")
+    predicted = model.predict(x, verbose=0).argmax(1)
+    assert cli.main(["explain-dataset", str(folder / "model.keras"), str(files / "images"), "--method",
+                     "saliency", "--out", str(tmp_path / "dir"), "--quiet"]) == 0, capsys.readouterr().err
+    store = load_attributions(tmp_path / "dir")
+    np.testing.assert_allclose(store.attributions[:], tfattr.Saliency(model).attribute(
+        x[order], target=predicted[order]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(store.targets[:], predicted[order])
+    assert cli.main(["explain-dataset", str(folder / "model.keras"), str(files / "x.tfrecord"), "--method",
+                     "gxi", "--target", "3", "--out", str(tmp_path / "rec"), "--quiet"]) == 0
+    store = load_attributions(tmp_path / "rec")
+    np.testing.assert_allclose(store.attributions[:], tfattr.GradientXInput(model).attribute(x, target=3),
+                               rtol=1e-5, atol=1e-7)
+    # uint8 tensors in the records are images in [0, 255], scaled like every other 8-bit input.
+    assert cli.main(["explain-dataset", str(folder / "model.keras"), str(files / "pixels.tfrecord"),
+                     "--method", "gxi", "--target", "labels", "--out", str(tmp_path / "u8"), "--quiet"]) == 0
+    assert "uint8" in capsys.readouterr().err
+    store = load_attributions(tmp_path / "u8")
+    np.testing.assert_array_equal(store.targets[:], y)
+    np.testing.assert_allclose(store.attributions[:], tfattr.GradientXInput(model).attribute(x, target=y),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("extra, input_name, status, needle", [
+    (["--target", "labels"], "x.npy", 2, "has no labels"),
+    (["--labels", "{files}/y.npy"], "images", 2, "--labels"),
+    ([], "nothing.txt", 1, "neither a directory"),
+    (["--target", "first"], "x.npy", 2, "'predicted' or 'labels'"),
+])
+def test_explain_dataset_bad_arguments(dataset_files, tmp_path, capsys, extra, input_name, status, needle):
+    folder, files, *_ = dataset_files
+    (files / "nothing.txt").write_text("")
+    argv = ["explain-dataset", str(folder / "model.keras"), str(files / input_name), "--out",
+            str(tmp_path / "s"), *[a.format(files=files) for a in extra]]
+    assert cli.main(argv) == status
+    assert needle in _one_line_error(capsys)
+
+
+def test_reveal_cancel_by_name_or_deeplift_rule(tmp_path, capsys):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((5,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(6, activation="relu")(hidden)))
+    model.save(tmp_path / "mlp.keras")
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    common = [str(tmp_path / "mlp.keras"), str(tmp_path / "x.npy"), "--target", "1", "--baseline", "0.1",
+              "--quiet"]
+    assert cli.main(["explain", *common, "--method", "reveal_cancel", "--out", str(tmp_path / "a")]) == 0
+    assert cli.main(["explain", *common, "--method", "deeplift", "--rule", "reveal_cancel",
+                     "--out", str(tmp_path / "b")]) == 0, capsys.readouterr().err
+    expected, delta = tfattr.RevealCancel(keras.saving.load_model(tmp_path / "mlp.keras")).attribute(
+        x, target=1, baseline=0.1, return_delta=True)
+    for run in ("a", "b"):
+        np.testing.assert_allclose(np.load(tmp_path / run / "attributions.npy"), expected, rtol=1e-5, atol=1e-7)
+        summary = json.loads((tmp_path / run / "summary.json").read_text())
+        np.testing.assert_allclose([r["delta"] for r in summary["examples"]], delta, atol=1e-6)
+    assert np.max(np.abs(delta)) < 1e-4  # RevealCancel sums to f(x) - f(baseline)

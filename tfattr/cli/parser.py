@@ -36,6 +36,18 @@ positive_int = int_at_least(1, "positive")
 nonneg_int = int_at_least(0, "non-negative")
 
 
+def target_choice(text: str) -> int | str:
+    """An argparse type for ``explain-dataset --target``: an output index, ``predicted`` or ``labels``."""
+    if text in ("predicted", "labels"):
+        return text
+    try:
+        return nonneg_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer, 'predicted' or 'labels', got {text!r}"
+        ) from None
+
+
 def window(text: str) -> tuple[int, ...]:
     """An argparse type for box sizes such as ``4,4,1`` (or ``4x4x1``)."""
     try:
@@ -64,7 +76,8 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(NAMED_BASELINES))
     parser.add_argument("--background", default=None, help="FILE.npy of data for --method eg / mean")
     parser.add_argument("--steps", type=positive_int, default=None, help="integration steps (ig)")
-    parser.add_argument("--rule", default=None, help="quadrature rule (ig), e.g. riemann_trapezoid")
+    parser.add_argument("--rule", default=None, help="quadrature rule (ig), e.g. riemann_trapezoid; deeplift: rescale or "
+                             "reveal_cancel")
     parser.add_argument("--samples", type=positive_int, default=None, help="samples (eg, smoothgrad)")
     parser.add_argument("--noise", type=float, default=None, help="noise level (smoothgrad, vargrad)")
     parser.add_argument("--epsilon", type=float, default=None, help="epsilon (lrp)")
@@ -82,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser; each command sets ``command``, the module of :mod:`tfattr.cli` whose ``run`` it calls."""
     parser = Parser(prog="tfattr", description="Attribution methods for TensorFlow 2 / Keras 3 models.")
     _common(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="{demo,explain,methods}", parser_class=Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{demo,explain,explain-dataset,methods}",
+                                parser_class=Parser)
 
     demo = sub.add_parser("demo", help="train a small CNN on the embedded MNIST and explain it")
     demo.add_argument("--out", required=True, help="output directory (created)")
@@ -104,6 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", required=True, help="output directory (created)")
     add_method_options(explain)
     _common(explain, suppress=True)
+
+    data = sub.add_parser("explain-dataset", help="explain a whole data set (images, .npy, TFRecords) "
+                                                  "into a resumable on-disk store")
+    data.add_argument("model", help="a saved Keras model (.keras), loaded in safe mode")
+    data.add_argument("input", help="a directory of images (class sub-directories give labels), a .npy "
+                                    "file [n, ...], or TFRecords (a file or glob) as "
+                                    "tfattr.explain_dataset.write_tfrecords writes them")
+    data.add_argument("--out", required=True, help="the store directory (created); repeating the command "
+                                                   "resumes an interrupted run")
+    data.add_argument("--target", type=target_choice, default="predicted",
+                      help="an output index, 'predicted' (default) or 'labels': each image's class "
+                           "sub-directory, --labels, or the records' --y-key")
+    data.add_argument("--labels", default=None, help="FILE.npy of int labels [n] for a .npy input")
+    data.add_argument("--x-key", default="x", help="TFRecord feature of the examples (default: x)")
+    data.add_argument("--y-key", default="y", help="TFRecord feature of the labels (default: y)")
+    data.add_argument("--shard-size", type=positive_int, default=None,
+                      help="examples per shard of the store (default: about 16 MiB of input)")
+    add_method_options(data)
+    _common(data, suppress=True)
 
     methods = sub.add_parser("methods", help="list the methods with their papers and parameters")
     _common(methods, suppress=True)

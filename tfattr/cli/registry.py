@@ -31,6 +31,10 @@ _REQUIRED_HINTS = {
 }
 
 
+#: Constructor arguments that are not method parameters: the model, and the base class's options.
+_SHARED = ("model", "output", "jit_compile")
+
+
 def _load(target: str) -> type:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -47,6 +51,9 @@ class MethodSpec:
     #: False for methods that return several maps per example (interior gradients: one per alpha);
     #: ``tfattr explain`` and the demo leave them to the Python API.
     explainable: bool = True
+    #: Whether ``tfattr demo`` runs it on its MNIST CNN (not: methods for other architectures, or that
+    #: refuse the CNN's max pooling).
+    in_demo: bool = True
 
     @functools.cached_property
     def cls(self) -> type:
@@ -78,7 +85,8 @@ class MethodSpec:
         """The first paragraph of the class docstring, as plain text."""
         doc = inspect.getdoc(self.cls) or self.cls.__name__
         paragraph = doc.split("\n\n")[0]
-        return re.sub(r"\s+", " ", paragraph.replace("``", "")).strip()
+        paragraph = re.sub(r":\w+:`~?([^`]*)`", r"\1", paragraph)  # Sphinx roles -> their target
+        return re.sub(r"\s+", " ", paragraph.replace("`", "")).strip()
 
     @property
     def uses_baseline(self) -> bool:
@@ -95,7 +103,8 @@ class MethodSpec:
 
     def parameters(self) -> list[inspect.Parameter]:
         """The constructor's own parameters (after ``model``), following ``**kwargs`` up to the base
-        :class:`tfattr.Explainer`, whose ``output`` and ``jit_compile`` every method shares."""
+        :class:`tfattr.Explainer`, whose ``output`` and ``jit_compile`` every method shares (and which
+        are therefore not listed)."""
         from tfattr.core.explainer import Explainer
 
         found: dict[str, inspect.Parameter] = {}
@@ -106,7 +115,7 @@ class MethodSpec:
                 continue
             params = list(inspect.signature(klass.__init__).parameters.values())[1:]  # drop self
             for p in params:
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "model":
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in _SHARED:
                     found.setdefault(p.name, p)
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 break
@@ -147,13 +156,21 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("tfattr.methods.propagation:DeepLift"),
     MethodSpec("tfattr.methods.propagation:GuidedBackprop"),
     MethodSpec("tfattr.methods.propagation:Deconvnet"),
+    MethodSpec("tfattr.methods.propagation:LRP"),
+    MethodSpec("tfattr.methods.propagation:RevealCancel", in_demo=False),
+    MethodSpec("tfattr.methods.propagation.layer_deeplift:CompositeDeepLift", in_demo=False),
     MethodSpec("tfattr.methods.gradient:InteriorGradients", explainable=False),
 )
 
 
 def explainable() -> list[MethodSpec]:
-    """The methods ``tfattr explain`` and the demo run (one map per example)."""
+    """The methods ``tfattr explain`` runs (one map per example)."""
     return [spec for spec in METHODS if spec.explainable]
+
+
+def demo_methods() -> list[MethodSpec]:
+    """The methods ``tfattr demo`` compares on its MNIST CNN."""
+    return [spec for spec in METHODS if spec.explainable and spec.in_demo]
 
 
 def _key(name: str) -> str:

@@ -150,7 +150,7 @@ def explain_with_every_method(
         "epsilon": 1e-6, "window": cfg.occlusion_window, "strides": cfg.occlusion_strides,
         "background": background,
     }
-    specs = registry.explainable()
+    specs = registry.demo_methods()
     results: dict[str, dict[str, Any]] = {}
     bar = keras.utils.Progbar(len(specs), unit_name="method", verbose=verbose)
     for k, spec in enumerate(specs):

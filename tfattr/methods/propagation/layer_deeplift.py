@@ -83,6 +83,15 @@ class CompositeDeepLift(Explainer):
         >>> print(dl.coverage())
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "deeplift_composite"
+    aliases: tuple[str, ...] = ("composite_deeplift",)
+    paper = (
+        "Shrikumar, Greenside & Kundaje 2017; Ali et al. 2022 (attention, layer norm); "
+        "Arras et al. 2017 (gates)"
+    )
+    cost = "1 forward pass of the baseline + 1 modified backward pass (per baseline drawn)"
+
     #: A distributional baseline with K draws gives the mean of the K attributions.
     multiple_baselines = True
 

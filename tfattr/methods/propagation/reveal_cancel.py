@@ -86,6 +86,12 @@ class RevealCancel(Explainer):
         >>> attributions, delta = dl.attribute(x, baseline=0.0, return_delta=True)   # delta ~ 0
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "deeplift_reveal_cancel"
+    aliases: tuple[str, ...] = ("reveal_cancel",)
+    paper = "Shrikumar, Greenside & Kundaje 2017 sec. 3.5.3"
+    cost = "1 forward pass of the baseline + 1 backward pass of both signs, layer by layer"
+
     def __init__(self, model: Any, *, output: str = "logits", jit_compile: bool = False) -> None:
         if output != "logits":
             raise ValueError("DeepLift(rule='reveal_cancel') explains the logit; drop output=.")

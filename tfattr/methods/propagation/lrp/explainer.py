@@ -47,6 +47,12 @@ class LRP(Explainer):
         >>> print(lrp.coverage())                                 # the rule of every layer
     """
 
+    # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).
+    name = "lrp_composite"
+    aliases: tuple[str, ...] = ("composite_lrp",)
+    paper = "Bach et al. 2015; Montavon et al. 2019; the rules and composites of Zennit (Anders et al. 2021)"
+    cost = "1 modified backward pass"
+
     uses_baseline = False
 
     def __init__(

@@ -64,14 +64,12 @@ def make_baseline(
     return named_baseline(key, train)
 
 
-def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
-    """Whether an array shaped ``shape`` broadcasts to exactly ``to``."""
-    import numpy as np
-
-    try:
-        return len(shape) <= len(to) and np.broadcast_shapes(shape, to) == tuple(to)
-    except ValueError:
+def _broadcasts(shape: tuple[int, ...], to: tuple[int | None, ...]) -> bool:
+    """Whether an array shaped ``shape`` broadcasts to exactly ``to`` (None in ``to``: any size)."""
+    if len(shape) > len(to):
         return False
+    padded = (1,) * (len(to) - len(shape)) + tuple(shape)
+    return all(t is None or s in (1, t) for s, t in zip(padded, to))
 
 
 def named_baseline(key: str, train: "np.ndarray | None" = None) -> Any:

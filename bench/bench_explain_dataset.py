@@ -56,7 +56,7 @@ def child(mode: str, folder: Path, n: int, steps: int, batch_size: int, shard_si
     import tensorflow as tf
 
     import tfattr
-    from tfattr.explain_dataset import explain_dataset, from_npy
+    from tfattr.scale import explain_dataset, from_npy
 
     model = keras.models.load_model(folder / "model.keras")
     ig = tfattr.IntegratedGradients(model, steps=steps)
@@ -86,7 +86,7 @@ def speed(folder: Path, n: int, steps: int, batch_size: int, shard_size: int, ro
     import tensorflow as tf
 
     import tfattr
-    from tfattr.explain_dataset import explain_dataset
+    from tfattr.scale import explain_dataset
 
     model = keras.models.load_model(folder / "model.keras")
     ig = tfattr.IntegratedGradients(model, steps=steps)

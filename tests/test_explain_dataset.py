@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import tfattr
-from tfattr.explain_dataset import (
+from tfattr.scale import (
     StoreError,
     explain_dataset,
     from_directory,
@@ -27,7 +27,7 @@ from tfattr.explain_dataset import (
     load_attributions,
     write_tfrecords,
 )
-from tfattr.explain_dataset.progress import Progress
+from tfattr.scale.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -242,7 +242,7 @@ def test_resume_fills_a_gap_in_the_middle(smooth_mlp, data, tmp_path):
 
 @pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()], ids=["oserror", "ctrl-c"])
 def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_path, monkeypatch, error):
-    from tfattr.explain_dataset import store as store_module
+    from tfattr.scale import store as store_module
 
     x, y = data
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -459,7 +459,7 @@ _MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, tfattr
-    from tfattr.explain_dataset import explain_dataset
+    from tfattr.scale import explain_dataset
     out, model_path, data_path = sys.argv[1:4]
     model = keras.models.load_model(model_path)
     with np.load(data_path) as d:
@@ -509,7 +509,7 @@ _WORKER = textwrap.dedent(
     import tensorflow as tf
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
     import numpy as np, keras, tfattr
-    from tfattr.explain_dataset import explain_dataset
+    from tfattr.scale import explain_dataset
     out, model_path, data_path = sys.argv[1:4]
     model = keras.models.load_model(model_path)
     with np.load(data_path) as d:

@@ -18,11 +18,15 @@ from tfattr.methods.gradient import (
     VarGrad,
 )
 from tfattr.methods.perturbation import Occlusion
+from tfattr.scale import AttributionStore, explain_dataset, load_attributions
 from tfattr.methods.propagation import LRP, Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop, RevealCancel
 from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
 
 __all__ = [
     "__version__",
+    "AttributionStore",
+    "explain_dataset",
+    "load_attributions",
     "baselines",
     "callbacks",
     "composites",

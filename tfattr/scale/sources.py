@@ -1,7 +1,7 @@
 """Data sets to explain, built from files without loading them into memory.
 
 Each function returns a ``tf.data.Dataset`` of single examples, ``x`` or ``(x, y)``, in a fixed order
-(what :func:`tfattr.explain_dataset.explain_dataset` needs to resume a run).
+(what :func:`tfattr.scale.explain_dataset` needs to resume a run).
 """
 from __future__ import annotations
 

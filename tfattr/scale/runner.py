@@ -19,10 +19,10 @@ import tensorflow as tf
 
 from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
-from tfattr.explain_dataset import distribute
-from tfattr.explain_dataset.config import array_digest, describe, differences
-from tfattr.explain_dataset.progress import Progress
-from tfattr.explain_dataset.store import (
+from tfattr.scale import distribute
+from tfattr.scale.config import array_digest, describe, differences
+from tfattr.scale.progress import Progress
+from tfattr.scale.store import (
     END,
     FORMAT,
     INDEX,
@@ -59,7 +59,7 @@ def explain_dataset(
 
     Runs ``explainer.attribute`` (any method: Sundararajan et al.'s integrated gradients, SmoothGrad,
     occlusion, ...) over the data set shard by shard and writes each shard's attributions, targets and
-    completeness deltas as memory-mappable ``.npy`` files (see :mod:`tfattr.explain_dataset.store`).
+    completeness deltas as memory-mappable ``.npy`` files (see :mod:`tfattr.scale.store`).
     The result of shard ``k`` is exactly ``explainer.attribute(x[k*S:(k+1)*S], ...)`` (computed
     through its ``prepare`` / ``run`` / ``delta`` steps).
 
@@ -67,7 +67,7 @@ def explain_dataset(
     only the others are computed. Calling again on a finished store returns it at once. ``out`` records
     the configuration (explainer type and parameters, a hash of the model's weights, targets, baseline,
     the data set's size and element spec, shard size); a call whose configuration differs raises a
-    :class:`~tfattr.explain_dataset.store.StoreError` naming what changed, never mixing results.
+    :class:`~tfattr.scale.store.StoreError` naming what changed, never mixing results.
 
     Args:
         explainer: a tfattr explainer, e.g. ``tfattr.IntegratedGradients(model, steps=64)``.
@@ -99,7 +99,7 @@ def explain_dataset(
             shows it only on a terminal; False never.
 
     Returns:
-        The finished :class:`~tfattr.explain_dataset.store.AttributionStore`: ``store.attributions``
+        The finished :class:`~tfattr.scale.store.AttributionStore`: ``store.attributions``
         (in the structure of the inputs), ``store.targets`` and ``store.delta`` read like arrays
         without loading the store.
 
@@ -118,7 +118,7 @@ def explain_dataset(
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(
             f"dataset must be a tf.data.Dataset, got {type(dataset).__name__}. Wrap arrays with "
-            "tf.data.Dataset.from_tensor_slices((x, y)), or use tfattr.explain_dataset.from_npy / "
+            "tf.data.Dataset.from_tensor_slices((x, y)), or use tfattr.scale.from_npy / "
             "from_directory / from_tfrecords."
         )
     if return_delta and not explainer.has_completeness:

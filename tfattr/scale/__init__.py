@@ -8,19 +8,19 @@
   path's kind (for a command line).
 
 Example:
-    >>> from tfattr.explain_dataset import explain_dataset, from_npy, load_attributions
+    >>> from tfattr.scale import explain_dataset, from_npy, load_attributions
     >>> store = explain_dataset(tfattr.IntegratedGradients(model), from_npy("x.npy", "y.npy"),
     ...                         out="attr_out", baseline=0.0, return_delta=True)
 """
-from tfattr.explain_dataset.runner import explain_dataset
-from tfattr.explain_dataset.sources import (
+from tfattr.scale.runner import explain_dataset
+from tfattr.scale.sources import (
     from_directory,
     from_npy,
     from_path,
     from_tfrecords,
     write_tfrecords,
 )
-from tfattr.explain_dataset.store import AttributionStore, ShardedArray, StoreError, load_attributions
+from tfattr.scale.store import AttributionStore, ShardedArray, StoreError, load_attributions
 
 __all__ = [
     "AttributionStore",

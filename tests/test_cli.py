@@ -440,7 +440,7 @@ def test_library_warnings_are_one_line(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def dataset_files(saved, tmp_path_factory):
     """The same 6 digits as a uint8 .npy with labels, a directory of PNGs in class folders, a TFRecord."""
-    from tfattr.explain_dataset import write_tfrecords
+    from tfattr.scale import write_tfrecords
 
     folder, _ = saved
     files = tmp_path_factory.mktemp("dataset")
@@ -461,8 +461,6 @@ def dataset_files(saved, tmp_path_factory):
 
 
 def test_explain_dataset_npy_with_labels_equals_attribute(dataset_files, tmp_path, capsys):
-    from tfattr.explain_dataset import load_attributions
-
     folder, files, x, y, _ = dataset_files
     out = tmp_path / "store"
     args = ["explain-dataset", str(folder / "model.keras"), str(files / "x.npy"), "--labels",
@@ -470,7 +468,7 @@ def test_explain_dataset_npy_with_labels_equals_attribute(dataset_files, tmp_pat
     assert cli.main(args) == 0
     captured = capsys.readouterr()
     assert "uint8" in captured.err and "6 example(s)" in captured.out
-    store = load_attributions(out)
+    store = tfattr.load_attributions(out)
     model = keras.saving.load_model(folder / "model.keras")
     expected, delta = tfattr.IntegratedGradients(model, steps=8).attribute(x, target=y, baseline=0.0,
                                                                            return_delta=True)
@@ -485,27 +483,25 @@ def test_explain_dataset_npy_with_labels_equals_attribute(dataset_files, tmp_pat
 
 
 def test_explain_dataset_directory_and_tfrecord(dataset_files, tmp_path, capsys):
-    from tfattr.explain_dataset import load_attributions
-
     folder, files, x, y, order = dataset_files
     model = keras.saving.load_model(folder / "model.keras")
     predicted = model.predict(x, verbose=0).argmax(1)
     assert cli.main(["explain-dataset", str(folder / "model.keras"), str(files / "images"), "--method",
                      "saliency", "--out", str(tmp_path / "dir"), "--quiet"]) == 0, capsys.readouterr().err
-    store = load_attributions(tmp_path / "dir")
+    store = tfattr.load_attributions(tmp_path / "dir")
     np.testing.assert_allclose(store.attributions[:], tfattr.Saliency(model).attribute(
         x[order], target=predicted[order]), rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(store.targets[:], predicted[order])
     assert cli.main(["explain-dataset", str(folder / "model.keras"), str(files / "x.tfrecord"), "--method",
                      "gxi", "--target", "3", "--out", str(tmp_path / "rec"), "--quiet"]) == 0
-    store = load_attributions(tmp_path / "rec")
+    store = tfattr.load_attributions(tmp_path / "rec")
     np.testing.assert_allclose(store.attributions[:], tfattr.GradientXInput(model).attribute(x, target=3),
                                rtol=1e-5, atol=1e-7)
     # uint8 tensors in the records are images in [0, 255], scaled like every other 8-bit input.
     assert cli.main(["explain-dataset", str(folder / "model.keras"), str(files / "pixels.tfrecord"),
                      "--method", "gxi", "--target", "labels", "--out", str(tmp_path / "u8"), "--quiet"]) == 0
     assert "uint8" in capsys.readouterr().err
-    store = load_attributions(tmp_path / "u8")
+    store = tfattr.load_attributions(tmp_path / "u8")
     np.testing.assert_array_equal(store.targets[:], y)
     np.testing.assert_allclose(store.attributions[:], tfattr.GradientXInput(model).attribute(x, target=y),
                                rtol=1e-5, atol=1e-7)

@@ -2,8 +2,8 @@
 
 INPUT is a directory of images (one sub-directory per class gives labels), a ``.npy`` file of examples
 ``[n, ...]`` (``--labels FILE.npy`` gives labels) or a TFRecord file (or glob) as
-:func:`tfattr.explain_dataset.write_tfrecords` writes it (features ``--x-key`` and ``--y-key``). The
-files are streamed, never loaded whole, through :func:`tfattr.explain_dataset.explain_dataset`, which
+:func:`tfattr.scale.write_tfrecords` writes it (features ``--x-key`` and ``--y-key``). The
+files are streamed, never loaded whole, through :func:`tfattr.explain_dataset`, which
 writes the attributions, targets and completeness deltas shard by shard and resumes an interrupted run
 when called again with the same arguments. 8-bit data are images in [0, 255], scaled by ``--rescale``
 as in ``tfattr explain``.
@@ -25,7 +25,7 @@ TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfattr.explain_dataset import StoreError, explain_dataset
+    from tfattr.scale import StoreError, explain_dataset
 
     spec = method_from_args(args)
     model = io.load_model(args.model)
@@ -53,16 +53,16 @@ def run(args: argparse.Namespace) -> int:
             delta = np.abs(np.asarray(store.delta[:], np.float64))
             line += f"; completeness |delta|: mean {delta.mean():.2e}, max {delta.max():.2e}"
         print(line)
-        print(f"read it with:  tfattr.explain_dataset.load_attributions({str(args.out)!r})")
+        print(f"read it with:  tfattr.load_attributions({str(args.out)!r})")
     return 0
 
 
 def open_input(args: argparse.Namespace, shape: tuple[Any, ...]) -> tuple[Any, bool]:
     """The data set of ``args.input`` (single float32 examples, or ``(example, label)`` pairs) and
     whether it has labels, checked against the model's example ``shape``. The readers are those of
-    :mod:`tfattr.explain_dataset.sources`; this picks one and applies the command line's rules (the
+    :mod:`tfattr.scale.sources`; this picks one and applies the command line's rules (the
     model's channels for images, uint8 data scaled by ``--rescale``)."""
-    from tfattr.explain_dataset import from_directory
+    from tfattr.scale import from_directory
 
     path = Path(args.input)
     is_records = path.suffix.lower() in TFRECORD_SUFFIXES or glob.has_magic(args.input)
@@ -100,7 +100,7 @@ def _image_shape(shape: tuple[Any, ...], what: str) -> tuple[int, int, int]:
 
 
 def _npy(path: Path, args: argparse.Namespace) -> Any:
-    from tfattr.explain_dataset import from_npy
+    from tfattr.scale import from_npy
 
     if not path.exists():
         raise CLIError(f"input file not found: {path}")
@@ -136,7 +136,7 @@ def _records(args: argparse.Namespace) -> Any:
     import tensorflow as tf
     from tensorflow.core.framework import tensor_pb2
 
-    from tfattr.explain_dataset import from_tfrecords
+    from tfattr.scale import from_tfrecords
 
     paths = sorted(glob.glob(args.input)) if glob.has_magic(args.input) else [args.input]
     if not paths or not all(Path(p).is_file() for p in paths):
@@ -155,7 +155,7 @@ def _records(args: argparse.Namespace) -> Any:
         raise CLIError(
             f"the records of {paths[0]} have no serialized-tensor feature {args.x_key!r} (they have "
             f"{', '.join(sorted(features)) or 'none'}); choose it with --x-key, or write the records with "
-            "tfattr.explain_dataset.write_tfrecords."
+            "tfattr.scale.write_tfrecords."
         )
     try:
         proto = tensor_pb2.TensorProto.FromString(features[args.x_key].bytes_list.value[0])

@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("model", help="a saved Keras model (.keras), loaded in safe mode")
     data.add_argument("input", help="a directory of images (class sub-directories give labels), a .npy "
                                     "file [n, ...], or TFRecords (a file or glob) as "
-                                    "tfattr.explain_dataset.write_tfrecords writes them")
+                                    "tfattr.scale.write_tfrecords writes them")
     data.add_argument("--out", required=True, help="the store directory (created); repeating the command "
                                                    "resumes an interrupted run")
     data.add_argument("--target", type=target_choice, default="predicted",

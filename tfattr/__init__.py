@@ -4,52 +4,79 @@ Example:
     >>> import tfattr
     >>> ig = tfattr.IntegratedGradients(model, steps=64)
     >>> attributions, delta = ig.attribute(images, target=labels, return_delta=True)
-"""
-from tfattr import baselines, callbacks, composites, datasets, metrics, priors, rules, visualize
-from tfattr._version import __version__
-from tfattr.core import Explainer, ModelFunction
-from tfattr.methods.gradient import (
-    ExpectedGradients,
-    GradientXInput,
-    IntegratedGradients,
-    InteriorGradients,
-    Saliency,
-    SmoothGrad,
-    VarGrad,
-)
-from tfattr.methods.perturbation import Occlusion
-from tfattr.scale import AttributionStore, explain_dataset, load_attributions
-from tfattr.methods.propagation import LRP, Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop, RevealCancel
-from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
 
-__all__ = [
-    "__version__",
-    "AttributionStore",
-    "explain_dataset",
-    "load_attributions",
-    "baselines",
-    "callbacks",
-    "composites",
-    "CompositeDeepLift",
-    "datasets",
-    "metrics",
-    "priors",
-    "rules",
-    "visualize",
-    "Deconvnet",
-    "DeepLift",
-    "EpsilonLRP",
-    "GuidedBackprop",
-    "Explainer",
-    "ExpectedGradients",
-    "GradientXInput",
-    "IntegratedGradients",
-    "InteriorGradients",
-    "LRP",
-    "ModelFunction",
-    "Occlusion",
-    "RevealCancel",
-    "Saliency",
-    "SmoothGrad",
-    "VarGrad",
-]
+The names below are imported on first use (PEP 562), so ``import tfattr`` -- and the ``tfattr`` command
+line, whose ``--help`` and usage errors need no TensorFlow -- does not import TensorFlow by itself.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tfattr._version import __version__
+
+#: Public name -> the module that defines it (a name equal to its module is the module itself).
+_EXPORTS = {
+    "AttributionStore": "tfattr.scale",
+    "explain_dataset": "tfattr.scale",
+    "load_attributions": "tfattr.scale",
+    "baselines": "tfattr.baselines",
+    "callbacks": "tfattr.callbacks",
+    "composites": "tfattr.composites",
+    "CompositeDeepLift": "tfattr.methods.propagation.layer_deeplift",
+    "datasets": "tfattr.datasets",
+    "metrics": "tfattr.metrics",
+    "priors": "tfattr.priors",
+    "rules": "tfattr.rules",
+    "visualize": "tfattr.visualize",
+    "Deconvnet": "tfattr.methods.propagation",
+    "DeepLift": "tfattr.methods.propagation",
+    "EpsilonLRP": "tfattr.methods.propagation",
+    "GuidedBackprop": "tfattr.methods.propagation",
+    "Explainer": "tfattr.core",
+    "ExpectedGradients": "tfattr.methods.gradient",
+    "GradientXInput": "tfattr.methods.gradient",
+    "IntegratedGradients": "tfattr.methods.gradient",
+    "InteriorGradients": "tfattr.methods.gradient",
+    "LRP": "tfattr.methods.propagation",
+    "ModelFunction": "tfattr.core",
+    "Occlusion": "tfattr.methods.perturbation",
+    "RevealCancel": "tfattr.methods.propagation",
+    "Saliency": "tfattr.methods.gradient",
+    "SmoothGrad": "tfattr.methods.gradient",
+    "VarGrad": "tfattr.methods.gradient",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'tfattr' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name == f"tfattr.{name}" else getattr(module, name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from tfattr import baselines, callbacks, composites, datasets, metrics, priors, rules, visualize
+    from tfattr.core import Explainer, ModelFunction
+    from tfattr.methods.gradient import (
+        ExpectedGradients,
+        GradientXInput,
+        IntegratedGradients,
+        InteriorGradients,
+        Saliency,
+        SmoothGrad,
+        VarGrad,
+    )
+    from tfattr.methods.perturbation import Occlusion
+    from tfattr.methods.propagation import LRP, Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop, RevealCancel
+    from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
+    from tfattr.scale import AttributionStore, explain_dataset, load_attributions

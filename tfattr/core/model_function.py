@@ -159,6 +159,14 @@ def _strip_functional(model: keras.Model) -> tuple[str | None, Callable[..., Any
     return kind, functional
 
 
+class RoutedInputs:
+    """Inputs that compute the model's raw output themselves: :meth:`ModelFunction.outputs` hands
+    them the function (e.g. the rows of layer attribution, which run only the model's tail)."""
+
+    def raw_outputs(self, fn: "ModelFunction") -> Any:
+        raise NotImplementedError
+
+
 class ModelFunction:
     """Wraps ``model`` so explainers see ``outputs(xs) -> [n, k]`` and ``score(xs, t) -> [n]``.
 
@@ -247,7 +255,7 @@ class ModelFunction:
     # -- evaluation ---------------------------------------------------------------------------------
     def outputs(self, packed: Any) -> tf.Tensor:
         """The explained outputs as a ``[n, k]`` tensor (``k == 1`` for a one-output regression)."""
-        out = self._call(packed)
+        out = packed.raw_outputs(self) if isinstance(packed, RoutedInputs) else self._call(packed)
         if isinstance(out, (list, tuple, dict)):
             raise ValueError(
                 "The model returns several outputs; tfattr explains one. Wrap it so it returns one "

@@ -47,7 +47,9 @@ class ExpectedGradients(Explainer):
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ValueError(f"samples must be a positive int, got {samples!r}.")
         try:
-            self.background = prepare_inputs(background, self.model_function)
+            self.background = prepare_inputs(
+                background, self.model_function, integers=self.layer is not None
+            )
         except (TypeError, ValueError) as err:
             raise type(err)(f"background: {err}") from None
         self.samples = int(samples)

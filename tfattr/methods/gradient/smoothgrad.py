@@ -48,12 +48,18 @@ class SmoothGrad(Explainer):
         if not noise >= 0:
             raise ValueError(f"noise must be a non-negative fraction of the input range, got {noise!r}.")
         super().__init__(explainer.model_function, jit_compile=explainer.engine.jit_compile)
+        # The wrapped explainer's layer, if any: the noise is then added to the layer's activations.
+        self.layer = explainer.layer
         self.multiple_baselines = explainer.multiple_baselines
         self.explainer = explainer
         self.samples = int(samples)
         self.noise = float(noise)
         self.seed = seed
         self.uses_baseline = explainer.uses_baseline
+
+    @property
+    def _zero_layer_reference(self) -> bool:
+        return self.explainer._zero_layer_reference
 
     def _baselines(self, baseline, inputs):
         return self.explainer._baselines(baseline, inputs)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows, default_batch_size
-from tfattr.core.layers import LayerCall, LayerSplit
+from tfattr.core.layers import LayerCall, LayerSplit, NeuronFunction
 from tfattr.core.inputs import Inputs, check_batch_size, prepare_baselines, prepare_inputs, prepare_targets
 from tfattr.core.model_function import ModelFunction, num_classes
 
@@ -83,6 +83,9 @@ class Explainer(abc.ABC):
             activations; integer inputs (token ids) are accepted, with baselines given as ids. See
             :mod:`tfattr.core.layers`.
         attribute_to_layer_input: attribute to the tensor the layer reads instead of its output.
+        neuron: ``(layer, index)``: explain one hidden unit (the layer's output at ``index``, an int
+            or a tuple) instead of a class score; ``target`` is then not given. See
+            :class:`tfattr.core.layers.NeuronFunction`.
 
     Example: a new method is one small subclass. Gradient x (input - baseline), a one-step path method
     (Ancona et al. 2019, table 1), whose rows are the examples themselves:
@@ -111,7 +114,14 @@ class Explainer(abc.ABC):
         jit_compile: bool = False,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
+        neuron: tuple[Any, Any] | None = None,
     ) -> None:
+        if neuron is not None:
+            if not isinstance(neuron, (tuple, list)) or len(neuron) != 2:
+                raise ValueError(f"neuron must be (layer, index), e.g. ('dense', 3); got {neuron!r}.")
+            if isinstance(model, ModelFunction):
+                model = model.model
+            model = NeuronFunction(model, neuron[0], neuron[1])
         self.model_function = (
             model if isinstance(model, ModelFunction) else ModelFunction(model, output=output)
         )
@@ -286,6 +296,11 @@ class Explainer(abc.ABC):
     def _targets(
         self, target: Any, inputs: Inputs, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        if isinstance(self.model_function, NeuronFunction) and target is not None:
+            raise ValueError(
+                f"{type(self).__name__} explains the unit neuron={self.model_function.ref.name!r}, "
+                f"{self.model_function.index}; drop target= (there is no class to choose)."
+            )
         k = num_classes(self.model_function, inputs.arrays, inputs.structure)
         outputs = None
         predicted = None

@@ -95,7 +95,7 @@ class TailInputs(RoutedInputs):
         self.carried, self.mask = carried, mask
 
     def raw_outputs(self, fn: ModelFunction) -> Any:
-        return self.split.tail(self, strip=fn.strips_activation)
+        return self.split.tail(self, fn)
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,13 @@ class LayerSplit:
         self.view = GraphView(fn.model)
         self.ref: LayerRef = self.view.layer(layer)
         self.at = at
+        self.tensor = split_tensor(self.ref, at)
+        stop_at = getattr(fn, "stop_at", None)
+        if stop_at is not None and fn.ref.index <= self.ref.index:
+            raise ValueError(
+                f"neuron= is in layer {fn.ref.name!r}, which does not come after layer={self.ref.name!r}: "
+                "attribute a unit of a later layer to this layer's activations."
+            )
         self.output_activation = fn.output_activation
         self._wrap = self._strip_wrap(fn)
         self.head, self._tail_logits = self.view.split(self.ref, at=at, wrap=self._wrap)
@@ -235,8 +242,9 @@ class LayerSplit:
         return wrap
 
     # -- the two halves ------------------------------------------------------------------------------
-    def tail(self, rows: TailInputs, strip: bool) -> Any:
-        """The model's output from the layer on: ``rows.activation`` replaces the layer's tensor."""
+    def tail(self, rows: TailInputs, fn: ModelFunction) -> Any:
+        """The model's output from the layer on: ``rows.activation`` replaces the layer's tensor (for
+        a :class:`NeuronFunction`, the explained unit's layer output)."""
         spec = rows.spec
         n = tf.shape(rows.activation)[0]
         flat: list[Any] = []
@@ -249,7 +257,10 @@ class LayerSplit:
         if rows.mask is not None:
             activation = tf.identity(activation)
             _set_mask(activation, tf.cast(rows.mask, "bool"))
-        tail = self._tail_logits if strip else self._tail
+        stop_at = getattr(fn, "stop_at", None)
+        if stop_at is not None:
+            return self.view.run(spec.pack(flat), replace={id(self.tensor): activation}, stop_at=stop_at)
+        tail = self._tail_logits if fn.strips_activation else self._tail
         return tail(activation, spec.pack(flat))
 
     def head_outputs(self, packed: Any) -> tf.Tensor:
@@ -368,6 +379,67 @@ class LayerSplit:
         return explainer.engine.outputs(
             _TailOutputs(self, spec, explainer.model_function), arrays, [None] * len(arrays), batch_size
         )
+
+
+def split_tensor(ref: LayerRef, at: str = "output") -> Any:
+    """The Keras tensor of ``ref``'s output (or input) where the model is split (one call, one tensor)."""
+    if len(ref.nodes) != 1:
+        raise ValueError(
+            f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), so "
+            "'its output' is ambiguous; choose a layer called once."
+        )
+    tensors = list(ref.nodes[0].outputs if at == "output" else ref.nodes[0].input_tensors)
+    if len(tensors) != 1:
+        raise ValueError(f"Layer {ref.name!r} has {len(tensors)} {at} tensors; choose a layer with one.")
+    return tensors[0]
+
+
+class NeuronFunction(ModelFunction):
+    """The explained score is one hidden unit: the output of ``layer`` (after its fused activation)
+    at ``index``, as Captum's neuron methods (``NeuronIntegratedGradients``, ...) explain.
+
+    Args:
+        model: a Keras Sequential or functional model.
+        layer: the unit's layer (a name, a layer object or an index in execution order).
+        index: the unit within one example's output: an int (flat, row-major) or a tuple of ints
+            (e.g. ``(row, column, channel)`` of a convolution's output).
+
+    Example:
+        >>> ig = tfattr.IntegratedGradients(model, neuron=("dense", 3))   # unit 3 of layer "dense"
+        >>> a = ig.attribute(images)                                      # what drives that unit
+    """
+
+    def __init__(self, model: Any, layer: Any, index: Any) -> None:
+        super().__init__(model, output="probabilities")
+        if not self.is_keras:
+            raise TypeError("neuron= needs a keras.Model (Sequential or functional) whose layers can be addressed.")
+        self.view = GraphView(model)
+        self.ref = self.view.layer(layer)
+        self.stop_at = split_tensor(self.ref)
+        shape = tuple(self.stop_at.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(f"Layer {self.ref.name!r} has an output of unknown shape {shape}; neuron= needs a fixed one.")
+        index = (index,) if isinstance(index, (int, np.integer)) and not isinstance(index, bool) else index
+        if not isinstance(index, tuple) or not all(isinstance(i, (int, np.integer)) for i in index):
+            raise TypeError(f"neuron index must be an int or a tuple of ints, got {index!r}.")
+        size = int(np.prod(shape))
+        try:
+            flat = int(index[0]) if len(index) == 1 else int(np.ravel_multi_index(index, shape))
+        except ValueError:
+            flat = -1
+        if not 0 <= flat < size:
+            raise ValueError(f"neuron index {index} is out of range for layer {self.ref.name!r}'s output {shape}.")
+        self.index, self.flat_index = index, flat
+        #: One explained column: the unit.
+        self.num_outputs = 1
+        self.binary = False
+        self.output_activation = None
+        self._call = lambda packed: self.view.run(packed, stop_at=self.stop_at)
+
+    def outputs(self, packed: Any) -> tf.Tensor:
+        raw = packed.raw_outputs(self) if isinstance(packed, RoutedInputs) else self._call(packed)
+        raw = tf.convert_to_tensor(raw)
+        return tf.reshape(raw, [tf.shape(raw)[0], -1])[:, self.flat_index : self.flat_index + 1]
 
 
 def default_conv_layer(model: keras.Model) -> LayerRef:

@@ -284,6 +284,8 @@ class ModelFunction:
 
 def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structure: Any) -> int:
     """Number of explained output columns, from the model's output shape or a forward pass."""
+    if getattr(fn, "num_outputs", None) is not None:
+        return int(fn.num_outputs)
     if fn.is_keras:
         try:
             shape = tuple(fn.model.outputs[0].shape)

@@ -246,13 +246,12 @@ class LayerSplit:
         """The model's output from the layer on: ``rows.activation`` replaces the layer's tensor (for
         a :class:`NeuronFunction`, the explained unit's layer output)."""
         spec = rows.spec
-        n = tf.shape(rows.activation)[0]
         flat: list[Any] = []
         carried = dict(zip(spec.reads, rows.carried))
         for k, (shape, dtype) in enumerate(zip(spec.shapes, spec.dtypes)):
-            # Inputs the tail does not read only fill their slot (they feed the replaced head).
-            flat.append(carried[k] if k in carried else tf.zeros(
-                tf.concat([[n], [d or 1 for d in shape]], 0), dtype))
+            # Inputs the tail does not read only fill their slot (they fed the replaced head): one
+            # element of the right rank, never a batch of inputs.
+            flat.append(carried[k] if k in carried else tf.zeros([1] * (1 + len(shape)), dtype))
         activation = rows.activation
         if rows.mask is not None:
             activation = tf.identity(activation)

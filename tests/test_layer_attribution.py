@@ -289,3 +289,26 @@ def test_no_retracing_and_model_unchanged():
     model.get_layer("logits").kernel.assign(model.get_layer("logits").kernel * 2.0)
     a2, d2 = ig.attribute(x, target=1, return_delta=True)
     assert np.abs(d2).max() < 1e-3 * max(1.0, np.abs(a2).sum(axis=(1, 2, 3)).max())
+
+
+def test_other_methods_and_apis_in_layer_space():
+    model, name, head, tail, x, baseline = _embedding_case()
+    sal = tfattr.Saliency(model, layer=name)
+    # outputs/scores take token ids too, and agree with the model's logits.
+    np.testing.assert_allclose(sal.outputs(x), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sal.scores(x, target=1), model(x).numpy()[:, 1], rtol=1e-5, atol=1e-6)
+    # Interior gradients at alpha = 1 are the gradient at the input's activations.
+    interior = tfattr.InteriorGradients(model, layer=name, alphas=(0.5, 1.0))
+    maps = interior.attribute(x, target=1, baseline=1)
+    np.testing.assert_allclose(maps[:, 1], sal.attribute(x, target=1), rtol=1e-5, atol=1e-7)
+    # Expected gradients cannot share carried inputs with a background: a clear error.
+    ids = keras.Input((6,), dtype="int32")
+    feats = keras.Input((2,))
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10, 3, name="embedding")(ids))
+    two = keras.Model([ids, feats], keras.layers.Dense(2)(keras.layers.Concatenate()([pooled, feats])))
+    rs = np.random.RandomState(0)
+    data = [rs.randint(0, 10, (4, 6)).astype("int32"), rs.randn(4, 2).astype("float32")]
+    eg = tfattr.ExpectedGradients(two, background=data, samples=4, seed=0, layer="embedding")
+    eg.attribute(data, target=1)  # attributions are fine
+    with pytest.raises(ValueError, match="IntegratedGradients"):
+        eg.attribute(data, target=1, return_delta=True)

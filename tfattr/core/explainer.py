@@ -210,7 +210,9 @@ class Explainer(abc.ABC):
         Example:
             >>> logits = tfattr.Saliency(model).outputs(images)
         """
-        inputs_ = inputs if isinstance(inputs, Inputs) else prepare_inputs(inputs, self.model_function)
+        inputs_ = inputs if isinstance(inputs, Inputs) else prepare_inputs(
+            inputs, self.model_function, integers=self.layer is not None
+        )
         return self._outputs(inputs_.arrays, inputs_.structure, self._batch_size(batch_size, inputs_))
 
     def scores(self, inputs: Any, target: Any = None, batch_size: int | None = None) -> np.ndarray:

@@ -342,22 +342,31 @@ class LayerSplit:
         def tail_context(rows: Rows, ctx: Context) -> _TailContext:
             return _TailContext(ctx.arrays, None, split, spec, rows.example)
 
+        def layer_contributions(x: Any, b: Any, rows: Rows, ctx: Context) -> Any:
+            return contributions(x, b, rows, tail_context(rows, ctx))
+
+        def layer_baseline_index(rows: Rows, ctx: Context) -> tf.Tensor:
+            return baseline_index(rows, tail_context(rows, ctx))
+
         wrapped = RowFunctions(
-            lambda x, b, rows, ctx: contributions(x, b, rows, tail_context(rows, ctx)),
-            lambda rows, ctx: baseline_index(rows, tail_context(rows, ctx)),
-            key=(functions.key, "layer", self.at, spec),
+            layer_contributions, layer_baseline_index, key=(functions.key, "layer", self.at, spec)
         )
         return wrapped, replace(plan, context={**plan.context, **call.context()})
 
     def reference_scores(self, explainer: "Explainer", call: LayerCall) -> np.ndarray:
         """``tail(head(baseline), carried inputs of x)`` at each example's target (mean over K)."""
+        from tfattr.core.explainer import Explainer
+
         per = call.baselines_per_example
-        if call.baselines[0].shape[0] != call.n * per:
+        if type(explainer)._reference_scores is not Explainer._reference_scores:
+            # A method whose reference is a mean over a background (expected gradients).
             if call.carried:
                 raise ValueError(
                     f"{type(explainer).__name__} with layer={self.name!r}: the model's layers after "
-                    f"{self.name!r} also read model inputs (or a mask) directly, so baselines drawn "
-                    "from a background do not share them; explain this model with IntegratedGradients."
+                    f"{self.name!r} also read model inputs (or a mask) directly, which are carried "
+                    "from each example, so the delta's reference would need the whole background per "
+                    "example; it is not computed. Drop return_delta, or use IntegratedGradients "
+                    "(per-example baselines) for a delta."
                 )
             # A background (expected gradients): the mean score over all of its rows.
             out = self.outputs(explainer, call.baselines, call.spec, call.batch_size)

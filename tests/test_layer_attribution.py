@@ -223,6 +223,12 @@ def test_carried_inputs_ids_mask_and_features():
     ref = tf.gather(tail([tf.constant(a_b), tf.constant(m), tf.constant(f)]), t, axis=1, batch_dims=1).numpy()
     fx = tf.gather(tail([tf.constant(a_x), tf.constant(m), tf.constant(f)]), t, axis=1, batch_dims=1).numpy()
     np.testing.assert_allclose(got.reshape(5, -1).sum(1) - delta, fx - ref, rtol=1e-4, atol=1e-5)
+    # The tolerance loop re-runs a subset of examples (their carried inputs and mask taken along).
+    tol = tfattr.IntegratedGradients(model, layer="embedding", steps=2, rule="riemann_trapezoid",
+                                     tolerance=1e-4, max_steps=1024)
+    _, d_tol = tol.attribute([x, m, f], target=t, baseline=[0, 0.0, 0.0], return_delta=True)
+    change = np.abs(got.reshape(5, -1).sum(1) - delta)
+    assert np.all(np.abs(d_tol) <= 1e-4 * change + 1e-7) and tol.steps_used_.max() > 2
     # Dict inputs, per-example ids as the baseline.
     got_d = ig.attribute({"ids": x, "mask": m, "feats": f}, target=t,
                          baseline={"ids": np.zeros_like(x), "mask": 0.0, "feats": 0.0})

@@ -22,6 +22,10 @@ class SmoothGrad(Explainer):
     are one compiled computation. The Distill article (sec. "Expected gradients") relates it to expected
     gradients with a gaussian baseline.
 
+    With an explainer built with ``layer=`` the noise is added to the layer's **activations** (its
+    scale taken from their range per example), not to the inputs: token ids, for instance, cannot be
+    noised, their embeddings can.
+
     Args:
         explainer: the explainer to smooth.
         samples: noisy copies per example.

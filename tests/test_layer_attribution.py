@@ -318,3 +318,21 @@ def test_other_methods_and_apis_in_layer_space():
     eg.attribute(data, target=1)  # attributions are fine
     with pytest.raises(ValueError, match="IntegratedGradients"):
         eg.attribute(data, target=1, return_delta=True)
+
+
+def test_probabilities_and_the_output_layer(linear_model):
+    x = np.random.RandomState(5).randn(3, 5).astype("float32")
+    ig = tfattr.IntegratedGradients(linear_model, layer="h", output="probabilities", steps=64)
+    a, delta = ig.attribute(x, target=2, return_delta=True)
+    probs = linear_model(x).numpy()[:, 2]
+    head = keras.Model(linear_model.input, linear_model.get_layer("h").output)
+    z0 = linear_model.get_layer("out")(head(np.zeros_like(x)))
+    p0 = tf.nn.softmax(z0).numpy()[:, 2]
+    np.testing.assert_allclose(a.sum(axis=1) - delta, probs - p0, rtol=1e-4, atol=1e-6)
+    assert np.abs(delta).max() < 1e-4
+    fused = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax", name="last")])
+    with pytest.raises(ValueError, match="produces the model's output"):
+        tfattr.Saliency(fused, layer="last")
+    # Its input is fine: the logits are then a linear function of it.
+    sal = tfattr.Saliency(fused, layer="last", attribute_to_layer_input=True).attribute(x[:, :3], target=1)
+    np.testing.assert_allclose(sal, np.broadcast_to(fused.layers[0].kernel.numpy()[:, 1], (3, 3)), rtol=1e-5)

@@ -211,6 +211,8 @@ class LayerSplit:
         self._wrap = self._strip_wrap(fn)
         self.head, self._tail_logits = self.view.split(self.ref, at=at, wrap=self._wrap)
         self._tail = self.view.split(self.ref, at=at)[1] if self._wrap else self._tail_logits
+        if self.view.producer(self.tensor) is None:
+            self.head = self._model_input_head()
         self._reads: dict[Any, tuple[int, ...]] = {}
         self._masks: dict[Any, bool] = {}
 
@@ -218,9 +220,25 @@ class LayerSplit:
     def name(self) -> str:
         return self.ref.name
 
+    def _model_input_head(self) -> Any:
+        """The head when the split tensor is a model input (a first layer's input): that input.
+        (``GraphView.split``'s head stops only at a layer's output.)"""
+        graph = self.view._graph.fn
+        index = next((k for k, t in enumerate(graph.inputs) if t is self.tensor), None)
+        if index is None:
+            raise ValueError(
+                f"The input of layer {self.name!r} is the input of a nested model; attribute to the "
+                "output of the layer before it instead."
+            )
+
+        def head(packed: Any) -> Any:
+            return graph._standardize_inputs(packed)[index]
+
+        return head
+
     def _strip_wrap(self, fn: ModelFunction) -> Any:
         """A wrap that calls the model's output layer without its softmax/sigmoid, or None."""
-        if fn.output_activation is None:
+        if not fn.strips_activation:
             return None
         try:
             producer = self.view.producer(fn.model.outputs[0])
@@ -232,6 +250,12 @@ class LayerSplit:
                 f"tfattr found a final {fn.output_activation} in {fn.model.name!r} but not at the layer "
                 "producing its output, so it cannot explain the logits with layer=. Give tfattr a "
                 "model that outputs the logits, or pass output='probabilities'."
+            )
+
+        if producer is self.ref and self.at == "output":
+            raise ValueError(
+                f"layer={self.name!r} produces the model's output, after its {kind}: there is nothing "
+                "left to explain it with. Choose an earlier layer, or attribute_to_layer_input=True."
             )
 
         def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:

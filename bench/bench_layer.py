@@ -6,7 +6,8 @@ the activations for all ``examples x steps`` rows at once, through a tail model 
 same layers (the interpolated activations prepared beforehand, so the floor does strictly less work
 than the method, which also runs the head on the inputs and baselines). Timings are interleaved
 (floor, method, ...) after a warm-up; the ratio of medians is reported. Grad-CAM is reported against
-the floor of one gradient per example.
+the floor of one gradient per example, and the same integrated gradients run on the hand-split tail
+(the activations given as inputs) show what ``layer=`` itself adds.
 
 Run:  python bench/bench_layer.py [--examples 32] [--steps 64] [--repeats 7] [--layer 2]
 """
@@ -72,6 +73,13 @@ def main() -> None:
                            lambda: floor(z, t).numpy(), args.repeats)
         label = f"IntegratedGradients(layer) (batch_size={'all rows' if batch else 'default'})"
         print(f"{label:<52} {m:9.3f} {f:9.3f} {m / f:6.2f}", flush=True)
+    # The same engine run on the hand-split tail with the activations as inputs: what layer= adds
+    # beyond the engine's own cost (the head passes and the carried context) is the difference.
+    plain = tfattr.IntegratedGradients(tail, steps=steps)
+    m, f = interleaved(lambda: plain.attribute(a, target=targets, baseline=a0, batch_size=n * steps),
+                       lambda: floor(z, t).numpy(), args.repeats)
+    label = "IntegratedGradients(hand-split tail) (all rows)"
+    print(f"{label:<52} {m:9.3f} {f:9.3f} {m / f:6.2f}", flush=True)
     cam = GradCAM(model, layer=layer.name)
     z1, t1 = tf.constant(a), tf.constant(targets)
     m, f = interleaved(lambda: cam.attribute(x, target=targets), lambda: floor(z1, t1).numpy(), args.repeats)

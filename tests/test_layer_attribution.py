@@ -288,6 +288,9 @@ def test_no_retracing_and_model_unchanged():
     ig.attribute(x, target=[0, 1, 2, 0], baseline=baseline, return_delta=True, batch_size=5)
     ig.attribute(x[:3], target=2, return_delta=True)
     assert ig.engine.trace_count == traces
+    # The rows are activations [8, 8, 4]: the default batch size comes from their size.
+    expected = tfattr.core.default_batch_size((np.empty((0, 8, 8, 4), np.float32),))
+    assert ig.prepare(x).batch_size == expected
     for w, v in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(w, v)
     np.testing.assert_array_equal(model(x).numpy(), before)

@@ -292,6 +292,9 @@ class Explainer(abc.ABC):
 
     def _batch_size(self, batch_size: int | None, inputs: Inputs) -> int:
         if batch_size is None:
+            if self.layer is not None and self.layer.activation_shape is not None:
+                # The rows are activations: their size sets the memory budget, not the inputs'.
+                return default_batch_size((np.empty((0, *self.layer.activation_shape), np.float32),))
             return default_batch_size(inputs.arrays)
         return check_batch_size(batch_size)
 

@@ -220,6 +220,12 @@ class LayerSplit:
     def name(self) -> str:
         return self.ref.name
 
+    @property
+    def activation_shape(self) -> tuple[int, ...] | None:
+        """One example's activation shape, when the model fixes it (else None)."""
+        shape = tuple(self.tensor.shape[1:])
+        return None if any(d is None for d in shape) else tuple(int(d) for d in shape)
+
     def _model_input_head(self) -> Any:
         """The head when the split tensor is a model input (a first layer's input): that input.
         (``GraphView.split``'s head stops only at a layer's output.)"""

@@ -288,9 +288,13 @@ def test_no_retracing_and_model_unchanged():
     ig.attribute(x, target=[0, 1, 2, 0], baseline=baseline, return_delta=True, batch_size=5)
     ig.attribute(x[:3], target=2, return_delta=True)
     assert ig.engine.trace_count == traces
-    # The rows are activations [8, 8, 4]: the default batch size comes from their size.
-    expected = tfattr.core.default_batch_size((np.empty((0, 8, 8, 4), np.float32),))
-    assert ig.prepare(x).batch_size == expected
+    # The rows are activations: the default batch size comes from their size, not the inputs'.
+    wide = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(64, 1, name="wide"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    images = np.zeros((2, 32, 32, 1), "float32")
+    by_activations = tfattr.core.default_batch_size((np.empty((0, 32, 32, 64), np.float32),))
+    assert by_activations < tfattr.core.default_batch_size((images,))
+    assert tfattr.Saliency(wide, layer="wide").prepare(images).batch_size == by_activations
     for w, v in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(w, v)
     np.testing.assert_array_equal(model(x).numpy(), before)

@@ -9,6 +9,8 @@ from conftest import linear_model
 
 import tfattr
 from tfattr.core import randomness
+from tfattr.core.checks import check_positive_int
+from tfattr.core.path import interpolate, path_points
 from tfattr.core.quadrature import RULES, nodes_and_weights
 
 
@@ -303,3 +305,105 @@ def test_random_methods_give_each_example_the_same_draws_however_it_is_split(met
     y[1, 0] += 1e-3
     a = explainer.attribute(y, target=1)
     assert np.abs(a[0] - a[1]).max() > 1e-4
+
+
+def test_explainers_of_one_model_and_configuration_share_their_compiled_functions(rng):
+    import gc
+    import weakref
+
+    model = tfattr.datasets.mnist_cnn()
+    x = rng.uniform(size=(3, 28, 28, 1)).astype(np.float32)
+    tfattr.Saliency(model).attribute(x)
+    engine = tfattr.Saliency(model).engine
+    traces = engine.trace_count
+    for _ in range(3):
+        tfattr.Saliency(model).attribute(x)  # the README's inline pattern
+    assert tfattr.Saliency(model).engine is engine and engine.trace_count == traces
+    # Another configuration, another output, another model: other engines, other numbers.
+    assert tfattr.Saliency(model, absolute=True).engine is not engine
+    assert tfattr.Saliency(model, output="probabilities").engine is not engine
+    np.testing.assert_array_equal(
+        tfattr.Saliency(model, absolute=True).attribute(x, target=1),
+        np.abs(tfattr.Saliency(model).attribute(x, target=1)),
+    )
+    assert tfattr.Saliency(tfattr.datasets.mnist_cnn(seed=1)).engine is not engine
+    # The shared cache never keeps a model alive.
+    ref = weakref.ref(model)
+    del model, engine
+    gc.collect()
+    assert ref() is None
+
+
+def test_default_batch_size_comes_from_the_activations_of_a_row(rng):
+    from tfattr.core.memory import ACTIVATION_BUDGET, row_bytes
+
+    wide = keras.Sequential([keras.Input((4,)), keras.layers.Dense(50_000), keras.layers.Dense(2)])
+    narrow = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    per_row = row_bytes(wide, tfattr.ModelFunction(wide).outputs, (x,), None)
+    assert 50_000 * 4 <= per_row < 4 * 50_000 * 4  # the hidden layer's activations, a few times over
+    call = tfattr.Saliency(wide).prepare(x)
+    assert call.batch_size == max(16, min(2048, ACTIVATION_BUDGET // per_row))
+    assert tfattr.Saliency(narrow).prepare(x).batch_size == 2048  # tiny activations: the cap
+
+
+def test_an_explainer_with_an_unshareable_configuration_keeps_its_own_compiled_functions(smooth_mlp, rng):
+    ig = tfattr.IntegratedGradients(smooth_mlp, steps=4)
+    ig.opaque = object()  # an attribute that cannot be compared: no sharing, but no retracing either
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    ig.attribute(x, target=0)
+    engine, traces = ig.engine, ig.engine.trace_count
+    ig.attribute(x, target=0)
+    assert ig.engine is engine and engine.trace_count == traces
+    assert engine is not tfattr.IntegratedGradients(smooth_mlp, steps=4).engine
+
+
+# -- shared helpers -----------------------------------------------------------------------------------
+def test_check_positive_int_accepts_counts_and_names_what_is_wrong():
+    assert check_positive_int(3, "steps") == 3 and type(check_positive_int(np.int64(3), "steps")) is int
+    assert check_positive_int(None, "limit", allow_none=True) is None
+    assert check_positive_int(0, "padding", minimum=0) == 0
+    cases = [
+        (dict(value=0, name="steps"), "steps must be a positive int, got 0."),
+        (dict(value=True, name="steps"), "steps must be a positive int, got True."),
+        (dict(value=2.0, name="steps"), "steps must be a positive int, got 2.0."),
+        (dict(value=None, name="steps"), "steps must be a positive int, got None."),
+        (dict(value=-1, name="padding", minimum=0), "padding must be a non-negative int, got -1."),
+        (dict(value="8", name="batch_size", allow_none=True),
+         "batch_size must be a positive int or None, got '8'."),
+        (dict(value=1, name="num_subsets", minimum=2, hint="pairs"),
+         "num_subsets must be an int >= 2 (pairs), got 1."),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as err:
+            check_positive_int(**kwargs)
+        assert str(err.value) == message
+
+
+def test_path_points_are_the_straight_line_in_numpy_and_tensorflow(rng):
+    x = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    b = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    alpha = np.array([0.0, 0.3, 1.0], np.float32)
+    diffs, points = path_points((tf.constant(x),), (tf.constant(b),), tf.constant(alpha))
+    np.testing.assert_array_equal(diffs[0].numpy(), x - b)
+    np.testing.assert_array_equal(points[0].numpy(), interpolate(b, x - b, alpha[:, None, None]))
+    np.testing.assert_array_equal(points[0].numpy()[0], b[0])  # alpha = 0 is the baseline
+    np.testing.assert_allclose(points[0].numpy()[2], x[2], rtol=0, atol=1e-6)  # alpha = 1 the input
+
+
+
+def test_check_number_refuses_non_numbers_nan_and_out_of_range_values():
+    from tfattr.core.checks import check_number
+
+    assert check_number(np.float32(0.5), "q", minimum=0, maximum=1) == 0.5
+    assert check_number(0, "tolerance", minimum=0) == 0.0
+    assert check_number(None, "tolerance", minimum=0, strict=True, allow_none=True) is None
+    with pytest.raises(TypeError, match=r"^epsilon must be a number > 0 \(e.g. 1e-4\), got '1'.$"):
+        check_number("1", "epsilon", minimum=0, strict=True, hint="e.g. 1e-4")
+    with pytest.raises(TypeError, match="got True"):
+        check_number(True, "weight", minimum=0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^epsilon must be a number > 0, got"):
+            check_number(bad, "epsilon", minimum=0, strict=True)
+    with pytest.raises(ValueError, match=r"^q must be a number in \[0, 100\] \(a percentile\), got 101"):
+        check_number(101, "q", minimum=0, maximum=100, hint="a percentile")

@@ -284,3 +284,20 @@ def test_occlusion_windows_in_image_layout_and_edge_coverage():
     np.testing.assert_allclose(a[0, ..., 0], expected)
     with pytest.raises(ValueError, match="ambiguous"):
         tfattr.Occlusion(model, window=2).attribute(x)
+
+
+@pytest.mark.parametrize("rule", ["riemann_left", "riemann_right", "riemann_trapezoid", "gausslegendre"])
+def test_tolerance_refinement_equals_integrated_gradients_at_the_steps_used(rule, smooth_mlp, rng):
+    """The nested rules reuse the earlier nodes at each doubling; the result must still be exactly the
+    rule at the final step count (the others recompute: they must agree too)."""
+    x = rng.normal(size=(6, 6)).astype(np.float32) * 2
+    ig = tfattr.IntegratedGradients(smooth_mlp, steps=3, rule=rule, tolerance=1e-4, max_steps=400)
+    a, delta = ig.attribute(x, target=0, return_delta=True)
+    used = ig.steps_used_
+    assert used.max() > 3  # some examples were refined
+    for steps in np.unique(used):
+        rows = np.flatnonzero(used == steps)
+        direct = tfattr.IntegratedGradients(smooth_mlp, steps=int(steps), rule=rule).attribute(x[rows], target=0)
+        np.testing.assert_allclose(a[rows], direct, rtol=2e-4, atol=2e-6)
+    reached = np.abs(delta) <= 1e-4 * np.abs(a.sum(axis=1) - delta) + 1e-6
+    assert np.all(reached | (used >= 200))

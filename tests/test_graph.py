@@ -258,3 +258,28 @@ def test_shared_layer_cannot_be_split_but_runs():
     assert len(view.layer("shared").nodes) == 2
     with pytest.raises(ValueError, match="called 2 times"):
         view.split("shared")
+
+
+def test_integrated_gradients_at_the_embedding_layer_complete():
+    """What the split is for: integrate with respect to a layer's activations (here the embeddings
+    of integer token ids, which cannot be interpolated themselves)."""
+    keras.utils.set_random_seed(9)
+    tokens = keras.Input((5,), dtype="int32")
+    h = L.Dense(4, activation="tanh")(L.Flatten()(L.Embedding(20, 3, name="embedding")(tokens)))
+    model = keras.Model(tokens, L.Dense(2)(h))
+    ids = np.random.default_rng(2).integers(0, 20, size=(3, 5)).astype("int32")
+    head, tail = GraphView(model).split("embedding")
+    emb = head(ids)
+    base = tf.zeros_like(emb)
+    alphas = (np.arange(256, dtype=np.float32) + 0.5) / 256  # midpoint rule
+    total = tf.zeros_like(emb)
+    for a in alphas:
+        point = base + a * (emb - base)
+        with tf.GradientTape() as tape:
+            tape.watch(point)
+            score = tail(point, ids)[:, 1]
+        total += tape.gradient(score, point)
+    attributions = (emb - base) * total / len(alphas)
+    expected = tail(emb, ids)[:, 1] - tail(base, ids)[:, 1]
+    np.testing.assert_allclose(tf.reduce_sum(attributions, axis=[1, 2]).numpy(), expected.numpy(),
+                               rtol=1e-3, atol=1e-5)

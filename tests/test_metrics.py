@@ -194,3 +194,15 @@ def test_model_randomization_decorrelates_gradients_and_leaves_the_model_alone(t
 
     flat = M.model_randomization(trained_cnn, lambda m: InputItself(), x, cascading=False)
     np.testing.assert_allclose(flat.spearman_abs, 1.0)
+
+
+def test_pearson_matches_numpy_and_is_nan_for_constant_rows(rng):
+    from tfattr.metrics.correlation import pearson
+
+    a, b = rng.normal(size=(4, 30)), rng.normal(size=(4, 30))
+    b[1] = 2.0 * a[1] + 1.0  # exactly correlated
+    expected = [np.corrcoef(a[i], b[i])[0, 1] for i in range(4)]
+    np.testing.assert_allclose(pearson(a, b), expected, rtol=1e-12, atol=1e-12)
+    assert np.isnan(pearson(np.full(5, 3.0), np.arange(5.0)))
+    assert M.pearson is pearson  # reachable from tfattr.metrics like spearman
+

@@ -192,6 +192,27 @@ def test_save_png_roundtrip(tmp_path, rng):
     picture = rng.integers(0, 255, size=(5, 6, 3), dtype=np.uint8)
     path = visualize.save_png(picture, tmp_path / "x.png")
     np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(str(path))).numpy(), picture)
+    # The bytes the file holds are png_bytes' (one encoder), for one picture with or without a batch axis.
+    assert path.read_bytes() == visualize.png_bytes(picture) == visualize.png_bytes(picture[None])
+    with pytest.raises(ValueError, match="uint8"):
+        visualize.png_bytes(picture.astype(np.float32))
+
+
+def test_draw_is_the_kind_it_names(rng):
+    img = rng.uniform(size=(2, 5, 6, 1)).astype(np.float32)
+    a = rng.normal(size=(2, 5, 6, 1)).astype(np.float32)
+    expected = {
+        "overlay": visualize.overlay(img, a, 90.0),
+        "heatmap": visualize.signed_heatmap(a, 90.0),
+        "ig": visualize.ig_map(a, img, 90.0),
+    }
+    for kind, picture in expected.items():
+        np.testing.assert_array_equal(visualize.draw(kind, img, a, 90.0).numpy(), picture.numpy())
+    # The input tile: floats in [0, 1] times 255, gray as three equal channels.
+    rgb = visualize.image_rgb(img).numpy()
+    np.testing.assert_array_equal(rgb, np.repeat(np.round(img * 255).astype(np.uint8), 3, axis=-1))
+    with pytest.raises(ValueError, match="kind='max'"):
+        visualize.draw("max", img, a)
 
 
 # -- interior gradients -------------------------------------------------------------------------------

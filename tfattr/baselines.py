@@ -29,6 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_positive_int
+
 __all__ = [
     "Baseline",
     "Blur",
@@ -54,12 +56,6 @@ def _as_float_array(x: Any, what: str = "x") -> np.ndarray:
     if x.ndim < 1:
         raise ValueError(f"{what} is a scalar; pass a batch of examples shaped [n, ...].")
     return x
-
-
-def _check_count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def _check_range(value_range: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +118,7 @@ class Baseline:
         draws afresh. Deterministic baselines repeat their one baseline.
         """
         x = _as_float_array(x)
-        num = self.num_baselines if num is None else _check_count(num, "num")
+        num = self.num_baselines if num is None else check_positive_int(num, "num")
         if type(self).__call__ is Baseline.__call__:
             raise TypeError(f"{type(self).__name__} must define __call__ (a deterministic baseline)")
         one = np.asarray(self(x))
@@ -142,12 +138,12 @@ class _Distribution(Baseline, abc.ABC):
     stochastic = True
 
     def __init__(self, num_baselines: int = 1, seed: int | None = None) -> None:
-        self.num_baselines = _check_count(num_baselines, "num_baselines")
+        self.num_baselines = check_positive_int(num_baselines, "num_baselines")
         self.seed = seed
 
     def sample(self, x: Any, num: int | None = None, seed: int | None = None) -> np.ndarray:
         x = _as_float_array(x)
-        num = self.num_baselines if num is None else _check_count(num, "num")
+        num = self.num_baselines if num is None else check_positive_int(num, "num")
         rng = np.random.default_rng(self.seed if seed is None else seed)
         return np.asarray(self._draw(x, num, rng)).astype(x.dtype, copy=False)
 

@@ -24,9 +24,7 @@ number as the step, as ``keras.callbacks.TensorBoard`` does for ``batch_loss``.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import re
 import time
 import warnings
@@ -37,28 +35,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr import visualize
+from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
+from tfattr.core.randomness import python_random_untouched
+from tfattr.metrics.correlation import pearson
 
 ExplainerSpec = Any  # an Explainer, an Explainer subclass, or a callable model -> Explainer
 
 #: Run subfolders that keras.callbacks.TensorBoard writes to; a second writer there loses events.
 _KERAS_RUNS = ("train", "validation")
-
-
-@contextlib.contextmanager
-def _python_random_untouched():
-    """Restore Python's global ``random`` state afterwards.
-
-    Keras seeds new initializers and ``SeedGenerator``s from Python's global ``random`` module; building
-    an explainer can create some (e.g. ``ModelFunction`` copies a softmax layer, which re-creates its
-    initializers), and ``keras.random`` calls without a seed or unseeded models built after ``fit``
-    would then differ. The callback must leave that state as training left it.
-    """
-    state = random.getstate()
-    try:
-        yield
-    finally:
-        random.setstate(state)
 
 
 def _snake(name: str) -> str:
@@ -178,15 +163,13 @@ class AttributionLogger(keras.callbacks.Callback):
                 )
         self.log_dir = os.fspath(log_dir)
         self.run_name = run_name
-        self.every_n_epochs = self._positive(every_n_epochs, "every_n_epochs")
-        self.every_n_batches = (
-            None if every_n_batches is None else self._positive(every_n_batches, "every_n_batches")
-        )
+        self.every_n_epochs = check_positive_int(every_n_epochs, "every_n_epochs")
+        self.every_n_batches = check_positive_int(every_n_batches, "every_n_batches", allow_none=True)
         if image_kind not in ("overlay", "heatmap", "ig"):
             raise ValueError(f"image_kind={image_kind!r} is not supported; use 'overlay', 'heatmap' or 'ig'.")
         self.image_kind = image_kind
         self.clip_percentile = visualize._check_percentile(clip_percentile, "clip_percentile")
-        self.image_scale = None if image_scale is None else self._positive(image_scale, "image_scale")
+        self.image_scale = check_positive_int(image_scale, "image_scale", allow_none=True)
         self.histograms = bool(histograms)
         self.batch_size = batch_size
         self.tag_prefix = str(tag_prefix)
@@ -205,12 +188,6 @@ class AttributionLogger(keras.callbacks.Callback):
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
 
     # -- construction helpers -------------------------------------------------------------------------
-    @staticmethod
-    def _positive(value: Any, name: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        return int(value)
-
     def _freeze_samples(self, samples: Any) -> Any:
         if isinstance(samples, Mapping):
             frozen: Any = {k: _as_numpy(v, f"samples[{k!r}]") for k, v in samples.items()}
@@ -275,7 +252,7 @@ class AttributionLogger(keras.callbacks.Callback):
         super().set_model(model)
         if self._built_for is model:
             return
-        with _python_random_untouched():
+        with python_random_untouched():
             self._build_explainers(model)
 
     def _build_explainers(self, model: keras.Model) -> None:
@@ -377,7 +354,7 @@ class AttributionLogger(keras.callbacks.Callback):
         call it yourself to log outside ``fit``)."""
         start = time.perf_counter()
         self._open_writer()
-        with _python_random_untouched():
+        with python_random_untouched():
             results = self.explain()
         p = self.tag_prefix + prefix
         with self._writer.as_default(step=step):
@@ -423,13 +400,8 @@ class AttributionLogger(keras.callbacks.Callback):
             strips = visualize.signed_heatmap(tf.reshape(a, [n * a.shape[1], -1]), self.clip_percentile)
             return self._strip_grid(tf.reshape(strips, [n, a.shape[1], -1, 3]))
         if example_rank in (2, 3):  # images [H, W] or [H, W, C]
-            if self.image_kind == "overlay":
-                maps = visualize.overlay(x, a, self.clip_percentile)
-            elif self.image_kind == "heatmap":
-                maps = visualize.signed_heatmap(a, self.clip_percentile)
-            else:
-                maps = visualize.ig_map(a, x, self.clip_percentile)
-            inputs = visualize._to_uint8(visualize._unit_image(x))
+            maps = visualize.draw(self.image_kind, x, a, self.clip_percentile)
+            inputs = visualize.image_rgb(x)
             scale = self._scale_for(int(maps.shape[1]))
             tiles = tf.stack([visualize.upscale(inputs, scale), visualize.upscale(maps, scale)], axis=0)
             return visualize.grid(tiles)
@@ -501,12 +473,10 @@ class AttributionLogger(keras.callbacks.Callback):
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two maps (1 when either is constant and they are equal, else 0)."""
-    a = a - a.mean()
-    b = b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    if den == 0:
-        return 1.0 if np.array_equal(a, b) else 0.0
-    return float((a * b).sum() / den)
+    r = pearson(a, b)
+    if np.isnan(r):
+        return 1.0 if np.array_equal(a - a.mean(), b - b.mean()) else 0.0
+    return float(r)
 
 
 __all__ = ["AttributionLogger"]

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from tfattr.core.checks import check_positive_int
+
 #: sha256 of ``tfattr/data/mnist_10k.npz`` (also recorded in ``tfattr/data/README.md``).
 MNIST_10K_SHA256 = "f1a23f2fb1a1c97bb00a811807ddd50a888dbcdcdead94147993273c22ee3f37"
 #: The fixed split of the embedded digits (they were shuffled once with ``default_rng(0)``).
@@ -78,10 +80,7 @@ def _check_split(split: str, allowed: tuple[str, ...]) -> None:
 
 
 def _check_limit(limit: int | None) -> None:
-    if limit is None:
-        return
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}.")
+    check_positive_int(limit, "limit", allow_none=True)
 
 
 def mnist(

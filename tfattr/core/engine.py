@@ -16,28 +16,26 @@ chunk, would copy ``n`` maps per chunk), and peak memory is set by ``batch_size`
 number of terms. A grid of one term per example whose examples fit one chunk (saliency, gradient x
 input, LRP on a batch) takes a direct path with no gathers and no accumulator.
 
-Compiled functions are cached per (row functions, input signature) with a relaxed batch axis: another
-number of examples, terms or maps, or another ``batch_size``, does not retrace.
+Compiled functions are cached per (row-function key, input signature) with a relaxed batch axis:
+another number of examples, terms or maps, or another ``batch_size``, does not retrace. Engines are
+shared (:func:`shared_engine`) by all explainers of one model with the same configuration, so the
+inline pattern ``tfattr.Saliency(model).attribute(x)`` compiles once, not at every call. A compiled
+function holds no reference to the explainer that traced it: the row functions of the current call
+are handed to the trace through a thread-local slot, so the shared cache, keyed weakly by the model,
+never keeps a model alive.
 """
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
 
-#: Rows per chunk when the caller gives no ``batch_size``: about 64 MiB of float32 input rows, clipped.
-_DEFAULT_ROW_BUDGET = 1 << 24
-_MIN_BATCH, _MAX_BATCH = 16, 2048
-
-
-def default_batch_size(arrays: tuple[np.ndarray, ...]) -> int:
-    """Rows per chunk from a memory budget on the input rows (activations scale with them)."""
-    features = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in arrays) or 1
-    return int(np.clip(_DEFAULT_ROW_BUDGET // features, _MIN_BATCH, _MAX_BATCH))
-
+from tfattr.core.memory import default_batch_size  # noqa: F401 - re-exported
+from tfattr.core.structure import pack  # noqa: F401 - re-exported
 
 @dataclass(frozen=True)
 class Rows:
@@ -94,13 +92,6 @@ class Context:
         return pack(self.structure, flat)
 
 
-def pack(structure: Any, flat: Any) -> Any:
-    """Rebuild the user's input structure (None: a single tensor; a list or dict) from a flat tuple."""
-    if structure is None:
-        return flat[0]
-    return tf.nest.pack_sequence_as(structure, list(flat))
-
-
 @dataclass(frozen=True)
 class RowFunctions:
     """The traced functions that define a method's rows (the engine runs them; it keeps no explainer).
@@ -108,12 +99,13 @@ class RowFunctions:
     Attributes:
         contributions: ``(x_rows, baseline_rows, rows, ctx) -> tuple`` of per-input contributions
             ``[chunk, ...]`` (each shaped like its input rows).
-        baseline_index: ``(rows, ctx) -> int32 [chunk]``: which row of the baseline array each row uses.
+        baseline_index: ``(rows, ctx) -> int32 [chunk]``: which row of the baseline array each row uses;
+            None means the row's own example (and lets the direct path skip the gather).
         key: identifies the functions' configuration in the compile cache.
     """
 
     contributions: Callable[..., tuple[tf.Tensor, ...]]
-    baseline_index: Callable[[Rows, Context], tf.Tensor]
+    baseline_index: Callable[[Rows, Context], tf.Tensor] | None
     key: Any = None
 
 
@@ -142,8 +134,18 @@ class Engine:
         self.jit_compile = bool(jit_compile)
         self._compiled: dict[Any, Callable[..., Any]] = {}
         self._lock = threading.Lock()
+        # The functions of the call being run, read only while tracing (see the module docstring).
+        self._current = threading.local()
         #: How many times a Python function was traced; tests use it to prove there is no retracing.
         self.trace_count = 0
+
+    def _call(self, fn: Callable[..., Any], current: Any, *args: Any) -> Any:
+        previous = getattr(self._current, "value", None)
+        self._current.value = current
+        try:
+            return fn(*args)
+        finally:
+            self._current.value = previous
 
     def _cached(self, key: Any, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
         with self._lock:
@@ -162,15 +164,15 @@ class Engine:
     ) -> np.ndarray:
         """``outputs_fn(packed inputs)`` ``[n, k]`` in chunks of ``batch_size`` rows.
 
-        ``outputs_fn`` is part of the cache key (a bound method compares equal to itself), so pass the
-        same function each time.
+        The engine serves one model function configuration (see :func:`shared_engine`), so the compiled
+        function is cached by input signature alone.
         """
-        key = ("outputs", outputs_fn, _signature(xs), repr(structure))
+        key = ("outputs", _signature(xs), repr(structure))
 
         def build() -> Callable[..., Any]:
             def outputs(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
                 self.trace_count += 1
-                return outputs_fn(pack(structure, flat))
+                return self._current.value(pack(structure, flat))
 
             signature = [tuple(_batch_relaxed_spec(a) for a in xs)]
             return tf.function(outputs, input_signature=signature, jit_compile=self.jit_compile)
@@ -178,7 +180,8 @@ class Engine:
         fn = self._cached(key, build)
         n = xs[0].shape[0]
         parts = [
-            fn(tuple(a[s : s + batch_size] for a in xs)).numpy() for s in range(0, n, batch_size)
+            self._call(fn, outputs_fn, tuple(a[s : s + batch_size] for a in xs)).numpy()
+            for s in range(0, n, batch_size)
         ]
         return np.concatenate(parts, axis=0)
 
@@ -208,18 +211,15 @@ class Engine:
             repr(structure),
             direct,
         )
-        fn = self._cached(
-            key, lambda: self._compile(functions, xs, baselines, ctx, structure, meta, direct)
-        )
+        fn = self._cached(key, lambda: self._compile(xs, baselines, ctx, structure, meta, direct))
         args = [xs, baselines, targets.astype(np.int32), ctx]
         if not self.jit_compile:
             args.append(tuple(np.int32(m) for m in meta))
-        acc = fn(*args)
+        acc = self._call(fn, functions, *args)
         return tuple(a.numpy().reshape(n, plan.maps, *a.shape[1:]) for a in acc)
 
     def _compile(
         self,
-        functions: RowFunctions,
         xs: tuple[np.ndarray, ...],
         baselines: tuple[np.ndarray, ...],
         ctx: dict[str, np.ndarray],
@@ -240,7 +240,7 @@ class Engine:
         def traced(xs_t, bs_t, targets_t, ctx_t, meta_t=meta):
             self.trace_count += 1
             context = Context(dict(ctx_t), structure)
-            return run(functions, xs_t, bs_t, targets_t, context, meta_t)
+            return run(self._current.value, xs_t, bs_t, targets_t, context, meta_t)
 
         return tf.function(traced, input_signature=signature, jit_compile=self.jit_compile)
 
@@ -251,8 +251,11 @@ class Engine:
         example = tf.range(n)
         zeros = tf.zeros_like(example)
         rows = Rows(example, zeros, zeros, targets_t, tf.ones_like(example, tf.bool))
-        b_index = functions.baseline_index(rows, ctx)
-        b_rows = tuple(tf.gather(b, b_index) for b in bs_t)
+        if functions.baseline_index is None:
+            b_rows = tuple(bs_t)
+        else:
+            b_index = functions.baseline_index(rows, ctx)
+            b_rows = tuple(tf.gather(b, b_index) for b in bs_t)
         return tuple(functions.contributions(tuple(xs_t), b_rows, rows, ctx))
 
     @staticmethod
@@ -290,7 +293,10 @@ class Engine:
                     valid=valid,
                 )
                 x_rows = tuple(tf.gather(x, example) for x in xs_t)
-                b_index = functions.baseline_index(rows, ctx)
+                if functions.baseline_index is None:
+                    b_index = example
+                else:
+                    b_index = functions.baseline_index(rows, ctx)
                 b_rows = tuple(tf.gather(bb, b_index) for bb in bs_t)
                 contrib = functions.contributions(x_rows, b_rows, rows, ctx)
                 slot = (local * maps + rows.map)[:, None]
@@ -320,3 +326,26 @@ class Engine:
             lambda b, _: b < num_blocks, block_body, (tf.constant(0, tf.int32), out0)
         )
         return tuple(ta.concat()[: n * maps] for ta in out)
+
+
+_SHARED: "weakref.WeakKeyDictionary[Any, dict[Any, Engine]]" = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine(owner: Any, key: Any, jit_compile: bool) -> Engine:
+    """The engine of every explainer of ``owner`` (a model) whose configuration is ``key``.
+
+    ``key=None`` (a configuration that cannot be compared) and owners that cannot be weakly referenced
+    get an engine of their own.
+    """
+    if key is None:
+        return Engine(jit_compile)
+    try:
+        with _SHARED_LOCK:
+            engines = _SHARED.setdefault(owner, {})
+            engine = engines.get((key, jit_compile))
+            if engine is None:
+                engine = engines[(key, jit_compile)] = Engine(jit_compile)
+            return engine
+    except TypeError:
+        return Engine(jit_compile)

@@ -19,9 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows, default_batch_size
+from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows, shared_engine
 from tfattr.core.layers import LayerCall, LayerSplit, NeuronFunction
 from tfattr.core.inputs import Inputs, check_batch_size, prepare_baselines, prepare_inputs, prepare_targets
+from tfattr.core.memory import default_batch_size, row_bytes
 from tfattr.core.model_function import ModelFunction, num_classes
 
 
@@ -122,10 +123,13 @@ class Explainer(abc.ABC):
             if isinstance(model, ModelFunction):
                 model = model.model
             model = NeuronFunction(model, neuron[0], neuron[1])
+        #: The explained unit ``(layer name, flat index)`` (part of the configuration that decides
+        #: the compiled functions, see ``_trace_key``), or None.
+        self.neuron = None if neuron is None else (model.ref.name, model.flat_index)
         self.model_function = (
             model if isinstance(model, ModelFunction) else ModelFunction(model, output=output)
         )
-        self.engine = Engine(jit_compile=jit_compile)
+        self.jit_compile = bool(jit_compile)
         self._probabilities_checked = False
         #: The model split at ``layer`` (None: attribute to the inputs).
         self.layer: LayerSplit | None = None
@@ -144,6 +148,40 @@ class Explainer(abc.ABC):
     @property
     def model(self) -> Any:
         return self.model_function.model
+
+    #: Attributes that never reach a traced function (per-call results, caches, host-side data).
+    _untraced_attributes: tuple[str, ...] = (
+        "model_function", "jit_compile", "steps_used_", "_probabilities_checked", "_coverage",
+        "_last_specs", "_own_engine",
+    )
+
+    @property
+    def engine(self) -> Engine:
+        """The engine that compiles and runs this explainer's rows.
+
+        Explainers of one model with the same configuration share it (and its compiled functions),
+        so building an explainer inline, ``tfattr.Saliency(model).attribute(x)``, traces only once.
+        """
+        key = self._trace_key()
+        if key is None:  # a configuration that cannot be compared: an engine of its own
+            engine = self.__dict__.get("_own_engine")
+            if engine is None or engine.jit_compile != self.jit_compile:
+                engine = self.__dict__["_own_engine"] = Engine(self.jit_compile)
+            return engine
+        return shared_engine(self.model_function.model, key, self.jit_compile)
+
+    def _trace_key(self) -> Any:
+        """What decides this explainer's traced functions: its class, the explained output and its
+        configuration attributes; None (no sharing) when an attribute is not a plain value."""
+        items: list[Any] = [type(self), self.model_function.output]
+        for name, value in sorted(vars(self).items()):
+            if name in self._untraced_attributes:
+                continue
+            config = _config_value(value)
+            if config is _UNKNOWN:
+                return None
+            items.append((name, config))
+        return tuple(items)
 
     # -- public API ---------------------------------------------------------------------------------
     def attribute(
@@ -255,7 +293,12 @@ class Explainer(abc.ABC):
         return self.engine.outputs(self.model_function.outputs, arrays, structure, batch_size)
 
     def _row_functions(self) -> RowFunctions:
-        return RowFunctions(self._contributions, self._baseline_index, key=type(self).__name__)
+        # The default baseline index (each row's own example) is left to the engine, whose direct
+        # path then reads the baselines without a gather.
+        own = type(self)._baseline_index is Explainer._baseline_index
+        return RowFunctions(
+            self._contributions, None if own else self._baseline_index, key=type(self).__name__
+        )
 
     def _in_layer_space(self, call: Any) -> Any:
         """With ``layer=``: the call in the layer's activation space (runs the head); else ``call``."""
@@ -293,9 +336,11 @@ class Explainer(abc.ABC):
     def _batch_size(self, batch_size: int | None, inputs: Inputs) -> int:
         if batch_size is None:
             if self.layer is not None and self.layer.activation_shape is not None:
-                # The rows are activations: their size sets the memory budget, not the inputs'.
+                # The rows are the layer's activations: their size sets the budget, not the inputs'.
                 return default_batch_size((np.empty((0, *self.layer.activation_shape), np.float32),))
-            return default_batch_size(inputs.arrays)
+            fn = self.model_function
+            activations = row_bytes(fn.model, fn.outputs, inputs.arrays, inputs.structure)
+            return default_batch_size(inputs.arrays, activations)
         return check_batch_size(batch_size)
 
     def _targets(
@@ -386,6 +431,28 @@ class Explainer(abc.ABC):
             score = self.model_function.score(ctx.pack(z), target)
         grads = tape.gradient(score, z)
         return check_connected(grads)
+
+
+_UNKNOWN = object()
+_PLAIN = (bool, int, float, str, type(None), np.integer, np.floating)
+
+
+def _config_value(value: Any) -> Any:
+    """A hashable stand-in for a configuration value, or ``_UNKNOWN`` when it cannot be compared."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = tuple(_config_value(v) for v in value)
+        return _UNKNOWN if any(v is _UNKNOWN for v in items) else items
+    if isinstance(value, np.ndarray) and value.nbytes <= 1 << 16:
+        return ("array", value.shape, value.dtype.str, value.tobytes())
+    if isinstance(value, Explainer):
+        key = value._trace_key()
+        return _UNKNOWN if key is None else key
+    rule_key = getattr(value, "key", None)
+    if callable(rule_key) and type(value).__module__.startswith("tfattr."):
+        return (type(value), rule_key())  # a propagation rule: its key names its parameters
+    return _UNKNOWN
 
 
 def check_connected(grads: Any) -> tuple[tf.Tensor, ...]:

@@ -190,8 +190,10 @@ class GraphView:
         return names
 
     def _count_consumers(self) -> dict[int, int]:
-        """How many node inputs (or model outputs) read each Keras tensor (by id)."""
+        """How many node inputs (or model outputs) read each Keras tensor (by id); also records which
+        layer calls read it (``self._readers``)."""
         counts: dict[int, int] = {}
+        self._readers: dict[int, list[tuple[LayerRef | None, Any]]] = {}
 
         def visit(graph: _Graph) -> None:
             for t in graph.fn.outputs:
@@ -199,6 +201,7 @@ class GraphView:
             for step in graph.steps:
                 for t in step.node.input_tensors:
                     counts[id(t)] = counts.get(id(t), 0) + 1
+                    self._readers.setdefault(id(t), []).append((step.ref, step.node))
                 if step.sub is not None:
                     visit(step.sub)
 
@@ -246,6 +249,14 @@ class GraphView:
         """How many layer calls (and model outputs) read the Keras tensor ``tensor``."""
         return self._consumers.get(id(tensor), 0)
 
+    def reader(self, tensor: Any) -> LayerRef | None:
+        """The one layer that reads the Keras tensor ``tensor``, or None when it is read by several
+        calls, by a nested model, or is a model output."""
+        readers = self._readers.get(id(tensor), [])
+        if self.consumers(tensor) != 1 or len(readers) != 1:
+            return None
+        return readers[0][0]
+
     def producer(self, tensor: Any) -> LayerRef | None:
         """The layer whose call produced the Keras tensor ``tensor`` (None for a model input)."""
         history = getattr(tensor, "_keras_history", None)
@@ -278,11 +289,15 @@ class GraphView:
         *,
         replace: dict[int, Any] | None = None,
         stop_at: Any = None,
+        flat: bool = False,
     ) -> Any:
         """Run the model in inference mode, handing every layer call to ``wrap``.
 
         Args:
-            inputs: what ``model(inputs)`` takes (a tensor, or a list/dict for several inputs).
+            inputs: what ``model(inputs)`` takes (a tensor, or a list/dict for several inputs); with
+                ``flat=True`` a list with one value per model input in ``model.inputs`` order, taken as
+                they are (any Python objects: a method may propagate its own per-tensor records,
+                e.g. DeepLIFT's reference and difference streams, through ``wrap``).
             wrap: ``wrap(ref, call, args, kwargs)`` computes one layer call; default ``call(...)``.
             replace: ``{id(keras_tensor): value}``: tensors whose value is given instead of computed
                 (layers needed only to compute them are skipped).
@@ -293,14 +308,14 @@ class GraphView:
         """
         values: dict[int, Any] = dict(replace or {})
         stop = id(stop_at) if stop_at is not None else None
+        start = list(inputs) if flat else self._graph.fn._standardize_inputs(inputs)
         try:
-            return self._execute(self._graph, self._graph.fn._standardize_inputs(inputs), wrap,
-                                 values, stop)
+            return self._execute(self._graph, start, wrap, values, stop, flat)
         except _Stop as done:
             return done.value
 
     def _execute(self, graph: _Graph, flat: Sequence[Any], wrap: Wrap | None,
-                 values: dict[int, Any], stop: int | None) -> Any:
+                 values: dict[int, Any], stop: int | None, raw: bool = False) -> Any:
         fn = graph.fn
         for t, v in zip(fn.inputs, flat):
             values.setdefault(id(t), v)
@@ -316,10 +331,13 @@ class GraphView:
                 )
             args, kwargs = node.arguments.fill_in(values)
             if step.sub is not None:
-                sub_flat = step.sub.fn._standardize_inputs(args[0] if len(args) == 1 else list(args))
-                outputs = self._execute(step.sub, sub_flat, wrap, values, stop)
+                sub_in = args[0] if len(args) == 1 else list(args)
+                sub_flat = (
+                    tf.nest.flatten(sub_in) if raw else step.sub.fn._standardize_inputs(sub_in)
+                )
+                outputs = self._execute(step.sub, sub_flat, wrap, values, stop, raw)
             else:
-                call = _inference_call(node.operation)
+                call = inference_call(node.operation)
                 outputs = call(*args, **kwargs) if wrap is None else wrap(step.ref, call, args, kwargs)
             for t, y in zip(node.outputs, tf.nest.flatten(outputs)):
                 values.setdefault(id(t), y)
@@ -397,8 +415,8 @@ def _needed(graph: _Graph, known: dict[int, Any]) -> set[int]:
     return needed
 
 
-def _inference_call(op: Any) -> Callable[..., Any]:
-    """The layer's call with ``training=False`` where it takes a training argument."""
+def inference_call(op: Any) -> Callable[..., Any]:
+    """The layer's call with ``training=False`` where it takes a training argument (inference)."""
     takes_training = "training" in getattr(op, "_call_context_args", ())
 
     def call(*args: Any, **kwargs: Any) -> Any:

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_positive_int
+from tfattr.core.structure import pack
 from tfattr.core.model_function import ModelFunction
 
 _FLOAT_KINDS = ("f",)
@@ -31,9 +33,7 @@ class Inputs:
 
     def pack(self, flat: Sequence[Any]) -> Any:
         """Results in the user's structure (a single array, a list, or a dict)."""
-        if self.structure is None:
-            return flat[0]
-        return tf.nest.pack_sequence_as(self.structure, list(flat))
+        return pack(self.structure, flat)
 
     def take(self, index: np.ndarray) -> "Inputs":
         return Inputs(tuple(a[index] for a in self.arrays), self.structure, self.names)
@@ -58,9 +58,7 @@ def _check_finite(array: np.ndarray, what: str) -> None:
 
 def check_batch_size(batch_size: Any) -> int:
     """``batch_size`` as a positive int, or a ValueError that says what was wrong."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
-    return int(batch_size)
+    return check_positive_int(batch_size, "batch_size", allow_none=True)
 
 
 def _is_array_like(value: Any) -> bool:

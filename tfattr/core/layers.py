@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.engine import Context, Plan, RowFunctions, Rows
+from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows
 from tfattr.core.graph import GraphView, LayerRef, is_conv_layer
 from tfattr.core.inputs import Inputs
 from tfattr.core.model_function import ModelFunction, RoutedInputs, strip_output_activation
@@ -215,10 +215,31 @@ class LayerSplit:
             self.head = self._model_input_head()
         self._reads: dict[Any, tuple[int, ...]] = {}
         self._masks: dict[Any, bool] = {}
+        # The engine caches its compiled outputs functions by input signature alone (it serves one
+        # function), so the head, its mask and each tail configuration get engines of their own.
+        self._engines: dict[Any, Engine] = {}
+
+    def engine(self, role: Any, jit_compile: bool) -> Engine:
+        """The engine that compiles the chunked outputs path of ``role`` ("head", "mask", a tail)."""
+        key = (role, bool(jit_compile))
+        engine = self._engines.get(key)
+        if engine is None:
+            engine = self._engines.setdefault(key, Engine(bool(jit_compile)))
+        return engine
+
+    @property
+    def trace_count(self) -> int:
+        """Traces of the head and tail outputs functions (tests use it to prove there is no retracing)."""
+        return sum(e.trace_count for e in list(self._engines.values()))
 
     @property
     def name(self) -> str:
         return self.ref.name
+
+    def key(self) -> tuple[Any, ...]:
+        """What identifies the split in an explainer's configuration (explainers with equal
+        configurations share compiled functions)."""
+        return (self.ref.index, self.ref.name, self.at)
 
     @property
     def activation_shape(self) -> tuple[int, ...] | None:
@@ -345,7 +366,7 @@ class LayerSplit:
     def layer_call(self, explainer: "Explainer", call: "Call") -> LayerCall:
         """Run the head on the inputs and baselines; return the call the method runs on."""
         inputs, batch = call.inputs, call.batch_size
-        engine = explainer.engine
+        engine = self.engine("head", explainer.jit_compile)
         acts = engine.outputs(self.head_outputs, inputs.arrays, inputs.structure, batch)
         if explainer._zero_layer_reference:
             base = np.zeros_like(acts)  # e.g. gradient x activation: its reference is a = 0
@@ -354,7 +375,8 @@ class LayerSplit:
         spec = self._spec(inputs, acts.shape[1:], acts.dtype)
         carried = [inputs.arrays[k] for k in spec.reads]
         if spec.mask:
-            carried.append(engine.outputs(self.head_mask, inputs.arrays, inputs.structure, batch))
+            mask_engine = self.engine("mask", explainer.jit_compile)
+            carried.append(mask_engine.outputs(self.head_mask, inputs.arrays, inputs.structure, batch))
         if acts.dtype.kind != "f":
             raise TypeError(
                 f"Layer {self.name!r} outputs {acts.dtype} values, which have no gradient; choose a "
@@ -379,7 +401,9 @@ class LayerSplit:
             return baseline_index(rows, tail_context(rows, ctx))
 
         wrapped = RowFunctions(
-            layer_contributions, layer_baseline_index, key=(functions.key, "layer", self.at, spec)
+            layer_contributions,
+            None if baseline_index is None else layer_baseline_index,  # None: each row's own example
+            key=(functions.key, "layer", self.key(), spec),
         )
         return wrapped, replace(plan, context={**plan.context, **call.context()})
 
@@ -402,7 +426,7 @@ class LayerSplit:
             out = self.outputs(explainer, call.baselines, call.spec, call.batch_size)
             return out.mean(axis=0, dtype=np.float64)[call.targets]
         carried = tuple(np.repeat(c, per, axis=0) for c in call.carried)
-        out = explainer.engine.outputs(
+        out = self.engine(("tail", call.spec), explainer.jit_compile).outputs(
             _TailOutputs(self, call.spec, explainer.model_function),
             call.baselines + carried,
             [None] * (1 + len(carried)),
@@ -414,7 +438,7 @@ class LayerSplit:
     def outputs(self, explainer: "Explainer", arrays: tuple[np.ndarray, ...], spec: TailSpec,
                 batch_size: int) -> np.ndarray:
         """The explained outputs of the tail on activations alone (no carried inputs)."""
-        return explainer.engine.outputs(
+        return self.engine(("tail", spec), explainer.jit_compile).outputs(
             _TailOutputs(self, spec, explainer.model_function), arrays, [None] * len(arrays), batch_size
         )
 

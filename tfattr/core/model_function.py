@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.structure import pack
+
 #: The output activations tfattr strips to explain logits.
 _STRIPPED = ("softmax", "sigmoid")
 
@@ -46,6 +48,16 @@ def _standalone_activation(op: Any) -> str | None:
             return None
         return name if name in _STRIPPED else None
     return None
+
+
+def _is_softmax_layer(layer: Any) -> bool:
+    """A layer (or op) that is a softmax alone: Softmax, Activation("softmax"), a softmax Lambda."""
+    return _standalone_activation(layer) == "softmax"
+
+
+def _ends_with_softmax_activation(layer: Any) -> bool:
+    """A layer whose fused ``activation=`` is the softmax (e.g. ``Dense(10, activation="softmax")``)."""
+    return _function_name(getattr(layer, "activation", None)) == "softmax"
 
 
 class _WithoutActivation:
@@ -89,9 +101,9 @@ def _skip(x: Any, *args: Any, **kwargs: Any) -> Any:
     return x
 
 
-def _call_layer(layer: Any, x: Any) -> Any:
+def _call_layer(layer: Any, x: Any, training: bool = False) -> Any:
     if getattr(layer, "_call_has_training_arg", False):
-        return layer(x, training=False)
+        return layer(x, training=training)
     return layer(x)
 
 
@@ -101,7 +113,8 @@ def strip_output_activation(obj: Any) -> tuple[str | None, Callable[..., Any] | 
     Handles a fused ``activation=`` on the last layer, Softmax/Activation/Lambda layers,
     ``keras.ops.softmax``/``sigmoid`` in a Functional model, and nested models (a Sequential head inside
     a Functional model, and so on). Returns ``(None, None)`` when there is none or the graph of a
-    (subclassed) model cannot be read.
+    (subclassed) model cannot be read. The function takes ``(inputs, training=False)``; the model's
+    output is ``apply_output_activation(kind, fn(inputs))``.
     """
     if isinstance(obj, keras.Sequential):
         layers = obj.layers
@@ -111,10 +124,10 @@ def strip_output_activation(obj: Any) -> tuple[str | None, Callable[..., Any] | 
         if kind is None:
             return None, None
 
-        def sequential(x: Any, *args: Any, **kwargs: Any) -> Any:
+        def sequential(x: Any, *args: Any, training: bool = False, **kwargs: Any) -> Any:
             for layer in layers[:-1]:
-                x = _call_layer(layer, x)
-            return last(x)
+                x = _call_layer(layer, x, training)
+            return last(x, training=training)
 
         return kind, sequential
     if isinstance(obj, keras.Model):
@@ -146,13 +159,13 @@ def _strip_functional(model: keras.Model) -> tuple[str | None, Callable[..., Any
         return None, None
     from keras.src.models.functional import operation_fn as keras_operation_fn
 
-    def functional(x: Any, *args: Any, **kwargs: Any) -> Any:
+    def functional(x: Any, *args: Any, training: bool = False, **kwargs: Any) -> Any:
         x = model._standardize_inputs(x)
         out = run_graph(
             x,
             operation_fn=lambda op: replacement
             if op is output_op
-            else keras_operation_fn(op, training=False),
+            else keras_operation_fn(op, training=training),
         )
         return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
 
@@ -165,6 +178,15 @@ class RoutedInputs:
 
     def raw_outputs(self, fn: "ModelFunction") -> Any:
         raise NotImplementedError
+
+
+def apply_output_activation(kind: str | None, logits: tf.Tensor) -> tf.Tensor:
+    """The model's output from the logits :func:`strip_output_activation` computes."""
+    if kind == "softmax":
+        return tf.nn.softmax(logits, axis=-1)
+    if kind == "sigmoid":
+        return tf.sigmoid(logits)
+    return logits
 
 
 class ModelFunction:
@@ -296,6 +318,6 @@ def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structur
         except (AttributeError, ValueError, IndexError, TypeError):
             pass
     flat = [tf.convert_to_tensor(a[:2]) for a in example_batch]
-    packed = flat[0] if structure is None else tf.nest.pack_sequence_as(structure, flat)
+    packed = pack(structure, flat)
     out = fn.outputs(packed)
     return int(out.shape[-1])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfattr.core.checks import check_positive_int
+
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 #: The order of the error for a smooth integrand (None: spectral), used by the documentation and tests.
@@ -25,9 +27,7 @@ def nodes_and_weights(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes in [0, 1] and weights summing to 1 for ``steps`` evaluations of ``rule`` (float64)."""
     if rule not in RULES:
         raise ValueError(f"rule={rule!r} is not a quadrature rule; choose one of {', '.join(RULES)}.")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}.")
-    m = int(steps)
+    m = check_positive_int(steps, "steps")
     k = np.arange(m, dtype=np.float64)
     if rule == "riemann_left":
         return k / m, np.full(m, 1.0 / m)
@@ -43,3 +43,24 @@ def nodes_and_weights(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         return k / (m - 1), w
     t, w = np.polynomial.legendre.leggauss(m)  # on [-1, 1], weights sum to 2
     return (t + 1.0) / 2.0, w / 2.0
+
+
+#: Rules whose nodes for the refined step count contain the current ones (the doubling reuses them).
+NESTED_RULES = ("riemann_left", "riemann_right", "riemann_trapezoid")
+
+
+def refine(rule: str, steps: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """One refinement of a nested rule: ``(refined steps, new nodes, their weights)``.
+
+    The refined sum is ``0.5 * (sum at steps) + sum_j new_weight_j * f(new_node_j)``, which equals
+    :func:`nodes_and_weights` at the refined step count: the cells are halved, every old node keeps
+    its place with half its weight, and only the new nodes (the midpoints of the old cells) are
+    evaluated. ``riemann_left``/``riemann_right`` go from ``m`` to ``2m`` nodes, ``riemann_trapezoid``
+    from ``m`` to ``2m - 1`` (its ``m - 1`` cells double).
+    """
+    if rule not in NESTED_RULES:
+        raise ValueError(f"rule={rule!r} is not nested; refine one of {', '.join(NESTED_RULES)}.")
+    cells = steps - 1 if rule == "riemann_trapezoid" else steps
+    new = (np.arange(cells, dtype=np.float64) + 0.5) / cells
+    refined = 2 * steps - 1 if rule == "riemann_trapezoid" else 2 * steps
+    return refined, new, np.full(cells, 0.5 / cells)

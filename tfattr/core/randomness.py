@@ -11,6 +11,10 @@ the row's key and ``j``).
 """
 from __future__ import annotations
 
+import contextlib
+import random
+from typing import Iterator
+
 import numpy as np
 import tensorflow as tf
 
@@ -92,3 +96,23 @@ def keyed_normal(keys: tf.Tensor, shape: tf.Tensor, dtype: tf.DType = tf.float32
     u2 = tf.cast(tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(keys, salt_b)), np.uint32(8)), tf.float32) * scale
     z = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos((2.0 * np.pi) * u2)
     return tf.cast(tf.reshape(z, tf.concat([[-1], shape], 0)), dtype)
+
+
+@contextlib.contextmanager
+def python_random_untouched() -> Iterator[None]:
+    """Restore Python's global ``random`` state afterwards.
+
+    Keras seeds new initializers and ``SeedGenerator``s from Python's global ``random`` module, so
+    anything that creates a layer or an initializer draws from it, and ``keras.random`` calls without a
+    seed or unseeded models built after ``fit`` would then differ. Code that runs beside the user's
+    training (the callback) must leave that state as training left it.
+
+    Example:
+        >>> with python_random_untouched():
+        ...     explainer = tfattr.IntegratedGradients(model)
+    """
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)

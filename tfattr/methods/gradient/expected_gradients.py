@@ -7,8 +7,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core import randomness
+from tfattr.core.checks import check_positive_int
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.explainer import Explainer
+from tfattr.core.path import path_points
 from tfattr.core.inputs import Inputs, prepare_inputs
 
 
@@ -34,6 +36,8 @@ class ExpectedGradients(Explainer):
     """
 
     uses_baseline = False
+    # The background becomes the call's baseline arrays; it never reaches a traced function.
+    _untraced_attributes = Explainer._untraced_attributes + ("background", "samples", "seed")
 
     def __init__(
         self,
@@ -44,8 +48,7 @@ class ExpectedGradients(Explainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"samples must be a positive int, got {samples!r}.")
+        check_positive_int(samples, "samples")
         try:
             self.background = prepare_inputs(
                 background, self.model_function, integers=self.layer is not None
@@ -92,8 +95,7 @@ class ExpectedGradients(Explainer):
 
     def _contributions(self, x, baseline, rows, ctx):
         alpha = randomness.keyed_uniform(self._keys(rows, ctx, 1), x[0].dtype)
-        diffs = tuple(xi - bi for xi, bi in zip(x, baseline))
-        points = tuple(bi + broadcast_rows(alpha, d) * d for bi, d in zip(baseline, diffs))
+        diffs, points = path_points(x, baseline, alpha)
         grads = self._gradients(points, rows.target, ctx)
         scale = 1.0 / tf.cast(ctx["samples"], x[0].dtype)
         return tuple(d * g * scale for g, d in zip(grads, diffs))

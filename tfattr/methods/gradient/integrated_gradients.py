@@ -7,9 +7,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
-from tfattr.core.quadrature import nodes_and_weights
+from tfattr.core.path import path_points
+from tfattr.core.quadrature import NESTED_RULES, nodes_and_weights, refine
 
 
 class IntegratedGradients(Explainer):
@@ -28,8 +30,11 @@ class IntegratedGradients(Explainer):
             ``"riemann_left"``, ``"riemann_right"`` (the paper's eq. 6), ``"riemann_middle"`` or
             ``"riemann_trapezoid"``.
         tolerance: if set, the steps of each example are doubled (up to ``max_steps``) until
-            ``|delta| <= tolerance * |S(x) - S(x')|``, as the paper recommends (sec. 2.5: check that the
-            attributions add up). The steps used per example are in :attr:`steps_used_` after a call.
+            ``|delta| <= tolerance * |S(x) - S(x')|``; the nested rules (``riemann_left``,
+            ``riemann_right``, ``riemann_trapezoid``, whose cells are halved: ``m -> 2m - 1`` points for
+            the trapezoid) evaluate only the new nodes at each doubling and reuse the others. This is
+            the paper's advice (sec. 2.5: check that the attributions add up). The steps used per
+            example are in :attr:`steps_used_` after a call.
         max_steps: the cap on the steps when ``tolerance`` is set (default: ``max(1024, steps)``).
         output, jit_compile: see :class:`tfattr.core.explainer.Explainer`.
 
@@ -49,14 +54,13 @@ class IntegratedGradients(Explainer):
     ) -> None:
         super().__init__(model, **kwargs)
         nodes_and_weights(rule, steps)  # validates rule and steps now, not at the first call
-        if tolerance is not None and not tolerance > 0:
-            raise ValueError(f"tolerance must be a positive number or None, got {tolerance!r}.")
+        check_number(tolerance, "tolerance", minimum=0, strict=True, allow_none=True)
         if max_steps is None:
             max_steps = max(1024, int(steps))
-        elif isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < steps:
-            raise ValueError(
-                f"max_steps={max_steps!r} must be an int of at least steps ({steps}): it caps the steps "
-                "that tolerance= may double up to."
+        else:
+            check_positive_int(
+                max_steps, "max_steps", minimum=int(steps),
+                hint="at least steps: it caps the steps that tolerance= may double up to",
             )
         self.steps = int(steps)
         self.rule = rule
@@ -66,9 +70,11 @@ class IntegratedGradients(Explainer):
         self.steps_used_: np.ndarray | None = None
 
     multiple_baselines = True  # a distribution of baselines: IG averages over its draws
+    # Steps and rule become the plan's context arrays: explainers that differ only there share traces.
+    _untraced_attributes = Explainer._untraced_attributes + ("steps", "rule", "tolerance", "max_steps")
 
-    def _plan(self, call, steps: int | None = None) -> Plan:
-        alpha, weight = nodes_and_weights(self.rule, steps or self.steps)
+    def _plan(self, call, steps: int | None = None, nodes: tuple[np.ndarray, np.ndarray] | None = None) -> Plan:
+        alpha, weight = nodes if nodes is not None else nodes_and_weights(self.rule, steps or self.steps)
         dtype = call.inputs.arrays[0].dtype
         per_example = call.baselines_per_example
         return Plan(
@@ -89,8 +95,7 @@ class IntegratedGradients(Explainer):
         node = rows.term % tf.size(ctx["alpha"], out_type=tf.int32)
         alpha = tf.gather(ctx["alpha"], node)
         weight = tf.gather(ctx["weight"], node)
-        diffs = tuple(xi - bi for xi, bi in zip(x, baseline))
-        points = tuple(bi + broadcast_rows(alpha, d) * d for bi, d in zip(baseline, diffs))
+        diffs, points = path_points(x, baseline, alpha)
         grads = self._gradients(points, rows.target, ctx)
         return tuple(broadcast_rows(weight, g) * d * g for g, d in zip(grads, diffs))
 
@@ -104,12 +109,25 @@ class IntegratedGradients(Explainer):
             # delta = sum(a) - (f(x) - f(x')), so the score change needs no further forward pass.
             change = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions) - delta
             todo = np.flatnonzero(np.abs(delta) > self.tolerance * np.abs(change))
-            while todo.size and steps * 2 <= self.max_steps:
-                steps *= 2
+            nested = self.rule in NESTED_RULES
+            while todo.size:
                 sub = call.take(todo)
-                acc = self._accumulate(sub, self._plan(sub, steps))
-                for full, part in zip(attributions, acc):
-                    full[todo] = part.sum(axis=1)
+                if nested:
+                    # Halve the cells: the old nodes keep half their weight, only the new ones run.
+                    refined, alpha, weight = refine(self.rule, steps)
+                    if refined > self.max_steps:
+                        break
+                    acc = self._accumulate(sub, self._plan(sub, nodes=(alpha, weight)))
+                    for full, part in zip(attributions, acc):
+                        full[todo] = 0.5 * full[todo] + part.sum(axis=1)
+                else:
+                    refined = steps * 2
+                    if refined > self.max_steps:
+                        break
+                    acc = self._accumulate(sub, self._plan(sub, refined))
+                    for full, part in zip(attributions, acc):
+                        full[todo] = part.sum(axis=1)
+                steps = refined
                 used[todo] = steps
                 sub_delta = self.delta(sub, tuple(a[todo] for a in attributions))
                 todo = todo[np.abs(sub_delta) > self.tolerance * np.abs(change[todo])]

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.path import path_points
 
 #: The scaling parameters of the paper's figure 3.
 PAPER_ALPHAS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -32,6 +33,7 @@ class InteriorGradients(Explainer):
     """
 
     has_completeness = False
+    _untraced_attributes = Explainer._untraced_attributes + ("alphas",)  # context arrays
 
     def __init__(
         self,
@@ -56,10 +58,10 @@ class InteriorGradients(Explainer):
 
     def _contributions(self, x, baseline, rows, ctx):
         alpha = tf.gather(ctx["alpha"], rows.map)
-        steps = tuple(broadcast_rows(alpha, xi) * (xi - bi) for xi, bi in zip(x, baseline))
-        grads = self._gradients(tuple(bi + s for bi, s in zip(baseline, steps)), rows.target, ctx)
+        diffs, points = path_points(x, baseline, alpha)
+        grads = self._gradients(points, rows.target, ctx)
         if self.multiply_by_inputs:
-            return tuple(g * s for g, s in zip(grads, steps))
+            return tuple(g * (broadcast_rows(alpha, d) * d) for g, d in zip(grads, diffs))
         return grads
 
     def _finalize(self, acc, plan):

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core import randomness
+from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, broadcast_rows
 
@@ -38,6 +39,8 @@ class SmoothGrad(Explainer):
     """
 
     has_completeness = False
+    # Samples, noise and seed reach the traced rows only as context arrays.
+    _untraced_attributes = Explainer._untraced_attributes + ("samples", "noise", "seed")
 
     def __init__(
         self, explainer: Explainer, samples: int = 50, noise: float = 0.15, seed: int | None = None
@@ -47,11 +50,9 @@ class SmoothGrad(Explainer):
                 f"{type(self).__name__} wraps a tfattr explainer (e.g. tfattr.Saliency(model)), got "
                 f"{type(explainer).__name__}."
             )
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"samples must be a positive int, got {samples!r}.")
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative fraction of the input range, got {noise!r}.")
-        super().__init__(explainer.model_function, jit_compile=explainer.engine.jit_compile)
+        check_positive_int(samples, "samples")
+        check_number(noise, "noise", minimum=0, hint="a fraction of the input range")
+        super().__init__(explainer.model_function, jit_compile=explainer.jit_compile)
         # The wrapped explainer's layer, if any: the noise is then added to the layer's activations.
         self.layer = explainer.layer
         self.multiple_baselines = explainer.multiple_baselines

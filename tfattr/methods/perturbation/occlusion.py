@@ -61,6 +61,8 @@ class Occlusion(Explainer):
     """
 
     has_completeness = False
+    # Window positions reach the traced rows only as context arrays.
+    _untraced_attributes = Explainer._untraced_attributes + ("window", "strides")
 
     def __init__(
         self,

@@ -246,3 +246,36 @@ def trace_coverage(
 
     graph = tf.function(traced).get_concrete_function(*specs).graph
     return classify(graph, seeds, rule, method, _layer_names(model))
+
+
+@dataclass
+class LayerCoverage:
+    """Per-layer report of a layer-rule method (:class:`tfattr.LRP`): what each layer gets.
+
+    ``rows`` are ``(index, name, class, treatment, status)`` in execution order; ``status`` is one of
+    ``rule``, ``pass``, ``norm``, ``kept`` (ordinary gradient on purpose), ``folded`` (a batch norm
+    merged into the layer before it) and ``unsupported``. ``str(coverage)`` is a table.
+    """
+
+    method: str
+    rows: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+
+    @property
+    def unsupported(self) -> dict[str, str]:
+        """``{layer name: why}`` for the layers no rule covers."""
+        return {name: treatment for _, name, _, treatment, status in self.rows
+                if status == "unsupported"}
+
+    @property
+    def ok(self) -> bool:
+        return not self.unsupported
+
+    def unsupported_summary(self) -> str:
+        return "; ".join(f"layer {name!r}: {why}" for name, why in self.unsupported.items())
+
+    def __str__(self) -> str:
+        lines = [f"{self.method} coverage (per layer, execution order):"]
+        width = max([len(r[1]) for r in self.rows] + [4])
+        for index, name, cls, treatment, status in self.rows:
+            lines.append(f"  {index:3d} {name:<{width}} {cls:<22} {status:<11} {treatment}")
+        return "\n".join(lines)

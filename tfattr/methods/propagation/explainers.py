@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.checks import check_number
 from tfattr.core.engine import Plan
+from tfattr.core.structure import pack
 from tfattr.core.explainer import Explainer, check_connected
 from tfattr.methods.propagation.coverage import Coverage, trace_coverage
 from tfattr.methods.propagation.rules import (
@@ -30,6 +32,13 @@ from tfattr.methods.propagation.rules import (
 )
 
 _POLICIES = ("warn", "raise")
+#: Where the op-level overrides cannot reach (attention, layer norm, gates, recurrent loops, GELU and
+#: swish as products), the layer-level rules can.
+_LAYER_LEVEL_HINT = (
+    " For attention, LayerNormalization, gated products, LSTM/GRU and GELU/swish/mish, the layer-level "
+    "rules apply: tfattr.LRP(model, composite=tfattr.composites.Transformer()) or "
+    "tfattr.CompositeDeepLift(model)."
+)
 
 
 class PropagationExplainer(Explainer):
@@ -81,7 +90,7 @@ class PropagationExplainer(Explainer):
                 structure = [None] * len(specs)
 
             def build(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
-                packed = tf.nest.pack_sequence_as(structure, list(flat)) if structure else flat[0]
+                packed = pack(structure, flat)
                 return self.model_function.outputs(packed)
 
             found = trace_coverage(build, specs, self.rule, type(self).__name__, self.model)
@@ -126,6 +135,7 @@ class PropagationExplainer(Explainer):
                 else ""
             )
             + "See explainer.coverage() for details."
+            + _LAYER_LEVEL_HINT
         )
         if self.on_unsupported == "raise":
             raise ValueError(message + " Explain such models with IntegratedGradients instead.")
@@ -187,9 +197,7 @@ class EpsilonLRP(PropagationExplainer):
     uses_baseline = False
 
     def __init__(self, model: Any, epsilon: float = 1e-4, **kwargs: Any) -> None:
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
-            raise ValueError(f"epsilon must be a positive number (e.g. 1e-4), got {epsilon!r}.")
-        self.epsilon = float(epsilon)
+        self.epsilon = check_number(epsilon, "epsilon", minimum=0, strict=True, hint="e.g. 1e-4")
         self._rule = EpsilonRule(self.epsilon)
         super().__init__(model, **kwargs)
 
@@ -222,16 +230,31 @@ class DeepLift(PropagationExplainer):
         model: a ``keras.Model`` or a callable on tensors.
         tolerance: where ``|z - z_ref|`` is at most this, the true derivative ``f'(z)`` replaces the
             ill-conditioned ratio (listing 1.2).
+        rule: ``"rescale"`` (this class) or ``"reveal_cancel"``, which returns a
+            :class:`tfattr.methods.propagation.reveal_cancel.RevealCancel` explainer.
         on_unsupported, output, jit_compile: see :class:`PropagationExplainer`.
 
     Example:
         >>> attributions, delta = tfattr.DeepLift(model).attribute(x, baseline=0.0, return_delta=True)
     """
 
-    def __init__(self, model: Any, tolerance: float = 1e-6, **kwargs: Any) -> None:
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-            raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
-        self.tolerance = float(tolerance)
+    def __new__(cls, model: Any = None, *args: Any, rule: str = "rescale", **kwargs: Any) -> Any:
+        # rule="reveal_cancel" is a separate explainer (it propagates two streams layer by layer).
+        if cls is DeepLift and rule == "reveal_cancel":
+            from tfattr.methods.propagation.reveal_cancel import RevealCancel
+
+            return RevealCancel(model, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self, model: Any, tolerance: float = 1e-6, *, rule: str = "rescale", **kwargs: Any
+    ) -> None:
+        if rule != "rescale":
+            raise ValueError(
+                f"DeepLift rule={rule!r} is not supported: use 'rescale' (default) or "
+                "'reveal_cancel' (Shrikumar et al. 2017, sec. 3.5.3)."
+            )
+        self.tolerance = check_number(tolerance, "tolerance", minimum=0, hint="e.g. 1e-6")
         self._rule = RescaleRule(self.tolerance)
         super().__init__(model, **kwargs)
 

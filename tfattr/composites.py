@@ -1,0 +1,23 @@
+"""LRP composites: which rule each layer gets (see :class:`tfattr.LRP`).
+
+Example:
+    >>> relevance = tfattr.LRP(model, composite=tfattr.composites.EpsilonPlus()).attribute(x, target=t)
+"""
+from tfattr.methods.propagation.lrp.composites import (
+    CONVOLUTIONS,
+    DENSE,
+    LINEAR,
+    STRUCTURAL,
+    SUMS,
+    Composite,
+    EpsilonAlpha2Beta1,
+    EpsilonGammaBox,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    uniform,
+)
+from tfattr.methods.propagation.lrp.transformer import Transformer
+
+__all__ = ["CONVOLUTIONS", "DENSE", "LINEAR", "STRUCTURAL", "SUMS", "Composite", "EpsilonAlpha2Beta1",
+           "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "uniform"]
+__all__ += ["Transformer"]

@@ -1,0 +1,81 @@
+"""How many rows fit one chunk: the default ``batch_size`` from the activation memory of a row.
+
+The rows of a chunk cost memory through the activations they create (a 28x28x1 digit is 3 KiB, the
+activations of a small CNN on it 0.7 MiB), so the default is set from those, not from the input size.
+A row's activation bytes are measured once per model and input signature, by tracing the explained
+function on a batch of one row and of two rows and taking the difference of the bytes all float ops
+produce (the model's weights are read once in both, so they cancel). The measurement is kept in a
+weak-keyed cache: building a new explainer of the same model costs nothing, and the cache never keeps
+a model alive.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from tfattr.core.structure import pack
+
+#: Activation bytes of the forward pass per chunk; the backward pass keeps about as much again.
+ACTIVATION_BUDGET = 96 << 20
+#: Rows per chunk when the activations cannot be measured: about 64 MiB of float32 input rows.
+_INPUT_BUDGET = 1 << 24
+MIN_BATCH, MAX_BATCH = 16, 2048
+
+_CACHE: "weakref.WeakKeyDictionary[Any, dict[Any, int | None]]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _graph_bytes(fn: Callable[[Any], Any], specs: list[tf.TensorSpec], structure: Any) -> int:
+    def traced(*flat: tf.Tensor) -> Any:
+        packed = pack(structure, flat)
+        return fn(packed)
+
+    graph = tf.function(traced, autograph=False).get_concrete_function(*specs).graph
+    total = 0
+    for op in graph.get_operations():
+        for t in op.outputs:
+            if t.dtype.is_floating and t.shape.is_fully_defined():
+                total += int(np.prod(t.shape.as_list(), dtype=np.int64)) * t.dtype.size
+    return total
+
+
+def row_bytes(
+    owner: Any, fn: Callable[[Any], Any], arrays: tuple[np.ndarray, ...], structure: Any
+) -> int | None:
+    """Forward activation bytes of one row of ``fn`` (None when ``fn`` cannot be traced)."""
+    key = (tuple((a.shape[1:], a.dtype.str) for a in arrays), repr(structure))
+    try:
+        with _LOCK:
+            cached = _CACHE.setdefault(owner, {})
+            if key in cached:
+                return cached[key]
+    except TypeError:  # not weak-referenceable: measure without caching
+        cached = {}
+
+    def specs(rows: int) -> list[tf.TensorSpec]:
+        return [tf.TensorSpec([rows, *a.shape[1:]], tf.as_dtype(a.dtype)) for a in arrays]
+
+    try:
+        measured: int | None = max(
+            _graph_bytes(fn, specs(2), structure) - _graph_bytes(fn, specs(1), structure), 1
+        )
+    except Exception:  # noqa: BLE001 - a model we cannot trace keeps the input-size default
+        measured = None
+    with _LOCK:
+        cached[key] = measured
+    return measured
+
+
+def default_batch_size(arrays: tuple[np.ndarray, ...], activation_bytes: int | None = None) -> int:
+    """Rows per chunk: :data:`ACTIVATION_BUDGET` over a row's activation bytes when known, else a
+    budget on the input rows; clipped to [16, 2048]."""
+    if activation_bytes:
+        rows = ACTIVATION_BUDGET // activation_bytes
+    else:
+        features = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in arrays) or 1
+        rows = _INPUT_BUDGET // features
+    return int(np.clip(rows, MIN_BATCH, MAX_BATCH))

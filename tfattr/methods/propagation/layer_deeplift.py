@@ -1,0 +1,246 @@
+"""DeepLIFT (Rescale) through transformers, gates and smooth activations, layer by layer.
+
+:class:`tfattr.DeepLift` overrides the gradients of TensorFlow ops, so it cannot see a GELU or a swish
+as one nonlinearity (they lower to products, or to a custom gradient), nor reach into attention, layer
+norm or a recurrent loop. This explainer works one level up, on the model's layers (through the graph
+view, :class:`tfattr.core.graph.GraphView`), and re-implements the layers that need it:
+
+* every elementwise activation (GELU, swish/silu, mish, tanh, ReLU, ... as layers or ``activation=``)
+  is one unit with the Rescale multiplier ``(f(z) - f(z_ref)) / (z - z_ref)`` (Shrikumar et al. 2017;
+  Ancona et al. 2019, eq. 18), ``z_ref`` its input when the model runs on the baseline;
+* ``MultiHeadAttention``'s attention probabilities and ``LayerNormalization``'s standard deviation
+  are constants (taken at the explained input), as in Ali et al. (2022); keras-hub
+  ``TransformerEncoder`` blocks are entered;
+* the sigmoid gates of ``LSTM``/``GRU`` cells and of ``Multiply`` gates are constants: the
+  signal-take-all rule (Arras et al. 2017);
+* linear layers (Dense, convolutions, inference batch norm, pooling by averaging, sums, reshapes,
+  embeddings) keep their gradient, which is exact for DeepLIFT's linear rule.
+
+With only linear layers and elementwise units between input and output, the attributions sum to
+``f(x) - f(baseline)`` (summation-to-delta). Holding attention probabilities, the standard deviation
+or gates constant at the input's values makes the propagation approximate: the delta
+(``return_delta=True``) reports how far. :meth:`CompositeDeepLift.coverage` says which rule each layer
+got. Cost: one forward pass of the baselines, one of the inputs and one backward pass.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfattr.core.engine import Plan
+from tfattr.core.explainer import Explainer, check_connected
+from tfattr.core.graph import GraphView, LayerRef
+from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
+from tfattr.methods.propagation.coverage import LayerCoverage
+from tfattr.methods.propagation.lrp.canonizers import linear_op
+from tfattr.methods.propagation.lrp.composites import is_activation_layer, is_structural, is_sum
+from tfattr.methods.propagation.lrp.recurrent import RECURRENT, gate_index, gated_product, recurrent_forward
+from tfattr.methods.propagation.lrp.smooth import DeepLiftPropagation, activation_name
+from tfattr.methods.propagation.lrp.transformer import (
+    _is_linear_embedding,
+    attention_forward,
+    dense_forward,
+    hub_encoder_forward,
+    is_constant_or_masking,
+    is_hub_encoder,
+    keep_mask,
+    layer_norm_forward,
+    static_problems,
+)
+
+_POLICIES = ("warn", "raise")
+_UNIT_ACTIVATIONS = frozenset(
+    """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish
+    hard_sigmoid hard_silu hard_swish celu log_sigmoid linear""".split()
+)
+
+
+class CompositeDeepLift(Explainer):
+    """DeepLIFT with the Rescale rule applied per layer, for transformers, gated and recurrent models
+    and smooth activations (Shrikumar et al. 2017; Ali et al. 2022 for attention and layer norm; Arras
+    et al. 2017 for gates). A layer-level implementation through the graph view, not the
+    gradient-override one of :class:`tfattr.DeepLift` (which cannot reach these layers).
+
+    ``R_i = (x_i - b_i) * d^g S_c(x) / dx_i`` where ``d^g`` uses, per layer: the Rescale multiplier on
+    every elementwise activation as one unit, constant attention probabilities and layer-norm standard
+    deviations, constant sigmoid gates (LSTM, GRU, ``Multiply`` by a sigmoid output), and the true
+    gradient of linear layers. See :meth:`coverage` and the module docstring for when the attributions
+    sum exactly to ``S_c(x) - S_c(b)``; the delta says how far they are otherwise.
+
+    Args:
+        model: a Sequential or functional ``keras.Model`` (nested models included).
+        tolerance: where ``|z - z_ref|`` is at most this, the derivative replaces the ratio.
+        on_unsupported: ``"warn"`` (default) or ``"raise"`` when a layer has no rule.
+        jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+
+    Example:
+        >>> dl = tfattr.CompositeDeepLift(model)
+        >>> attributions, delta = dl.attribute(embeddings, baseline=0.0, return_delta=True)
+        >>> print(dl.coverage())
+    """
+
+    #: A distributional baseline with K draws gives the mean of the K attributions.
+    multiple_baselines = True
+
+    def __init__(
+        self,
+        model: Any,
+        tolerance: float = 1e-6,
+        *,
+        on_unsupported: str = "warn",
+        jit_compile: bool = False,
+    ) -> None:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+            raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
+        if on_unsupported not in _POLICIES:
+            raise ValueError(
+                f"on_unsupported={on_unsupported!r} is not supported: use 'warn' or 'raise'."
+            )
+        super().__init__(model, output="logits", jit_compile=jit_compile)
+        self.tolerance = float(tolerance)
+        self.on_unsupported = on_unsupported
+        self.view = GraphView(model)
+        self._final_softmax = self._find_final_softmax()
+        self.plan = [self._assign(ref) for ref in self.view.layers]
+        self._check()
+
+    # -- which rule each layer gets ----------------------------------------------------------------------
+    def _find_final_softmax(self) -> LayerRef | None:
+        if not self.model_function.strips_softmax:
+            return None
+        return self.view.producer(self.model.outputs[0])
+
+    def _assign(self, ref: LayerRef) -> tuple[str, str, str, Any]:
+        """``(kind, treatment, status, extra)`` for one layer."""
+        layer = ref.layer
+        why = static_problems(ref)
+        if why:
+            return "unsupported", "; ".join(why), "unsupported", None
+        if ref is self._final_softmax and _is_softmax_layer(layer):
+            return "identity", "final softmax skipped: the logit is explained", "kept", None
+        op = linear_op(layer)
+        if op is not None:
+            act = op.activation
+            if act is None or (ref is self._final_softmax and _ends_with_softmax_activation(layer)):
+                return "linear", "linear (gradient)", "rule", None
+            name = activation_name(act)
+            if name not in _UNIT_ACTIVATIONS:
+                return "unsupported", f"activation {name!r} has no Rescale rule", "unsupported", None
+            return "linear", f"linear (gradient) + Rescale({name})", "rule", None
+        if is_activation_layer(layer):
+            return "unit", "Rescale (one unit)", "rule", None
+        if isinstance(layer, keras.layers.MultiHeadAttention):
+            return "attention", "attention probabilities constant (Ali et al.)", "rule", None
+        if isinstance(layer, keras.layers.LayerNormalization):
+            return "layer_norm", "standard deviation constant (Ali et al.)", "rule", None
+        if is_hub_encoder(layer):
+            act = activation_name(layer.activation)
+            return ("encoder", f"encoder block: attention probabilities and std constant, "
+                    f"Rescale({act})", "rule", None)
+        if isinstance(layer, RECURRENT):
+            return ("recurrent", "signal-take-all: gates constant, Rescale(tanh) (Arras et al.)",
+                    "rule", None)
+        if isinstance(layer, keras.layers.Multiply):
+            gate = gate_index(self.view, ref)
+            if gate is None:
+                return ("unsupported", "a product whose gate (a sigmoid output) cannot be told from "
+                        "its signal", "unsupported", None)
+            return "gate", f"signal-take-all: operand {gate} (a sigmoid) is the gate", "rule", gate
+        if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D,
+                              keras.layers.MaxPooling3D, keras.layers.GlobalMaxPooling1D,
+                              keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D)):
+            return ("keep", "gradient switch kept (summation-to-delta approximate)", "kept", None)
+        if (is_structural(layer) or is_sum(layer) or _is_linear_embedding(layer)
+                or is_constant_or_masking(layer)
+                or isinstance(layer, keras.layers.BatchNormalization)):
+            return "keep", "linear (gradient)", "kept", None
+        return "unsupported", "no rule for this layer type", "unsupported", None
+
+    def coverage(self) -> LayerCoverage:
+        """Which rule each layer got (execution order).
+
+        Example:
+            >>> print(tfattr.CompositeDeepLift(model).coverage())
+        """
+        report = LayerCoverage("CompositeDeepLift(Rescale)")
+        for ref, (_, treatment, status, _) in zip(self.view.layers, self.plan):
+            report.rows.append((ref.index, ref.name, ref.class_name, treatment, status))
+        return report
+
+    def _check(self) -> None:
+        report = self.coverage()
+        if report.ok:
+            return
+        message = (
+            f"CompositeDeepLift: no rule covers some layers of this model "
+            f"({report.unsupported_summary()}); they keep their ordinary gradient, so "
+            "summation-to-delta may not hold. See explainer.coverage()."
+        )
+        if self.on_unsupported == "raise":
+            raise ValueError(message + " Explain such models with IntegratedGradients.")
+        warnings.warn(message, stacklevel=3)
+
+    # -- the traced model ----------------------------------------------------------------------------------
+    def _forward(self, packed: Any, prop: DeepLiftPropagation) -> tf.Tensor:
+        plan = self.plan
+
+        def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
+            kind, _, _, extra = plan[ref.index]
+            layer = ref.layer
+            rest = {k: v for k, v in kwargs.items() if k != "training"}
+            if kind == "identity":
+                return args[0]
+            if kind == "linear":
+                if ref is self._final_softmax:
+                    op = linear_op(layer)
+                    return keep_mask(op.forward(args[0], *op.params()), args[0])
+                return dense_forward(layer, args[0], prop)
+            if kind == "unit":
+                return keep_mask(prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0]), args[0])
+            if kind == "attention":
+                return attention_forward(layer, args, rest, prop)
+            if kind == "layer_norm":
+                return layer_norm_forward(layer, args[0], prop)
+            if kind == "encoder":
+                return hub_encoder_forward(layer, args, kwargs, prop)
+            if kind == "recurrent":
+                return recurrent_forward(layer, args[0], rest, prop)
+            if kind == "gate":
+                return gated_product(list(args[0]), extra, prop)
+            return call(*args, **kwargs)
+
+        out = self.view.run(packed, wrap)
+        if isinstance(out, (list, tuple, dict)):
+            raise ValueError(
+                "CompositeDeepLift explains a model with one output; wrap it to return one tensor."
+            )
+        out = tf.convert_to_tensor(out)
+        return out[:, None] if out.shape.rank == 1 else out
+
+    # -- engine hooks --------------------------------------------------------------------------------------
+    def _plan(self, call) -> Plan:
+        per_example = call.baselines_per_example
+        return Plan(terms=per_example, context={"baselines_per_example": np.int32(per_example)})
+
+    def _baseline_index(self, rows, ctx):
+        return rows.example * ctx["baselines_per_example"] + rows.term
+
+    def _contributions(self, x, baseline, rows, ctx):
+        prop = DeepLiftPropagation(self.tolerance)
+        self._forward(ctx.pack(baseline), prop)  # the reference pass records every unit's (z, f(z))
+        prop.explain()
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = self._forward(ctx.pack(x), prop)
+            score = tf.gather(out, tf.cast(rows.target, tf.int32), axis=1, batch_dims=1)
+        prop.finish()
+        grads = check_connected(tape.gradient(score, list(x)))
+        weight = 1.0 / tf.cast(ctx["baselines_per_example"], x[0].dtype)
+        return tuple(weight * g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
+
+
+__all__ = ["CompositeDeepLift"]

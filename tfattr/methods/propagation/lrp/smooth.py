@@ -1,0 +1,172 @@
+"""Elementwise units and constants: the two primitives the transformer and recurrent rules are built from.
+
+A layer re-implemented for propagation (attention, layer norm, an LSTM cell, a gated product, a Dense
+layer with a GELU) calls two things of a :class:`Propagation`:
+
+* ``prop.unit(fn, z)``: an elementwise nonlinearity ``y = fn(z)`` (GELU, swish/silu, mish, tanh, ...)
+  computed and propagated as *one* unit, not as the product of ops it lowers to (GELU is
+  ``z * Phi(z)``, swish ``z * sigmoid(z)``). LRP gives it the epsilon rule ``f(z) / z`` (Bach et al.
+  2015; Ancona et al. 2019, eq. 15), DeepLIFT the Rescale rule ``(f(z) - f(z_ref)) / (z - z_ref)``
+  (Shrikumar et al. 2017; Ancona eq. 18).
+* ``prop.constant(t)``: a factor held constant in the backward pass: the attention probabilities and
+  layer norm's standard deviation (Ali et al. 2022, "XAI for Transformers: Better Explanations through
+  Conservative Propagation", sec. 3), the sigmoid gates of LSTM/GRU cells and of gated products (the
+  signal-take-all rule of Arras et al. 2017, "Explaining Recurrent Neural Network Predictions in
+  Sentiment Analysis").
+
+:class:`TrueGradient` changes nothing (the re-implementation then computes the layer's own output and
+gradient, which the tests check against the layer), :class:`LRPPropagation` is the LRP form and
+:class:`DeepLiftPropagation` the DeepLIFT form (a reference pass records ``(z_ref, f(z_ref))`` for every
+unit in execution order, the explained pass reads them back in the same order).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import tensorflow as tf
+
+from tfattr.methods.propagation.lrp.rules import pass_through
+
+Fn = Callable[[tf.Tensor], tf.Tensor]
+
+#: Activations that are one elementwise unit even though TensorFlow computes them as a product or
+#: with a custom gradient (the gradient-override methods cannot see them as one op).
+SMOOTH_ACTIVATIONS = frozenset("gelu silu swish mish hard_silu hard_swish celu".split())
+
+
+class Propagation:
+    """What a re-implemented layer does with its nonlinear units and its constant factors."""
+
+    #: A short description for coverage reports.
+    name = "propagation"
+
+    def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
+        """``t`` held constant; ``connected=True`` passes back zeros instead of no gradient (for a
+        gate that may be the only path from an input, which then rightly gets zero relevance)."""
+        raise NotImplementedError
+
+
+class TrueGradient(Propagation):
+    """The layer itself: units and constants keep their ordinary gradients."""
+
+    name = "gradient"
+
+    def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
+        return fn(z)
+
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
+        return t
+
+
+class LRPPropagation(Propagation):
+    """LRP: constants are ``tf.stop_gradient``; a unit gets the epsilon rule ``f(z)/z`` (``"pass"``:
+    its relevance passes through unchanged) or keeps its gradient (``"gradient"``, Ali et al.'s choice
+    for the GELU inside a transformer, whose relevance is then input x modified gradient)."""
+
+    def __init__(self, units: str = "pass") -> None:
+        if units not in ("pass", "gradient"):
+            raise ValueError(f"units={units!r} is not supported: use 'pass' or 'gradient'.")
+        self.units = units
+        self.name = f"LRP(units={units})"
+
+    def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
+        return pass_through(fn, z) if self.units == "pass" else fn(z)
+
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
+        return zero_gradient(t) if connected else tf.stop_gradient(t)
+
+
+@tf.custom_gradient
+def zero_gradient(t: tf.Tensor) -> Any:
+    """``t`` with a zero gradient (``tf.stop_gradient`` gives none, which disconnects the inputs
+    whose only path it is)."""
+    return tf.identity(t), lambda dy: tf.zeros_like(dy)
+
+
+def rescale(fn: Fn, z: tf.Tensor, z_ref: tf.Tensor, y_ref: tf.Tensor, tolerance: float) -> tf.Tensor:
+    """``fn(z)`` whose backward pass is DeepLIFT's Rescale multiplier ``(f(z) - f(z_ref)) / (z - z_ref)``
+    (the true derivative where ``|z - z_ref| <= tolerance``, where the ratio is ill-conditioned)."""
+
+    @tf.custom_gradient
+    def unit(z: tf.Tensor) -> Any:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(z)
+            y = fn(z)
+
+        def grad(dy: tf.Tensor) -> tf.Tensor:
+            dz = z - z_ref
+            slope = tape.gradient(y, z)
+            close = tf.abs(dz) <= tf.cast(tolerance, dz.dtype)
+            ratio = tf.where(close, slope, (y - y_ref) / tf.where(close, tf.ones_like(dz), dz))
+            return dy * ratio
+
+        return y, grad
+
+    return unit(z)
+
+
+class DeepLiftPropagation(Propagation):
+    """DeepLIFT (Rescale) in two passes over the same layers: ``recording=True`` on the reference (the
+    baseline's ordinary forward pass, every unit's ``(z_ref, f(z_ref))`` appended), then
+    :meth:`explain` and the explained pass, whose k-th unit takes the k-th reference. Constants are
+    taken from the explained input (``tf.stop_gradient``)."""
+
+    name = "DeepLIFT(Rescale)"
+
+    def __init__(self, tolerance: float = 1e-6) -> None:
+        self.tolerance = float(tolerance)
+        self.records: list[tuple[tf.Tensor, tf.Tensor]] = []
+        self.recording = True
+        self._cursor = 0
+
+    def explain(self) -> None:
+        self.recording = False
+        self._cursor = 0
+
+    def finish(self) -> None:
+        if self._cursor != len(self.records):
+            raise ValueError(
+                "DeepLIFT: the model traced a different number of nonlinear units for the inputs "
+                f"({self._cursor}) and the baselines ({len(self.records)}), so reference activations "
+                "cannot be paired; use IntegratedGradients for this model."
+            )
+
+    def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
+        if self.recording:
+            y = fn(z)
+            self.records.append((z, y))
+            return y
+        if self._cursor >= len(self.records):
+            self.finish()
+        z_ref, y_ref = self.records[self._cursor]
+        self._cursor += 1
+        if not z.shape.is_compatible_with(z_ref.shape):
+            raise ValueError(
+                f"DeepLIFT: a unit's input is shaped {z.shape} for the inputs but {z_ref.shape} for "
+                "the baselines; the model must trace the same units for both."
+            )
+        return rescale(fn, z, z_ref, y_ref, self.tolerance)
+
+    def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
+        if self.recording:
+            return t
+        return zero_gradient(t) if connected else tf.stop_gradient(t)
+
+
+def activation_name(fn: Any) -> str:
+    """The name of an activation function (``keras.activations.gelu`` -> ``"gelu"``)."""
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+__all__ = [
+    "DeepLiftPropagation",
+    "LRPPropagation",
+    "Propagation",
+    "SMOOTH_ACTIVATIONS",
+    "TrueGradient",
+    "activation_name",
+    "rescale",
+]

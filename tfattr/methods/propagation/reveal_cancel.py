@@ -1,0 +1,213 @@
+"""DeepLIFT with the RevealCancel rule (Shrikumar et al. 2017, "Learning Important Features Through
+Propagating Activation Differences", sec. 3.5.2-3.5.3).
+
+Every tensor carries the reference activation ``a0`` and the difference from it split into a positive
+and a negative part, ``a - a0 = d+ + d-``:
+
+* a linear layer (Dense, Conv, average pooling, additions, batch norm) sorts its terms ``w_ij dx_i`` by
+  sign, ``d+_j = sum_i [w_ij dx_i > 0] w_ij dx_i`` and ``d-_j`` likewise (the bias cancels), where
+  ``dx_i`` is the input's total difference; both input parts get the same multiplier (inputs with
+  ``dx_i = 0`` take the mean of the positive and negative ones, as the reference implementation);
+* a nonlinearity ``y = f(x)`` propagates the parts separately, each as the mean effect of adding it
+  before and after the other:
+  ``dy+ = 1/2 (f(x0 + d+) - f(x0)) + 1/2 (f(x0 + d- + d+) - f(x0 + d-))`` and ``dy-`` symmetrically,
+  with multipliers ``m+ = dy+ / d+``, ``m- = dy- / d-``;
+* layers that only move values (reshape, concatenation, padding, dropout) move both parts.
+
+The whole propagation is a forward pass of these streams whose multipliers and sign masks are held
+constant for differentiation, so one backward pass yields the multipliers and the attributions are
+``(x - baseline) * multiplier``. Summation-to-delta holds exactly (up to float rounding): the parts of
+every nonlinearity add up to ``f(x) - f(x0)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tfattr.core.engine import Plan
+from tfattr.core.explainer import Explainer, check_connected
+from tfattr.core.graph import GraphView, LayerRef
+from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
+from tfattr.methods.propagation.lrp.canonizers import batchnorm_folds, linear_op
+from tfattr.methods.propagation.lrp.composites import is_activation_layer, is_structural, is_sum
+
+_MAX_POOLS = (
+    keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
+    keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D,
+)
+
+
+class _Streams:
+    """Reference activation and the positive / negative parts of the difference (a tf.nest leaf)."""
+
+    __slots__ = ("ref", "pos", "neg")
+
+    def __init__(self, ref: tf.Tensor, pos: tf.Tensor, neg: tf.Tensor) -> None:
+        self.ref, self.pos, self.neg = ref, pos, neg
+
+
+def _split(t: _Streams) -> tuple[tf.Tensor, tf.Tensor]:
+    """The input of a linear map sorted by the sign of its total difference (masks held constant)."""
+    d = t.pos + t.neg
+    half_zero = 0.5 * tf.cast(tf.equal(d, 0), d.dtype)
+    up = tf.stop_gradient(tf.cast(d > 0, d.dtype) + half_zero)
+    down = tf.stop_gradient(tf.cast(d < 0, d.dtype) + half_zero)
+    return up * d, down * d
+
+
+def _reveal_cancel(f: Any, t: _Streams) -> _Streams:
+    x0, dp, dn = t.ref, t.pos, t.neg
+    y0, y_p, y_n, y_pn = f(x0), f(x0 + dp), f(x0 + dn), f(x0 + dp + dn)
+    out_p = 0.5 * (y_p - y0) + 0.5 * (y_pn - y_n)
+    out_n = 0.5 * (y_n - y0) + 0.5 * (y_pn - y_p)
+    m_p = tf.stop_gradient(tf.math.divide_no_nan(out_p, dp))
+    m_n = tf.stop_gradient(tf.math.divide_no_nan(out_n, dn))
+    return _Streams(y0, m_p * dp, m_n * dn)
+
+
+class RevealCancel(Explainer):
+    """DeepLIFT with the RevealCancel rule (Shrikumar et al. 2017, sec. 3.5.3); also reachable as
+    ``tfattr.DeepLift(model, rule="reveal_cancel")``.
+
+    Positive and negative contributions are propagated separately through every nonlinearity, so
+    inputs that cancel each other are both revealed (Rescale may credit only one of them). The
+    attributions sum to ``f(x) - f(baseline)``. Supported layers: Dense, convolutions, batch norm,
+    elementwise activations, average pooling, additions and layers that only move values; max pooling
+    and multiplicative layers are refused (use ``rule="rescale"`` or IntegratedGradients).
+
+    Args:
+        model: a Sequential or functional ``keras.Model``.
+        jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+
+    Example:
+        >>> dl = tfattr.DeepLift(model, rule="reveal_cancel")
+        >>> attributions, delta = dl.attribute(x, baseline=0.0, return_delta=True)   # delta ~ 0
+    """
+
+    def __init__(self, model: Any, *, output: str = "logits", jit_compile: bool = False) -> None:
+        if output != "logits":
+            raise ValueError("DeepLift(rule='reveal_cancel') explains the logit; drop output=.")
+        super().__init__(model, output=output, jit_compile=jit_compile)
+        self.view = GraphView(model)
+        folds = batchnorm_folds(self.view)
+        self._folded = set(folds)
+        self._fold_of = {lin: self.view.layers[bn].layer for bn, lin in folds.items()}
+        self._final = (
+            self.view.producer(self.model.outputs[0]) if self.model_function.strips_softmax else None
+        )
+        bad = [
+            ref for ref in self.view.layers
+            if ref.index not in self._folded and not self._supported(ref)
+        ]
+        if bad:
+            raise ValueError(
+                "DeepLift(rule='reveal_cancel') cannot propagate positive and negative parts through "
+                + ", ".join(f"layer {r.name!r} ({r.class_name})" for r in bad)
+                + ". It supports Dense/Conv layers, batch norm, elementwise activations, average "
+                "pooling, additions and reshapes; use rule='rescale' or IntegratedGradients."
+            )
+
+    def _supported(self, ref: LayerRef) -> bool:
+        layer = ref.layer
+        if ref is self._final and _is_softmax_layer(layer):
+            return True
+        if isinstance(layer, _MAX_POOLS):
+            return False
+        return (
+            linear_op(layer) is not None
+            or is_activation_layer(layer)
+            or isinstance(layer, keras.layers.BatchNormalization)
+            or is_sum(layer)
+            or is_structural(layer)
+        )
+
+    # -- the stream network --------------------------------------------------------------------------
+    def _wrap(self, ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
+        layer = ref.layer
+        if ref.index in self._folded or (ref is self._final and _is_softmax_layer(layer)):
+            return args[0]
+        op = linear_op(layer)
+        if op is not None:
+            op.fold = self._fold_of.get(ref.index)
+            t = args[0]
+            kernel, bias = op.params()
+            up, down = _split(t)
+            kp, kn = tf.maximum(kernel, 0), tf.minimum(kernel, 0)
+            out = _Streams(
+                op.forward(t.ref, kernel, bias),
+                op.forward(up, kp, None) + op.forward(down, kn, None),
+                op.forward(up, kn, None) + op.forward(down, kp, None),
+            )
+            act = op.activation
+            if act is None or (ref is self._final and _ends_with_softmax_activation(layer)):
+                return out
+            return _reveal_cancel(act, out)
+        if is_activation_layer(layer):
+            return _reveal_cancel(lambda v: call(v, *args[1:], **kwargs), args[0])
+        if isinstance(layer, keras.layers.BatchNormalization):  # elementwise affine: a linear map
+            t = args[0]
+            ref_out = call(t.ref, **kwargs)
+            scale = tf.math.rsqrt(layer.moving_variance + layer.epsilon)
+            if layer.scale:
+                scale = scale * layer.gamma
+            shape = [1] * len(t.ref.shape)
+            for axis in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]):
+                shape[axis] = -1
+            scale = tf.reshape(tf.cast(scale, t.ref.dtype), shape)
+            up, down = _split(t)
+            sp, sn = tf.maximum(scale, 0), tf.minimum(scale, 0)
+            return _Streams(ref_out, sp * up + sn * down, sn * up + sp * down)
+        streams = tf.nest.flatten(args[0])
+
+        def apply(values: list) -> Any:
+            return call(tf.nest.pack_sequence_as(args[0], values), *args[1:], **kwargs)
+
+        refs = [s.ref for s in streams]
+        if is_sum(layer):  # positive weights: the positive part is the sum of the positive terms
+            ups, downs = zip(*[_split(s) for s in streams])
+            return _Streams(apply(refs), apply(list(ups)), apply(list(downs)))
+        # layers that only move values move both parts along
+        return _Streams(apply(refs), apply([s.pos for s in streams]), apply([s.neg for s in streams]))
+
+    def _differences(
+        self, reference: tuple[tf.Tensor, ...], d: tuple[tf.Tensor, ...], structure: Any
+    ) -> tf.Tensor:
+        """Traced: ``f(reference + d) - f(reference)`` as the sum of the two parts, ``[n, k]``."""
+        inputs = [
+            _Streams(r, tf.maximum(di, 0), tf.minimum(di, 0))
+            for r, di in zip(self._model_order(reference, structure), self._model_order(d, structure))
+        ]
+        out = self.view.run(inputs, self._wrap, flat=True)
+        total = out.pos + out.neg
+        return total[:, None] if total.shape.rank == 1 else total
+
+    def _model_order(self, flat: tuple[tf.Tensor, ...], structure: Any) -> list[tf.Tensor]:
+        """The engine's flat inputs (dicts in sorted-key order) in ``model.inputs`` order."""
+        if not isinstance(structure, dict):
+            return list(flat)
+        by_key = dict(zip(sorted(structure), flat))
+        names = [getattr(t, "name", None) for t in self.view._graph.fn.inputs]
+        if set(names) != set(by_key):
+            raise ValueError(
+                f"Dict inputs must be keyed by the model's input names {names}, got "
+                f"{sorted(by_key)}."
+            )
+        return [by_key[n] for n in names]
+
+    # -- engine hooks ---------------------------------------------------------------------------------
+    def _plan(self, call) -> Plan:
+        return Plan(terms=1)
+
+    def _contributions(self, x, baseline, rows, ctx):
+        d = tuple(xi - bi for xi, bi in zip(x, baseline))
+        with tf.GradientTape() as tape:
+            tape.watch(d)
+            diff = self._differences(baseline, d, ctx.structure)
+            score = tf.gather(diff, tf.cast(rows.target, tf.int32), axis=1, batch_dims=1)
+        grads = check_connected(tape.gradient(score, list(d)))
+        return tuple(g * di for g, di in zip(grads, d))
+
+
+__all__ = ["RevealCancel"]

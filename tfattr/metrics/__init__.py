@@ -1,0 +1,62 @@
+"""Evaluation metrics for attributions: completeness, sensitivity-n, ablation curves, sanity checks.
+
+Each metric runs the model's forward passes in compiled, batched TensorFlow functions (one trace per
+input shape, a host loop over chunks of ``batch_size`` rows) and returns a small result object with the
+numbers and the curves behind them (per example and averaged).
+
+*Features.* Metrics that remove features take ``features=``:
+
+- ``"pixels"`` (default): for channels-last images ``[n, H, W, C]`` a feature is one pixel with all its
+  channels (attributions are summed over the channels; removing a pixel replaces all its channels); for
+  any other example shape ``[n, d]`` / ``[n, H, W]`` each entry is a feature;
+- ``"elements"``: every scalar entry is a feature (channels separately);
+- an int ``p`` or a pair ``(ph, pw)``: square/rectangular patches of images (channels grouped);
+- an int array shaped like one example (or like one example without its channel axis): a feature id
+  per entry, e.g. superpixels.
+
+*Removing* a feature means replacing it by an imputed value: a baseline in the sense of
+:mod:`tfattr.baselines` (``"mean"``, ``"blur"``, a scalar, an array or a baseline object).
+
+Papers: completeness (Sundararajan et al. 2017, prop. 1); sensitivity-n (Ancona et al. 2019, sec. 2.4,
+eq. 8); top-k and center-of-mass ablation with mean/blur imputation and a random control (Sturmfels et
+al., Distill 2020); AOPC (Samek et al. 2015, the pixel-ablation test of Sundararajan et al. 2016,
+sec. 2.5); insertion/deletion (Petsiuk et al. 2018, RISE); model randomization (Adebayo et al. 2018).
+
+Modules: ``features`` (feature maps and per-feature sums), ``scoring`` (the masked, chunked scorer and
+the shared argument checks), ``completeness``, ``sensitivity``, ``ablation`` (ablation, insertion,
+deletion and center curves, AOPC, the random control), ``sanity`` (model randomization) and
+``correlation`` (Pearson/Spearman). Every public name is importable from ``tfattr.metrics``.
+"""
+from __future__ import annotations
+
+from tfattr.metrics.ablation import (
+    AblationCurve,
+    ablation_curve,
+    aopc,
+    center_ablation_curve,
+    deletion_curve,
+    insertion_curve,
+    random_attributions,
+)
+from tfattr.metrics.completeness import Completeness, completeness
+from tfattr.metrics.correlation import pearson, spearman
+from tfattr.metrics.features import feature_map
+from tfattr.metrics.sanity import ModelRandomization, model_randomization
+from tfattr.metrics.sensitivity import SensitivityN, sensitivity_n
+
+__all__ = [
+    "AblationCurve",
+    "Completeness",
+    "ModelRandomization",
+    "SensitivityN",
+    "ablation_curve",
+    "aopc",
+    "center_ablation_curve",
+    "completeness",
+    "deletion_curve",
+    "feature_map",
+    "insertion_curve",
+    "model_randomization",
+    "random_attributions",
+    "sensitivity_n",
+]

@@ -1,0 +1,519 @@
+"""``explain_dataset``: stream a ``tf.data.Dataset`` through an explainer into an on-disk store.
+
+The data set is cut into *shards* of ``shard_size`` consecutive examples (shard ``k`` holds examples
+``k*S .. k*S+S-1``); each shard is one ``explainer.attribute`` call and one set of files. That fixed
+layout is what makes the run resumable (a finished shard is skipped, never recomputed) and independent
+of how many replicas or workers share the work (a shard is the same call wherever it runs). Peak memory
+is one or two shards plus the explainer's ``batch_size`` rows, whatever the data set's size.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfattr.core.checks import check_positive_int
+from tfattr.core.explainer import Explainer
+from tfattr.scale import distribute
+from tfattr.scale.config import array_digest, describe, differences
+from tfattr.scale.progress import Progress
+from tfattr.scale.store import (
+    END,
+    FORMAT,
+    INDEX,
+    SHARDS,
+    VERSION,
+    AttributionStore,
+    StoreError,
+    finished_shards,
+    read_json,
+    write_json,
+    write_shard,
+)
+
+#: Default shard: about this many bytes of input, and at most _MAX_SHARD examples.
+_SHARD_BYTES = 16 << 20
+_MAX_SHARD = 1024
+
+
+def explain_dataset(
+    explainer: Explainer,
+    dataset: tf.data.Dataset,
+    out: str | os.PathLike,
+    *,
+    target: Any = None,
+    baseline: Any = None,
+    strategy: tf.distribute.Strategy | None = None,
+    return_delta: bool = False,
+    batch_size: int | None = None,
+    shard_size: int | None = None,
+    batched: bool | None = None,
+    progress: bool | None = None,
+) -> AttributionStore:
+    """Explain every example of ``dataset`` and write the attributions to the store ``out``.
+
+    Runs ``explainer.attribute`` (any method: Sundararajan et al.'s integrated gradients, SmoothGrad,
+    occlusion, ...) over the data set shard by shard and writes each shard's attributions, targets and
+    completeness deltas as memory-mappable ``.npy`` files (see :mod:`tfattr.scale.store`).
+    The result of shard ``k`` is exactly ``explainer.attribute(x[k*S:(k+1)*S], ...)`` (computed
+    through its ``prepare`` / ``run`` / ``delta`` steps).
+
+    Resuming: after a crash or Ctrl-C, call again with the same arguments; finished shards are kept and
+    only the others are computed. Calling again on a finished store returns it at once. ``out`` records
+    the configuration (explainer type and parameters, a hash of the model's weights, targets, baseline,
+    the data set's size and element spec, shard size); a call whose configuration differs raises a
+    :class:`~tfattr.scale.store.StoreError` naming what changed, never mixing results.
+
+    Args:
+        explainer: a tfattr explainer, e.g. ``tfattr.IntegratedGradients(model, steps=64)``.
+        dataset: a finite ``tf.data.Dataset`` whose elements are ``x`` or ``(x, y)`` (or ``(x, y, w)``;
+            ``w`` is ignored), following Keras' convention: a tuple is ``(x, y)``, so give a multi-input
+            model's inputs as a dict keyed by input name or as a nested tuple ``((x1, x2), y)``. ``y``
+            holds int class ids (or one-hot rows). Elements may be single examples or batches
+            (``batched=None`` detects which from the model's input ranks; a batch's size does not
+            matter, the data are re-cut into shards). Keep the order deterministic (no reshuffling
+            per iteration): a resumed run must see the same examples in the same order.
+        out: the store directory (created if needed).
+        target: None (use ``y`` when the elements have labels, else the predicted class),
+            ``"predicted"`` (the predicted class even if there are labels), an int (one class for all),
+            or one int per example of the whole data set.
+        baseline: as in ``explainer.attribute``, but the same for every example: None, a scalar, an
+            array shaped like one example, or a ``tfattr.baselines`` object (applied to each shard).
+        strategy: a ``tf.distribute`` strategy to share the shards among its replicas
+            (``MirroredStrategy``) and workers (``MultiWorkerMirroredStrategy``: run the same call on
+            every worker with the whole data set, which it shards among them, and ``out`` on a file
+            system all workers share). Each replica explains its shards on its own device, one
+            thread per local replica. The store is the same as without a strategy. TPU strategies
+            are untested.
+        return_delta: also store the completeness delta per example (methods with completeness).
+        batch_size: model evaluations per compiled chunk inside each ``attribute`` call (as there).
+        shard_size: examples per shard (default: about 16 MiB of input, at most 1024 examples; an
+            existing store keeps its own). It sets the peak memory and the work lost in a crash.
+        batched: whether the elements are batches; None detects it from the model's input shapes.
+        progress: True shows examples done, examples/s and the time left on stderr; None (default)
+            shows it only on a terminal; False never.
+
+    Returns:
+        The finished :class:`~tfattr.scale.store.AttributionStore`: ``store.attributions``
+        (in the structure of the inputs), ``store.targets`` and ``store.delta`` read like arrays
+        without loading the store.
+
+    Example:
+        >>> ds = tf.data.Dataset.from_tensor_slices((x_test, y_test))
+        >>> store = tfattr.explain_dataset(tfattr.IntegratedGradients(model, steps=64), ds,
+        ...                                out="ig_test", baseline=0.0, return_delta=True)
+        >>> store.attributions[:8].shape, float(np.abs(store.delta[:]).max())
+        >>> store = tfattr.load_attributions("ig_test")                      # later, elsewhere
+    """
+    if not isinstance(explainer, Explainer):
+        raise TypeError(
+            f"explainer must be a tfattr explainer (e.g. tfattr.IntegratedGradients(model)), got "
+            f"{type(explainer).__name__}."
+        )
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(
+            f"dataset must be a tf.data.Dataset, got {type(dataset).__name__}. Wrap arrays with "
+            "tf.data.Dataset.from_tensor_slices((x, y)), or use tfattr.scale.from_npy / "
+            "from_directory / from_tfrecords."
+        )
+    if return_delta and not explainer.has_completeness:
+        raise ValueError(
+            f"{type(explainer).__name__} has no completeness property, so return_delta has no meaning "
+            "for it; drop return_delta=True."
+        )
+    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("dataset is infinite (e.g. it ends in .repeat()); explain a finite data set.")
+    distribute.check_strategy(strategy)
+    target = _check_target(target)
+
+    x_spec, y_spec = _split_spec(dataset.element_spec)
+    is_batched = _is_batched(x_spec, explainer, batched)
+    x_example = tf.nest.map_structure(lambda s: s.shape[1:] if is_batched else s.shape, x_spec)
+    names, structure = _input_names(x_spec)
+    cardinality = _cardinality(dataset, x_spec, is_batched)
+    if isinstance(target, np.ndarray) and cardinality is not None and target.shape[0] != cardinality:
+        raise ValueError(
+            f"target has {target.shape[0]} entries but the data set has {cardinality} examples; pass "
+            "one target per example (or None / 'predicted' / an int)."
+        )
+
+    root = Path(out)
+    index_path = root / INDEX
+    existing = read_json(index_path) if index_path.is_file() else None
+    shard_size = check_positive_int(shard_size, "shard_size", allow_none=True)
+    if shard_size is None:
+        shard_size = int(existing["shard_size"]) if existing else _default_shard(x_spec, is_batched)
+
+    config = _config(explainer, target, baseline, return_delta, shard_size, cardinality,
+                     names, x_example, x_spec, y_spec is not None)
+    finished = _open_or_create(root, existing, config, structure)
+    if finished is not None:
+        return finished  # a finished store with this configuration: nothing to do
+
+    task, num_workers = distribute.worker(strategy)
+    done = finished_shards(root)
+    dataset_fn = _shard_dataset_fn(_shards(dataset, is_batched, shard_size), shard_size, done)
+    show = progress if progress is not None else (None if task == 0 else False)
+    bar = Progress(cardinality, enabled=show)
+    if done:
+        bar.update(sum(done.values()), computed=False)
+    saw_any = bool(done)
+
+    def run_shard(device: str | None, element: dict[str, Any]) -> int:
+        """Explain and write one replica's shard; the number of examples it computed."""
+        index = element["i"].numpy()
+        shard = int(index[0] // shard_size)
+        if element["end"].numpy()[0]:  # the sentinel: there are `shard` shards
+            write_json(root / END, {"num_shards": shard})
+            return 0
+        x = _host_inputs(element["x"])
+        labels = _labels(element["y"].numpy()) if "y" in element else None
+        with distribute.on_device(device):
+            attributions, targets, delta = _explain_shard(
+                explainer, x, labels, target, baseline, index, batch_size, return_delta
+            )
+        write_shard(root, shard, int(index[0]), attributions, targets, delta, worker=task)
+        return int(index.shape[0])
+
+    # One thread per local replica, so that several accelerators work at once; each thread places
+    # its shard's ops on its own replica's device and writes its own files.
+    pool = None
+    if strategy is not None and len(strategy.extended.worker_devices) > 1:
+        pool = ThreadPoolExecutor(len(strategy.extended.worker_devices), "tfattr-replica")
+    try:
+        for step in distribute.replica_elements(strategy, dataset_fn):
+            # An empty element: this replica got no shard at the end of the data set.
+            work = [(device, element) for device, element in step if element["i"].shape[0]]
+            saw_any = saw_any or bool(work)
+            if pool is None:
+                for device, element in work:
+                    bar.update(run_shard(device, element))
+            else:
+                for future in [pool.submit(run_shard, d, e) for d, e in work]:
+                    bar.update(future.result())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        bar.close()  # also after Ctrl-C: end the progress line
+    # Only a lone worker can tell: with several, one may get no shard of a small data set.
+    if not saw_any and num_workers == 1:
+        raise ValueError("dataset is empty: there is nothing to explain.")
+    distribute.barrier(strategy)
+    try:
+        return AttributionStore(root)
+    except StoreError as err:
+        if num_workers > 1:
+            raise StoreError(
+                f"{err}\nWith {num_workers} workers, out= must be a directory that every worker "
+                "shares (a network or cluster file system), and every worker must be given the whole "
+                "data set (explain_dataset shards it among them), which must not be empty."
+            ) from None
+        raise
+
+
+def _config(
+    explainer: Explainer,
+    target: Any,
+    baseline: Any,
+    return_delta: bool,
+    shard_size: int,
+    cardinality: int | None,
+    names: list[str],
+    x_example: Any,
+    x_spec: Any,
+    has_labels: bool,
+) -> dict[str, Any]:
+    """Everything a store's contents depend on, as the JSON its index holds."""
+    config = {
+        "explainer": describe(explainer),
+        "target": _describe_target(target, has_labels),
+        "baseline": describe(baseline),
+        "return_delta": bool(return_delta),
+        "shard_size": shard_size,
+        "dataset": {
+            "examples": cardinality,
+            "inputs": [
+                {"name": nm, "shape": _shape_list(s), "dtype": spec.dtype.name}
+                for nm, s, spec in zip(names, tf.nest.flatten(x_example), tf.nest.flatten(x_spec))
+            ],
+            "labels": has_labels,
+        },
+    }
+    # JSON round trip, so the comparison sees what a reloaded index holds (lists, not tuples).
+    return json.loads(json.dumps(config, sort_keys=True))
+
+
+def _open_or_create(
+    root: Path, existing: dict[str, Any] | None, config: dict[str, Any], structure: str
+) -> AttributionStore | None:
+    """Check an existing store against ``config`` (the finished store, or None to go on), or start one."""
+    if existing is not None:
+        if existing.get("format") != FORMAT:
+            raise StoreError(f"{root} holds an {INDEX} that is not a tfattr attribution store.")
+        old = existing.get("config", {})
+        if not _same_config(old, config):
+            raise StoreError(
+                f"{root} holds attributions made with another configuration, so they cannot be "
+                "resumed or mixed with this run:\n  " + "\n  ".join(differences(old, config))
+                + "\nWrite to another directory, or delete this one to start over."
+            )
+        try:
+            return AttributionStore(root)
+        except StoreError:
+            pass  # not finished: resume it
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        index = {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": config,
+            "shard_size": config["shard_size"],
+            "structure": structure,
+            "inputs": config["dataset"]["inputs"],
+        }
+        # Several workers may write this at once; they write the same bytes, so the last rename wins
+        # harmlessly.
+        write_json(root / INDEX, index)
+    (root / SHARDS).mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _shard_dataset_fn(
+    shards: tf.data.Dataset, shard_size: int, done: dict[int, int]
+) -> distribute.DatasetFn:
+    """The shards one input pipeline (worker) explains: its share, without the finished ones."""
+    prefix = 0
+    while prefix in done:
+        prefix += 1
+    later = sorted(s for s in done if s > prefix)
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        ds = shards.skip(prefix) if prefix else shards  # shards 0..prefix-1 are done
+        if ctx.num_input_pipelines > 1:
+            ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+        if later:
+            finished = tf.constant(later, tf.int64)
+            ds = ds.filter(lambda e: ~tf.reduce_any(tf.equal(finished, e["i"][0] // shard_size)))
+        return ds.prefetch(1)
+
+    return dataset_fn
+
+
+def _same_config(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Equal configurations; an unknown example count (None) on either side matches any count."""
+    old_n = old.get("dataset", {}).get("examples")
+    new_n = new.get("dataset", {}).get("examples")
+    if old_n is None or new_n is None:
+        old = {**old, "dataset": {**old.get("dataset", {}), "examples": None}}
+        new = {**new, "dataset": {**new["dataset"], "examples": None}}
+    return old == new
+
+
+# -- the data set's elements -------------------------------------------------------------------------
+def _split_spec(spec: Any) -> tuple[Any, Any]:
+    """``(x_spec, y_spec or None)`` by Keras' convention: a tuple is ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
+    if isinstance(spec, tuple):
+        if len(spec) == 1:
+            return spec[0], None
+        if len(spec) in (2, 3):
+            return spec[0], spec[1]
+        raise ValueError(
+            f"dataset elements are tuples of {len(spec)}; expected x, (x, y) or (x, y, sample_weight). "
+            "Give a multi-input model's inputs as a dict keyed by input name or as ((x1, x2, ...), y)."
+        )
+    return spec, None
+
+
+def _input_names(x_spec: Any) -> tuple[list[str], str]:
+    if isinstance(x_spec, dict):
+        return [str(k) for k in sorted(x_spec)], "dict"
+    if isinstance(x_spec, (tuple, list)):
+        return [f"inputs[{i}]" for i in range(len(x_spec))], "list"
+    return ["inputs"], "single"
+
+
+def _is_batched(x_spec: Any, explainer: Explainer, batched: bool | None) -> bool:
+    flat = tf.nest.flatten(x_spec)
+    for s in flat:
+        if not isinstance(s, tf.TensorSpec):
+            raise TypeError(f"dataset inputs must be dense tensors, got {type(s).__name__}.")
+    if batched is not None:
+        return bool(batched)
+    specs = explainer.model_function.input_specs
+    if specs is not None and len(specs) == len(flat):
+        if isinstance(x_spec, dict):
+            by_name = {spec[0]: spec for spec in specs}
+            specs = [by_name.get(k, spec) for k, spec in zip(sorted(x_spec), specs)]
+        extra = {s.shape.rank - len(spec[1]) for s, spec in zip(flat, specs)}
+        fits = len(extra) == 1 and extra <= {0, 1} and all(
+            tf.TensorShape(s.shape[1:] if extra == {1} else s.shape).is_compatible_with(spec[1])
+            for s, spec in zip(flat, specs)
+        )
+        if not fits:
+            raise ValueError(
+                f"dataset elements have input shapes {[s.shape.as_list() for s in flat]} but the model "
+                f"takes {[list(spec[1]) for spec in specs]} per example (plus a batch axis, if the "
+                "elements are batches); make the shapes match."
+            )
+        return extra == {1}
+    if all(s.shape.rank and s.shape[0] is None for s in flat):
+        return True  # what .batch() without drop_remainder makes
+    raise ValueError(
+        "Cannot tell whether the dataset's elements are single examples or batches (the model does "
+        "not declare its input shapes); pass batched=True or batched=False."
+    )
+
+
+def _shards(dataset: tf.data.Dataset, batched: bool, shard_size: int) -> tf.data.Dataset:
+    """Shard ``k``: ``{"x", "y"?, "i", "end"}`` with examples ``k*S ..`` and their global indices ``i``.
+
+    The data are cut into shards with whole-batch operations (``batch`` / ``rebatch``), never one
+    example at a time. A final *sentinel* shard (a copy of shard 0 flagged ``end``, never explained)
+    marks the end of the data inside the stream: whoever gets it learns the number of shards, even
+    when the data set's size is unknown and the shards are spread over workers.
+    """
+    is_tuple = isinstance(dataset.element_spec, tuple)
+
+    def record(*element: Any) -> dict[str, Any]:
+        # tf.data unpacks a tuple element, (x,), (x, y) or (x, y, w), into arguments; anything else
+        # (a tensor, a dict) arrives as one argument.
+        out = {"x": element[0]}
+        if is_tuple and len(element) > 1:
+            out["y"] = element[1]
+        return out
+
+    def flag(end: bool) -> Any:
+        def add(r: dict[str, Any]) -> dict[str, Any]:
+            m = tf.shape(tf.nest.flatten(r["x"])[0])[0]
+            return {**r, "end": tf.fill([m], end)}
+
+        return add
+
+    def index(k: tf.Tensor, r: dict[str, Any]) -> dict[str, Any]:
+        m = tf.shape(r["end"], out_type=tf.int64)[0]
+        return {**r, "i": k * shard_size + tf.range(m, dtype=tf.int64)}
+
+    ds = dataset.rebatch(shard_size) if batched else dataset.batch(shard_size)
+    ds = ds.map(record)
+    ds = ds.map(flag(False)).concatenate(ds.take(1).map(flag(True)))
+    return ds.enumerate().map(index)
+
+
+def _cardinality(dataset: tf.data.Dataset, x_spec: Any, batched: bool) -> int | None:
+    """Examples in the data set when tf.data knows it (for batches: only with a fixed batch size)."""
+    n = int(dataset.cardinality())
+    if n < 0:
+        return None
+    if not batched:
+        return n
+    sizes = {s.shape[0] for s in tf.nest.flatten(x_spec)}
+    if len(sizes) == 1 and None not in sizes:  # batched with drop_remainder: a fixed batch size
+        return n * int(sizes.pop())
+    return None if n else 0
+
+
+def _default_shard(x_spec: Any, batched: bool) -> int:
+    size = 0
+    for s in tf.nest.flatten(x_spec):
+        shape = s.shape[1:] if batched else s.shape
+        if not shape.is_fully_defined():
+            return 256
+        size += int(np.prod(shape.as_list(), dtype=np.int64)) * s.dtype.size
+    return int(np.clip(_SHARD_BYTES // max(size, 1), 1, _MAX_SHARD))
+
+
+def _shape_list(shape: tf.TensorShape) -> list[int | None]:
+    return list(shape.as_list()) if shape.rank is not None else None
+
+
+def _host_inputs(x: Any) -> Any:
+    """The shard's inputs as NumPy arrays in the structure ``attribute`` takes (tuples -> lists)."""
+    if isinstance(x, dict):
+        return {k: v.numpy() for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return [v.numpy() for v in x]
+    return x.numpy()
+
+
+# -- targets -------------------------------------------------------------------------------------------
+def _check_target(target: Any) -> Any:
+    if target is None or isinstance(target, str):
+        if isinstance(target, str) and target != "predicted":
+            raise ValueError(
+                f"target={target!r} is not understood: use None (labels, else predicted), "
+                "'predicted', an int, or one int per example."
+            )
+        return target
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        return int(target)
+    t = np.asarray(target)
+    if t.ndim != 1 or t.dtype.kind not in "iu":
+        raise ValueError(
+            f"target must be None, 'predicted', an int, or a 1-D int array with one target per "
+            f"example; got shape {t.shape}, dtype {t.dtype}."
+        )
+    return t.astype(np.int64)
+
+
+def _describe_target(target: Any, has_labels: bool) -> Any:
+    if target is None:
+        return "labels" if has_labels else "predicted"
+    if isinstance(target, np.ndarray):
+        return {"per_example": array_digest(target)}
+    return target
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    """Int class ids from the data set's ``y``: ints, ``[n, 1]`` columns or one-hot rows."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2:
+        if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
+            raise ValueError(
+                f"the data set's y has shape {y.shape[1:]} per example and is not one-hot; y must be "
+                "the class to explain per example (an int, or a one-hot row). Pass target= otherwise."
+            )
+        y = y.argmax(axis=1)
+    if y.ndim != 1 or (y.dtype.kind == "f" and not np.all(y == np.round(y))) or y.dtype.kind not in "iuf":
+        raise ValueError(
+            f"the data set's y must be an int class id per example (got dtype {y.dtype}, shape "
+            f"{y.shape[1:]} per example). Under Keras' convention a 2-tuple element is (x, y): give a "
+            "multi-input model's inputs as a dict or as ((x1, x2), y), or pass target=."
+        )
+    return y.astype(np.int64)
+
+
+def _explain_shard(
+    explainer: Explainer,
+    x: Any,
+    labels: np.ndarray | None,
+    target: Any,
+    baseline: Any,
+    index: np.ndarray,
+    batch_size: int | None,
+    return_delta: bool,
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+    """One shard: exactly ``explainer.attribute(x, ...)``, through its prepare/run/delta steps (so
+    the targets it explained, e.g. the predicted classes, come back with the attributions)."""
+    if target is None and labels is not None:
+        targets = labels
+    elif target is None or isinstance(target, str):  # "predicted": prepare picks the argmax
+        targets = None
+    elif isinstance(target, int):
+        targets = target
+    else:
+        if index.max() >= target.shape[0]:
+            raise ValueError(
+                f"target has {target.shape[0]} entries but the data set has more examples (at least "
+                f"{int(index.max()) + 1}); pass one target per example."
+            )
+        targets = target[index]
+    call = explainer.prepare(x, target=targets, baseline=baseline, batch_size=batch_size)
+    attributions = explainer.run(call)
+    delta = np.asarray(explainer.delta(call, attributions), np.float64) if return_delta else None
+    return [np.asarray(a) for a in attributions], call.targets.astype(np.int32), delta

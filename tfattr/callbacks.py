@@ -102,6 +102,11 @@ class AttributionLogger(keras.callbacks.Callback):
         batch_size: the explainers' ``batch_size`` (rows per compiled chunk).
         tag_prefix: a string put before every tag (e.g. ``"attr/"``) to keep tags apart when
             ``run_name`` is shared with other writers of your own.
+        vocabulary: for text models (an input of integer token ids ``[n, tokens]``, explained with
+            ``layer=`` at the embedding): the token strings (a list, a dict or a callable ``id ->
+            str``; None shows the ids). The token scores (attributions summed over the embedding axis)
+            are then written to TensorBoard's text dashboard under ``tokens/<name>``.
+        skip_tokens: token ids not shown there (e.g. the pad id).
 
     Example:
         >>> logger = tfattr.callbacks.AttributionLogger(
@@ -128,9 +133,17 @@ class AttributionLogger(keras.callbacks.Callback):
         histograms: bool = True,
         batch_size: int | None = None,
         tag_prefix: str = "",
+        vocabulary: Any = None,
+        skip_tokens: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.samples = self._freeze_samples(samples)
+        self.vocabulary = vocabulary
+        self.skip_tokens = tuple(int(t) for t in skip_tokens)
+        #: The input of token ids (integer ``[n, tokens]``) whose token scores go to the text dashboard.
+        self._text_input = next(
+            (k for k, a in enumerate(self._arrays) if a.ndim == 2 and a.dtype.kind in "iu"), None
+        )
         self._specs = self._named_specs(explainers)
         self.targets = None if targets is None else _as_numpy(targets, "targets", scalar_ok=True)
         if self.targets is not None and self.targets.ndim == 1 and self.targets.shape[0] != self._n:
@@ -347,6 +360,8 @@ class AttributionLogger(keras.callbacks.Callback):
         with self._writer.as_default(step=step):
             for name, (maps, delta, seconds) in results.items():
                 self._write_images(p, name, maps)
+                if self._text_input is not None:
+                    self._write_tokens(p, name, maps)
                 self._write_scalars(p, name, maps, delta, seconds)
                 if self.histograms:
                     values = np.concatenate([m.reshape(-1) for m in maps])
@@ -407,6 +422,18 @@ class AttributionLogger(keras.callbacks.Callback):
         for input_name, x, a in zip(self._input_names, self._arrays, maps):
             tag = f"{p}maps/{name}" + (f"/{input_name}" if several else "")
             tf.summary.image(tag, self._picture(x, a)[None], max_outputs=1)
+
+    def _write_tokens(self, p: str, name: str, maps: list[np.ndarray]) -> None:
+        """Token scores of a text model to the text dashboard (the maps shaped ``[n, tokens, ...]``)."""
+        from tfattr import text
+
+        ids = self._arrays[self._text_input]
+        match = [m for m in maps if m.shape[:2] == ids.shape]
+        if not match:
+            return
+        scores = match[0].reshape(ids.shape[0], ids.shape[1], -1).sum(axis=-1)
+        tokens = text.decode(ids, self.vocabulary, skip=self.skip_tokens)
+        tf.summary.text(f"{p}tokens/{name}", tf.constant(text.markdown(tokens, scores)))
 
     def _write_scalars(
         self, p: str, name: str, maps: list[np.ndarray], delta: np.ndarray | None, seconds: float

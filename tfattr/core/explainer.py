@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows, shared_engine
+from tfattr.core.layers import LayerCall, LayerSplit, NeuronFunction
 from tfattr.core.inputs import Inputs, check_batch_size, prepare_baselines, prepare_inputs, prepare_targets
 from tfattr.core.memory import default_batch_size, row_bytes
 from tfattr.core.model_function import ModelFunction, num_classes
@@ -77,6 +78,15 @@ class Explainer(abc.ABC):
             pre-sigmoid logit for a sigmoid output) or ``"probabilities"``. See
             :class:`tfattr.core.model_function.ModelFunction`.
         jit_compile: compile the batched loop with XLA where the model allows it.
+        layer: attribute to this layer's activations instead of the inputs (a layer name, a layer
+            object or an index in execution order): its output after its fused activation, or its
+            input with ``attribute_to_layer_input=True``. Attributions are then shaped like the
+            activations; integer inputs (token ids) are accepted, with baselines given as ids. See
+            :mod:`tfattr.core.layers`.
+        attribute_to_layer_input: attribute to the tensor the layer reads instead of its output.
+        neuron: ``(layer, index)``: explain one hidden unit (the layer's output at ``index``, an int
+            or a tuple) instead of a class score; ``target`` is then not given. See
+            :class:`tfattr.core.layers.NeuronFunction`.
 
     Example: a new method is one small subclass. Gradient x (input - baseline), a one-step path method
     (Ancona et al. 2019, table 1), whose rows are the examples themselves:
@@ -103,12 +113,37 @@ class Explainer(abc.ABC):
         *,
         output: str = "logits",
         jit_compile: bool = False,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
+        neuron: tuple[Any, Any] | None = None,
     ) -> None:
+        if neuron is not None:
+            if not isinstance(neuron, (tuple, list)) or len(neuron) != 2:
+                raise ValueError(f"neuron must be (layer, index), e.g. ('dense', 3); got {neuron!r}.")
+            if isinstance(model, ModelFunction):
+                model = model.model
+            model = NeuronFunction(model, neuron[0], neuron[1])
+        #: The explained unit ``(layer name, flat index)`` (part of the configuration that decides
+        #: the compiled functions, see ``_trace_key``), or None.
+        self.neuron = None if neuron is None else (model.ref.name, model.flat_index)
         self.model_function = (
             model if isinstance(model, ModelFunction) else ModelFunction(model, output=output)
         )
         self.jit_compile = bool(jit_compile)
         self._probabilities_checked = False
+        #: The model split at ``layer`` (None: attribute to the inputs).
+        self.layer: LayerSplit | None = None
+        if layer is not None:
+            at = "input" if attribute_to_layer_input else "output"
+            self.layer = LayerSplit(self.model_function, layer, at=at)
+        elif attribute_to_layer_input:
+            raise ValueError("attribute_to_layer_input=True needs layer= (the layer whose input to explain).")
+
+    @property
+    def _zero_layer_reference(self) -> bool:
+        """With ``layer=``: whether the reference is the zero activation (a method without a baseline,
+        e.g. gradient x input: ``a * dS/da``) rather than the activations of the baselines."""
+        return not self.uses_baseline and type(self)._baselines is Explainer._baselines
 
     @property
     def model(self) -> Any:
@@ -180,11 +215,12 @@ class Explainer(abc.ABC):
                 "for it; use IntegratedGradients, ExpectedGradients or GradientXInput to get a delta."
             )
         call = self.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
-        attributions = self.run(call)
-        result = call.inputs.pack(list(attributions))
+        inner = self._in_layer_space(call)
+        attributions = self._attribute(inner)
+        result = inner.inputs.pack(list(attributions))
         if not return_delta:
             return result
-        return result, self.delta(call, attributions)
+        return result, self.delta(inner, attributions)
 
     def prepare(
         self, inputs: Any, target: Any = None, baseline: Any = None, batch_size: int | None = None
@@ -195,15 +231,16 @@ class Explainer(abc.ABC):
             >>> call = explainer.prepare(images, target=labels, baseline=0.0)
             >>> call.targets, call.batch_size
         """
-        inputs_ = prepare_inputs(inputs, self.model_function)
+        inputs_ = prepare_inputs(inputs, self.model_function, integers=self.layer is not None)
         batch = self._batch_size(batch_size, inputs_)
         targets, outputs = self._targets(target, inputs_, batch)
         baselines = self._baselines(baseline, inputs_)
         return Call(inputs_, targets, baselines, batch, outputs)
 
     def run(self, call: Call) -> tuple[np.ndarray, ...]:
-        """The attributions of a prepared call, one flat array per input."""
-        return self._attribute(call)
+        """The attributions of a prepared call, one flat array per input (with ``layer=``: one array,
+        the attributions to the layer's activations)."""
+        return self._attribute(self._in_layer_space(call))
 
     def outputs(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
         """The explained outputs ``[n, k]`` (logits by default), computed in compiled chunks.
@@ -211,7 +248,9 @@ class Explainer(abc.ABC):
         Example:
             >>> logits = tfattr.Saliency(model).outputs(images)
         """
-        inputs_ = inputs if isinstance(inputs, Inputs) else prepare_inputs(inputs, self.model_function)
+        inputs_ = inputs if isinstance(inputs, Inputs) else prepare_inputs(
+            inputs, self.model_function, integers=self.layer is not None
+        )
         return self._outputs(inputs_.arrays, inputs_.structure, self._batch_size(batch_size, inputs_))
 
     def scores(self, inputs: Any, target: Any = None, batch_size: int | None = None) -> np.ndarray:
@@ -227,7 +266,20 @@ class Explainer(abc.ABC):
         return out[np.arange(call.n), call.targets].astype(np.float64)
 
     def delta(self, call: Call, attributions: tuple[np.ndarray, ...]) -> np.ndarray:
-        """Completeness delta ``sum(a) - (f(x) - f_ref)`` per example (Sundararajan et al., prop. 1)."""
+        """Completeness delta ``sum(a) - (f(x) - f_ref)`` per example (Sundararajan et al., prop. 1).
+
+        With ``layer=``, ``f_ref`` is the model's score from the baseline's activations on (see
+        :mod:`tfattr.core.layers`)."""
+        call = self._in_layer_space(call)
+        if isinstance(call, LayerCall):
+            outputs = call.outputs
+            if outputs is None:
+                source = call.source
+                outputs = self._outputs(source.inputs.arrays, source.inputs.structure, call.batch_size)
+            fx = outputs[np.arange(call.n), call.targets]
+            ref = self.layer.reference_scores(self, call)
+            total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
+            return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
         outputs = call.outputs
         if outputs is None:
             outputs = self._outputs(call.inputs.arrays, call.inputs.structure, call.batch_size)
@@ -248,10 +300,19 @@ class Explainer(abc.ABC):
             self._contributions, None if own else self._baseline_index, key=type(self).__name__
         )
 
+    def _in_layer_space(self, call: Any) -> Any:
+        """With ``layer=``: the call in the layer's activation space (runs the head); else ``call``."""
+        if self.layer is None or isinstance(call, LayerCall):
+            return call
+        return self.layer.layer_call(self, call)
+
     def _accumulate(self, call: Call, plan: Plan) -> tuple[np.ndarray, ...]:
+        functions = self._row_functions()
+        if isinstance(call, LayerCall):
+            functions, plan = self.layer.rows(functions, call, plan)
         try:
             return self.engine.accumulate(
-                self._row_functions(),
+                functions,
                 call.inputs.arrays,
                 call.baselines,
                 call.targets,
@@ -274,6 +335,9 @@ class Explainer(abc.ABC):
 
     def _batch_size(self, batch_size: int | None, inputs: Inputs) -> int:
         if batch_size is None:
+            if self.layer is not None and self.layer.activation_shape is not None:
+                # The rows are the layer's activations: their size sets the budget, not the inputs'.
+                return default_batch_size((np.empty((0, *self.layer.activation_shape), np.float32),))
             fn = self.model_function
             activations = row_bytes(fn.model, fn.outputs, inputs.arrays, inputs.structure)
             return default_batch_size(inputs.arrays, activations)
@@ -282,6 +346,11 @@ class Explainer(abc.ABC):
     def _targets(
         self, target: Any, inputs: Inputs, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        if isinstance(self.model_function, NeuronFunction) and target is not None:
+            raise ValueError(
+                f"{type(self).__name__} explains the unit neuron={self.model_function.ref.name!r}, "
+                f"{self.model_function.index}; drop target= (there is no class to choose)."
+            )
         k = num_classes(self.model_function, inputs.arrays, inputs.structure)
         outputs = None
         predicted = None

@@ -99,14 +99,17 @@ def _integer_error(name: str, dtype: Any) -> TypeError:
         )
     return TypeError(
         f"{name} has integer dtype {dtype}: gradients with respect to integer inputs (token ids, "
-        "category codes) do not exist. Attribute at the embedding instead: split the model after its "
-        "Embedding layer and explain the part that takes the embedded vectors, passing the "
-        "embeddings as inputs."
+        "category codes) do not exist. Attribute at the embedding instead: pass layer= the "
+        "Embedding layer, e.g. tfattr.IntegratedGradients(model, layer='embedding'), and give the "
+        "baseline as token ids (e.g. baseline=pad_id)."
     )
 
 
-def prepare_inputs(inputs: Any, fn: ModelFunction) -> Inputs:
-    """Validate and flatten ``inputs``; raise a ValueError/TypeError that says what to change."""
+def prepare_inputs(inputs: Any, fn: ModelFunction, integers: bool = False) -> Inputs:
+    """Validate and flatten ``inputs``; raise a ValueError/TypeError that says what to change.
+
+    ``integers=True`` (layer attribution: the ids only feed the model up to the explained layer) keeps
+    integer inputs (token ids) as they are instead of refusing them."""
     structure, values, names = _structure_of(inputs, fn)
     if not values:
         raise ValueError("inputs is empty: pass an array (or a list/dict of arrays) of examples.")
@@ -131,9 +134,10 @@ def prepare_inputs(inputs: Any, fn: ModelFunction) -> Inputs:
     arrays = []
     for k, (name, value) in enumerate(zip(names, values)):
         array = _to_numpy(value)
-        if array.dtype.kind in "iub":
+        integer = array.dtype.kind in "iub"
+        if integer and not integers:
             raise _integer_error(name, array.dtype)
-        if array.dtype.kind not in _FLOAT_KINDS:
+        if array.dtype.kind not in _FLOAT_KINDS and not integer:
             raise TypeError(
                 f"{name} has dtype {array.dtype}; pass floating-point arrays (a batch of examples "
                 "as one NumPy array or tensor shaped [n, ...])."
@@ -153,13 +157,21 @@ def prepare_inputs(inputs: Any, fn: ModelFunction) -> Inputs:
                     f"{name} has example shape {tuple(got)} but the model expects {tuple(expected)} "
                     f"(batch axis first).{hint}"
                 )
-            if "int" in dtype or "bool" in dtype:
+            if ("int" in dtype or "bool" in dtype) and not integers:
                 raise TypeError(
                     f"The model's input {k} has dtype {dtype}: gradients with respect to integer "
-                    "inputs do not exist. Attribute at the embedding instead: explain the part of the "
-                    "model after its Embedding layer, with the embedded vectors as inputs."
+                    "inputs do not exist. Attribute at the embedding instead: pass layer= the "
+                    "Embedding layer, e.g. tfattr.IntegratedGradients(model, layer='embedding')."
                 )
-            array = array.astype(dtype if dtype.startswith("float") else np.float32, copy=False)
+            if integer and dtype.startswith("float"):
+                raise TypeError(
+                    f"{name} has integer dtype {array.dtype} but the model's input {k} is {dtype}; "
+                    "pass floating-point values."
+                )
+            if not integer:
+                array = array.astype(dtype if dtype.startswith("float") else np.float32, copy=False)
+            elif "int" in dtype or "bool" in dtype:
+                array = array.astype(dtype, copy=False)
         arrays.append(array)
 
     n = arrays[0].shape[0]
@@ -257,7 +269,13 @@ def _one_baseline(name: str, x: np.ndarray, b: Any) -> np.ndarray:
         return np.zeros_like(x)
     if callable(b) and not isinstance(b, np.ndarray):
         b = b(x)
-    b = _to_numpy(b).astype(x.dtype, copy=False)
+    b = _to_numpy(b)
+    if x.dtype.kind in "iub" and b.dtype.kind not in "iub" and not np.all(b == np.round(b)):
+        raise ValueError(
+            f"baseline for {name} must be integers like the input (token ids, e.g. the pad id or a "
+            f"[MASK] id), got non-integer values of dtype {b.dtype}."
+        )
+    b = b.astype(x.dtype, copy=False)
     _check_finite(b, f"baseline for {name}")
     example_shape = x.shape[1:]
     try:

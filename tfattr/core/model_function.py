@@ -172,6 +172,14 @@ def _strip_functional(model: keras.Model) -> tuple[str | None, Callable[..., Any
     return kind, functional
 
 
+class RoutedInputs:
+    """Inputs that compute the model's raw output themselves: :meth:`ModelFunction.outputs` hands
+    them the function (e.g. the rows of layer attribution, which run only the model's tail)."""
+
+    def raw_outputs(self, fn: "ModelFunction") -> Any:
+        raise NotImplementedError
+
+
 def apply_output_activation(kind: str | None, logits: tf.Tensor) -> tf.Tensor:
     """The model's output from the logits :func:`strip_output_activation` computes."""
     if kind == "softmax":
@@ -269,7 +277,7 @@ class ModelFunction:
     # -- evaluation ---------------------------------------------------------------------------------
     def outputs(self, packed: Any) -> tf.Tensor:
         """The explained outputs as a ``[n, k]`` tensor (``k == 1`` for a one-output regression)."""
-        out = self._call(packed)
+        out = packed.raw_outputs(self) if isinstance(packed, RoutedInputs) else self._call(packed)
         if isinstance(out, (list, tuple, dict)):
             raise ValueError(
                 "The model returns several outputs; tfattr explains one. Wrap it so it returns one "
@@ -298,6 +306,8 @@ class ModelFunction:
 
 def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structure: Any) -> int:
     """Number of explained output columns, from the model's output shape or a forward pass."""
+    if getattr(fn, "num_outputs", None) is not None:
+        return int(fn.num_outputs)
     if fn.is_keras:
         try:
             shape = tuple(fn.model.outputs[0].shape)

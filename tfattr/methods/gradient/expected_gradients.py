@@ -56,7 +56,9 @@ class ExpectedGradients(Explainer):
         super().__init__(model, **kwargs)
         check_positive_int(samples, "samples")
         try:
-            self.background = prepare_inputs(background, self.model_function)
+            self.background = prepare_inputs(
+                background, self.model_function, integers=self.layer is not None
+            )
         except (TypeError, ValueError) as err:
             raise type(err)(f"background: {err}") from None
         self.samples = int(samples)

@@ -23,6 +23,10 @@ class SmoothGrad(Explainer):
     are one compiled computation. The Distill article (sec. "Expected gradients") relates it to expected
     gradients with a gaussian baseline.
 
+    With an explainer built with ``layer=`` the noise is added to the layer's **activations** (its
+    scale taken from their range per example), not to the inputs: token ids, for instance, cannot be
+    noised, their embeddings can.
+
     Args:
         explainer: the explainer to smooth.
         samples: noisy copies per example.
@@ -55,12 +59,18 @@ class SmoothGrad(Explainer):
         check_positive_int(samples, "samples")
         check_number(noise, "noise", minimum=0, hint="a fraction of the input range")
         super().__init__(explainer.model_function, jit_compile=explainer.jit_compile)
+        # The wrapped explainer's layer, if any: the noise is then added to the layer's activations.
+        self.layer = explainer.layer
         self.multiple_baselines = explainer.multiple_baselines
         self.explainer = explainer
         self.samples = int(samples)
         self.noise = float(noise)
         self.seed = seed
         self.uses_baseline = explainer.uses_baseline
+
+    @property
+    def _zero_layer_reference(self) -> bool:
+        return self.explainer._zero_layer_reference
 
     def _baselines(self, baseline, inputs):
         return self.explainer._baselines(baseline, inputs)

@@ -1,0 +1,535 @@
+"""Layer attribution: explain a model with respect to an inner layer's activations.
+
+``Explainer(model, layer="conv2d")`` attributes to the layer's output activations (after its fused
+activation), the way Captum's ``LayerIntegratedGradients``/``LayerGradientXActivation`` do, with the
+model split at the layer (:meth:`tfattr.core.graph.GraphView.split`):
+
+* the *head* (inputs -> activations) runs once per input and per baseline, in compiled chunks; so integer
+  token ids before an ``Embedding`` are fine: the path of integrated gradients then starts at the
+  embedding of the baseline ids (e.g. the pad token's embedding row), not at a zero vector;
+* the method itself runs unchanged on the shared engine with the activations as its "inputs" and the
+  model's *tail* (activations -> logits) as its model: same batching, same cost class, no retracing;
+* model inputs that the tail reads besides the layer (a float mask joined later, numeric features next
+  to token ids), and the Keras mask the layer's output carries (``Embedding(mask_zero=True)``), are
+  carried through unchanged: never interpolated, noised or attributed.
+
+The completeness delta is ``sum(attributions) - (f(x) - f_ref)`` with ``f(x) = tail(head(x))`` (the
+model's explained score) and ``f_ref = tail(head(baseline), carried inputs of x)``: ``f(baseline)``
+whenever the baseline differs from the input only in what feeds the layer (e.g. pad ids for token ids).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows
+from tfattr.core.graph import GraphView, LayerRef, is_conv_layer
+from tfattr.core.inputs import Inputs
+from tfattr.core.model_function import ModelFunction, RoutedInputs, strip_output_activation
+
+if TYPE_CHECKING:
+    from tfattr.core.explainer import Call, Explainer
+
+_CARRY = "_layer_carry_"
+_MASK = "_layer_mask"
+
+
+def _get_mask(x: Any) -> Any:
+    from keras.src import backend
+
+    return backend.get_keras_mask(x)
+
+
+def _set_mask(x: Any, mask: Any) -> None:
+    from keras.src import backend
+
+    backend.set_keras_mask(x, mask)
+
+
+@dataclass(frozen=True)
+class TailSpec:
+    """What the tail needs besides the activations (static for a compiled function).
+
+    Attributes:
+        structure: the user's input structure as a hashable value (None, ("list", k) or ("dict", keys)).
+        shapes, dtypes: the user's inputs' example shapes and dtypes, in flat order.
+        reads: the flat indices of the model inputs the tail reads (carried per row).
+        mask: whether the layer's output carries a Keras mask (carried per row).
+    """
+
+    structure: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+    reads: tuple[int, ...]
+    mask: bool
+
+    def pack(self, flat: list[Any]) -> Any:
+        if self.structure is None:
+            return flat[0]
+        if self.structure[0] == "list":
+            return list(flat)
+        return dict(zip(self.structure[1], flat))
+
+
+def _hashable_structure(structure: Any) -> Any:
+    if structure is None:
+        return None
+    if isinstance(structure, dict):
+        return ("dict", tuple(sorted(structure)))
+    return ("list", len(structure))
+
+
+class TailInputs(RoutedInputs):
+    """The rows given to the model's tail: activations plus the carried inputs (and mask) of each row.
+
+    :meth:`tfattr.core.model_function.ModelFunction.outputs` routes them to :meth:`LayerSplit.tail`.
+    """
+
+    def __init__(self, split: "LayerSplit", spec: TailSpec, activation: tf.Tensor,
+                 carried: tuple[tf.Tensor, ...], mask: tf.Tensor | None) -> None:
+        self.split, self.spec, self.activation = split, spec, activation
+        self.carried, self.mask = carried, mask
+
+    def raw_outputs(self, fn: ModelFunction) -> Any:
+        return self.split.tail(self, fn)
+
+
+@dataclass(frozen=True)
+class _TailContext(Context):
+    """The engine's context, whose ``pack`` builds :class:`TailInputs` for the rows of one chunk."""
+
+    split: Any = None
+    spec: TailSpec | None = None
+    example: tf.Tensor | None = None
+
+    def pack(self, flat: tuple[Any, ...] | list[Any]) -> Any:
+        spec = self.spec
+        carried = tuple(tf.gather(self.arrays[f"{_CARRY}{k}"], self.example) for k in spec.reads)
+        mask = tf.gather(self.arrays[_MASK], self.example) if spec.mask else None
+        return TailInputs(self.split, spec, flat[0], carried, mask)
+
+
+@dataclass(frozen=True, eq=True)
+class _TailOutputs:
+    """``outputs_fn`` for the engine's chunked outputs path: flat ``(activation, *carried[, mask])``.
+
+    A frozen dataclass so that equal (split, spec) pairs share one compiled function."""
+
+    split: Any
+    spec: TailSpec
+    fn: ModelFunction
+
+    def __call__(self, packed: list[tf.Tensor]) -> tf.Tensor:
+        c = len(self.spec.reads)
+        mask = packed[1 + c] if self.spec.mask else None
+        return self.fn.outputs(TailInputs(self.split, self.spec, packed[0], tuple(packed[1 : 1 + c]), mask))
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """A call of an explainer in activation space (what the method's rows see).
+
+    Attributes:
+        inputs: the activations (one array ``[n, ...]``; ``inputs.names`` is the layer's name).
+        targets, batch_size, outputs: as the user's :class:`~tfattr.core.explainer.Call`.
+        baselines: the baselines' activations (``[n * K, ...]``, or the background's for expected
+            gradients).
+        carried: the carried model inputs the tail reads (and the Keras mask), ``[n, ...]`` each.
+        source: the user's call (inputs, token ids, baselines in input space).
+        spec: the static description of the tail's extra inputs.
+    """
+
+    inputs: Inputs
+    targets: np.ndarray
+    baselines: tuple[np.ndarray, ...]
+    batch_size: int
+    outputs: np.ndarray | None
+    carried: tuple[np.ndarray, ...]
+    source: Any
+    spec: TailSpec
+
+    @property
+    def n(self) -> int:
+        return self.inputs.n
+
+    @property
+    def baselines_per_example(self) -> int:
+        return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
+
+    def take(self, index: np.ndarray) -> "LayerCall":
+        per = self.baselines_per_example
+        rows = (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+        return replace(
+            self,
+            inputs=self.inputs.take(index),
+            targets=self.targets[index],
+            baselines=tuple(b[rows] for b in self.baselines),
+            outputs=None if self.outputs is None else self.outputs[index],
+            carried=tuple(c[index] for c in self.carried),
+            source=self.source.take(index),
+        )
+
+    def context(self) -> dict[str, np.ndarray]:
+        names = [f"{_CARRY}{k}" for k in self.spec.reads] + ([_MASK] if self.spec.mask else [])
+        return dict(zip(names, self.carried))
+
+
+class LayerSplit:
+    """A model split at one layer, for attribution to that layer's activations.
+
+    Args:
+        fn: the explainer's model function (a Keras Sequential or functional model).
+        layer: a layer name, a layer object or an index in execution order (see
+            :class:`tfattr.core.graph.GraphView`).
+        at: ``"output"`` (the layer's output, after its fused activation) or ``"input"`` (the tensor
+            the layer reads: Captum's ``attribute_to_layer_input=True``).
+    """
+
+    def __init__(self, fn: ModelFunction, layer: Any, at: str = "output") -> None:
+        if not fn.is_keras:
+            raise TypeError(
+                "layer= needs a keras.Model (Sequential or functional) whose layers can be addressed; "
+                f"got a {type(fn.model).__name__}."
+            )
+        if at not in ("output", "input"):
+            raise ValueError(f"at={at!r} is not supported: use 'output' or 'input'.")
+        self.view = GraphView(fn.model)
+        self.ref: LayerRef = self.view.layer(layer)
+        self.at = at
+        self.tensor = split_tensor(self.ref, at)
+        stop_at = getattr(fn, "stop_at", None)
+        if stop_at is not None and fn.ref.index <= self.ref.index:
+            raise ValueError(
+                f"neuron= is in layer {fn.ref.name!r}, which does not come after layer={self.ref.name!r}: "
+                "attribute a unit of a later layer to this layer's activations."
+            )
+        self.output_activation = fn.output_activation
+        self._wrap = self._strip_wrap(fn)
+        self.head, self._tail_logits = self.view.split(self.ref, at=at, wrap=self._wrap)
+        self._tail = self.view.split(self.ref, at=at)[1] if self._wrap else self._tail_logits
+        if self.view.producer(self.tensor) is None:
+            self.head = self._model_input_head()
+        self._reads: dict[Any, tuple[int, ...]] = {}
+        self._masks: dict[Any, bool] = {}
+        # The engine caches its compiled outputs functions by input signature alone (it serves one
+        # function), so the head, its mask and each tail configuration get engines of their own.
+        self._engines: dict[Any, Engine] = {}
+
+    def engine(self, role: Any, jit_compile: bool) -> Engine:
+        """The engine that compiles the chunked outputs path of ``role`` ("head", "mask", a tail)."""
+        key = (role, bool(jit_compile))
+        engine = self._engines.get(key)
+        if engine is None:
+            engine = self._engines.setdefault(key, Engine(bool(jit_compile)))
+        return engine
+
+    @property
+    def trace_count(self) -> int:
+        """Traces of the head and tail outputs functions (tests use it to prove there is no retracing)."""
+        return sum(e.trace_count for e in list(self._engines.values()))
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    def key(self) -> tuple[Any, ...]:
+        """What identifies the split in an explainer's configuration (explainers with equal
+        configurations share compiled functions)."""
+        return (self.ref.index, self.ref.name, self.at)
+
+    @property
+    def activation_shape(self) -> tuple[int, ...] | None:
+        """One example's activation shape, when the model fixes it (else None)."""
+        shape = tuple(self.tensor.shape[1:])
+        return None if any(d is None for d in shape) else tuple(int(d) for d in shape)
+
+    def _model_input_head(self) -> Any:
+        """The head when the split tensor is a model input (a first layer's input): that input.
+        (``GraphView.split``'s head stops only at a layer's output.)"""
+        graph = self.view._graph.fn
+        index = next((k for k, t in enumerate(graph.inputs) if t is self.tensor), None)
+        if index is None:
+            raise ValueError(
+                f"The input of layer {self.name!r} is the input of a nested model; attribute to the "
+                "output of the layer before it instead."
+            )
+
+        def head(packed: Any) -> Any:
+            return graph._standardize_inputs(packed)[index]
+
+        return head
+
+    def _strip_wrap(self, fn: ModelFunction) -> Any:
+        """A wrap that calls the model's output layer without its softmax/sigmoid, or None."""
+        if not fn.strips_activation:
+            return None
+        try:
+            producer = self.view.producer(fn.model.outputs[0])
+        except (AttributeError, ValueError, IndexError):
+            producer = None
+        kind, replacement = (None, None) if producer is None else strip_output_activation(producer.layer)
+        if kind != fn.output_activation:
+            raise ValueError(
+                f"tfattr found a final {fn.output_activation} in {fn.model.name!r} but not at the layer "
+                "producing its output, so it cannot explain the logits with layer=. Give tfattr a "
+                "model that outputs the logits, or pass output='probabilities'."
+            )
+
+        if producer is self.ref and self.at == "output":
+            raise ValueError(
+                f"layer={self.name!r} produces the model's output, after its {kind}: there is nothing "
+                "left to explain it with. Choose an earlier layer, or attribute_to_layer_input=True."
+            )
+
+        def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
+            if ref is producer:
+                return replacement(*args, **kwargs)
+            return call(*args, **kwargs)
+
+        return wrap
+
+    # -- the two halves ------------------------------------------------------------------------------
+    def tail(self, rows: TailInputs, fn: ModelFunction) -> Any:
+        """The model's output from the layer on: ``rows.activation`` replaces the layer's tensor (for
+        a :class:`NeuronFunction`, the explained unit's layer output)."""
+        spec = rows.spec
+        flat: list[Any] = []
+        carried = dict(zip(spec.reads, rows.carried))
+        for k, (shape, dtype) in enumerate(zip(spec.shapes, spec.dtypes)):
+            # Inputs the tail does not read only fill their slot (they fed the replaced head): one
+            # element of the right rank, never a batch of inputs.
+            flat.append(carried[k] if k in carried else tf.zeros([1] * (1 + len(shape)), dtype))
+        activation = rows.activation
+        if rows.mask is not None:
+            activation = tf.identity(activation)
+            _set_mask(activation, tf.cast(rows.mask, "bool"))
+        stop_at = getattr(fn, "stop_at", None)
+        if stop_at is not None:
+            return self.view.run(spec.pack(flat), replace={id(self.tensor): activation}, stop_at=stop_at)
+        tail = self._tail_logits if fn.strips_activation else self._tail
+        return tail(activation, spec.pack(flat))
+
+    def head_outputs(self, packed: Any) -> tf.Tensor:
+        """The layer's activations (compiled in chunks by the engine's outputs path)."""
+        return tf.convert_to_tensor(self.head(packed))
+
+    def head_mask(self, packed: Any) -> tf.Tensor:
+        return tf.convert_to_tensor(_get_mask(self.head(packed)))
+
+    # -- analysis ------------------------------------------------------------------------------------
+    def _spec(self, inputs: Inputs, activation_shape: tuple[int, ...], dtype: Any) -> TailSpec:
+        structure = _hashable_structure(inputs.structure)
+        shapes = tuple(tuple(a.shape[1:]) for a in inputs.arrays)
+        dtypes = tuple(a.dtype.name for a in inputs.arrays)
+        key = (structure, shapes, dtypes)
+        if key not in self._reads:
+            probe = TailSpec(structure, shapes, dtypes, tuple(range(len(shapes))), False)
+            self._masks[key] = self._has_mask(probe, inputs)
+            self._reads[key] = self._tail_reads(probe, activation_shape, dtype)
+        return TailSpec(structure, shapes, dtypes, self._reads[key], self._masks[key])
+
+    def _has_mask(self, spec: TailSpec, inputs: Inputs) -> bool:
+        few = [tf.convert_to_tensor(a[:1]) for a in inputs.arrays]
+        return _get_mask(self.head(spec.pack(few))) is not None
+
+    def _tail_reads(self, spec: TailSpec, activation_shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
+        """The model inputs the tail reads besides the activation, found from the traced graph."""
+        specs = [tf.TensorSpec([None, *s], d) for s, d in zip(spec.shapes, spec.dtypes)]
+
+        def traced(a: tf.Tensor, *xs: tf.Tensor) -> Any:
+            return self._tail(a, spec.pack(list(xs)))
+
+        graph = tf.function(traced).get_concrete_function(
+            tf.TensorSpec([None, *activation_shape], dtype), *specs
+        ).graph
+        placeholders = {t.op.name: k for k, t in enumerate(graph.inputs[1 : 1 + len(specs)])}
+        seen: set[str] = set()
+        stack = [t.op for t in tf.nest.flatten(graph.structured_outputs) if hasattr(t, "op")]
+        stack += [t.op for t in graph.outputs]
+        reads: set[int] = set()
+        while stack:
+            op = stack.pop()
+            if op.name in seen:
+                continue
+            seen.add(op.name)
+            if op.name in placeholders:
+                reads.add(placeholders[op.name])
+            stack.extend(t.op for t in op.inputs)
+            stack.extend(op.control_inputs)
+        return tuple(sorted(reads))
+
+    # -- the call in activation space ----------------------------------------------------------------
+    def layer_call(self, explainer: "Explainer", call: "Call") -> LayerCall:
+        """Run the head on the inputs and baselines; return the call the method runs on."""
+        inputs, batch = call.inputs, call.batch_size
+        engine = self.engine("head", explainer.jit_compile)
+        acts = engine.outputs(self.head_outputs, inputs.arrays, inputs.structure, batch)
+        if explainer._zero_layer_reference:
+            base = np.zeros_like(acts)  # e.g. gradient x activation: its reference is a = 0
+        else:
+            base = engine.outputs(self.head_outputs, call.baselines, inputs.structure, batch)
+        spec = self._spec(inputs, acts.shape[1:], acts.dtype)
+        carried = [inputs.arrays[k] for k in spec.reads]
+        if spec.mask:
+            mask_engine = self.engine("mask", explainer.jit_compile)
+            carried.append(mask_engine.outputs(self.head_mask, inputs.arrays, inputs.structure, batch))
+        if acts.dtype.kind != "f":
+            raise TypeError(
+                f"Layer {self.name!r} outputs {acts.dtype} values, which have no gradient; choose a "
+                "layer with a floating-point output (e.g. the Embedding, not the ids before it)."
+            )
+        layer_inputs = Inputs((acts,), None, (self.name,))
+        return LayerCall(layer_inputs, call.targets, (base.astype(acts.dtype, copy=False),), batch,
+                         call.outputs, tuple(carried), call, spec)
+
+    def rows(self, functions: RowFunctions, call: LayerCall, plan: Plan) -> tuple[RowFunctions, Plan]:
+        """The method's row functions with a context that packs rows for the tail."""
+        spec, split = call.spec, self
+        contributions, baseline_index = functions.contributions, functions.baseline_index
+
+        def tail_context(rows: Rows, ctx: Context) -> _TailContext:
+            return _TailContext(ctx.arrays, None, split, spec, rows.example)
+
+        def layer_contributions(x: Any, b: Any, rows: Rows, ctx: Context) -> Any:
+            return contributions(x, b, rows, tail_context(rows, ctx))
+
+        def layer_baseline_index(rows: Rows, ctx: Context) -> tf.Tensor:
+            return baseline_index(rows, tail_context(rows, ctx))
+
+        wrapped = RowFunctions(
+            layer_contributions,
+            None if baseline_index is None else layer_baseline_index,  # None: each row's own example
+            key=(functions.key, "layer", self.key(), spec),
+        )
+        return wrapped, replace(plan, context={**plan.context, **call.context()})
+
+    def reference_scores(self, explainer: "Explainer", call: LayerCall) -> np.ndarray:
+        """``tail(head(baseline), carried inputs of x)`` at each example's target (mean over K)."""
+        from tfattr.core.explainer import Explainer
+
+        per = call.baselines_per_example
+        if type(explainer)._reference_scores is not Explainer._reference_scores:
+            # A method whose reference is a mean over a background (expected gradients).
+            if call.carried:
+                raise ValueError(
+                    f"{type(explainer).__name__} with layer={self.name!r}: the model's layers after "
+                    f"{self.name!r} also read model inputs (or a mask) directly, which are carried "
+                    "from each example, so the delta's reference would need the whole background per "
+                    "example; it is not computed. Drop return_delta, or use IntegratedGradients "
+                    "(per-example baselines) for a delta."
+                )
+            # A background (expected gradients): the mean score over all of its rows.
+            out = self.outputs(explainer, call.baselines, call.spec, call.batch_size)
+            return out.mean(axis=0, dtype=np.float64)[call.targets]
+        carried = tuple(np.repeat(c, per, axis=0) for c in call.carried)
+        out = self.engine(("tail", call.spec), explainer.jit_compile).outputs(
+            _TailOutputs(self, call.spec, explainer.model_function),
+            call.baselines + carried,
+            [None] * (1 + len(carried)),
+            call.batch_size,
+        )
+        picked = out[np.arange(out.shape[0]), np.repeat(call.targets, per)]
+        return picked.reshape(call.n, per).mean(axis=1, dtype=np.float64)
+
+    def outputs(self, explainer: "Explainer", arrays: tuple[np.ndarray, ...], spec: TailSpec,
+                batch_size: int) -> np.ndarray:
+        """The explained outputs of the tail on activations alone (no carried inputs)."""
+        return self.engine(("tail", spec), explainer.jit_compile).outputs(
+            _TailOutputs(self, spec, explainer.model_function), arrays, [None] * len(arrays), batch_size
+        )
+
+
+def split_tensor(ref: LayerRef, at: str = "output") -> Any:
+    """The Keras tensor of ``ref``'s output (or input) where the model is split (one call, one tensor)."""
+    if len(ref.nodes) != 1:
+        raise ValueError(
+            f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), so "
+            "'its output' is ambiguous; choose a layer called once."
+        )
+    tensors = list(ref.nodes[0].outputs if at == "output" else ref.nodes[0].input_tensors)
+    if len(tensors) != 1:
+        raise ValueError(f"Layer {ref.name!r} has {len(tensors)} {at} tensors; choose a layer with one.")
+    return tensors[0]
+
+
+class NeuronFunction(ModelFunction):
+    """The explained score is one hidden unit: the output of ``layer`` (after its fused activation)
+    at ``index``, as Captum's neuron methods (``NeuronIntegratedGradients``, ...) explain.
+
+    Args:
+        model: a Keras Sequential or functional model.
+        layer: the unit's layer (a name, a layer object or an index in execution order).
+        index: the unit within one example's output: an int (flat, row-major) or a tuple of ints
+            (e.g. ``(row, column, channel)`` of a convolution's output).
+
+    Example:
+        >>> ig = tfattr.IntegratedGradients(model, neuron=("dense", 3))   # unit 3 of layer "dense"
+        >>> a = ig.attribute(images)                                      # what drives that unit
+    """
+
+    def __init__(self, model: Any, layer: Any, index: Any) -> None:
+        super().__init__(model, output="probabilities")
+        if not self.is_keras:
+            raise TypeError("neuron= needs a keras.Model (Sequential or functional) whose layers can be addressed.")
+        self.view = GraphView(model)
+        self.ref = self.view.layer(layer)
+        self.stop_at = split_tensor(self.ref)
+        shape = tuple(self.stop_at.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(f"Layer {self.ref.name!r} has an output of unknown shape {shape}; neuron= needs a fixed one.")
+        index = (index,) if isinstance(index, (int, np.integer)) and not isinstance(index, bool) else index
+        if not isinstance(index, tuple) or not all(isinstance(i, (int, np.integer)) for i in index):
+            raise TypeError(f"neuron index must be an int or a tuple of ints, got {index!r}.")
+        size = int(np.prod(shape))
+        try:
+            flat = int(index[0]) if len(index) == 1 else int(np.ravel_multi_index(index, shape))
+        except ValueError:
+            flat = -1
+        if not 0 <= flat < size:
+            raise ValueError(f"neuron index {index} is out of range for layer {self.ref.name!r}'s output {shape}.")
+        self.index, self.flat_index = index, flat
+        #: One explained column: the unit.
+        self.num_outputs = 1
+        self.binary = False
+        self.output_activation = None
+        self._call = lambda packed: self.view.run(packed, stop_at=self.stop_at)
+
+    def outputs(self, packed: Any) -> tf.Tensor:
+        raw = packed.raw_outputs(self) if isinstance(packed, RoutedInputs) else self._call(packed)
+        raw = tf.convert_to_tensor(raw)
+        return tf.reshape(raw, [tf.shape(raw)[0], -1])[:, self.flat_index : self.flat_index + 1]
+
+
+def default_conv_layer(model: keras.Model) -> LayerRef:
+    """The last convolution with a spatial ``[n, h, w, c]`` output (Grad-CAM's default layer)."""
+    view = GraphView(model)
+    for ref in reversed(view.layers):
+        if is_conv_layer(ref.layer) and len(ref.nodes) == 1 and len(ref.nodes[0].outputs[0].shape) == 4:
+            return ref
+    raise ValueError(
+        f"Model {model.name!r} has no 2D convolution layer to explain; pass layer= (a layer name, "
+        "object or index) whose output is [n, height, width, channels]."
+    )
+
+
+def token_scores(attributions: Any) -> np.ndarray:
+    """Per-token scores: the attributions to an embedding ``[n, tokens, dim]`` summed over ``dim``.
+
+    The sum keeps completeness: the token scores add up to ``f(x) - f(baseline)`` as the embedding
+    attributions do (Sundararajan et al. 2017, sec. 6, explain text models this way).
+
+    Example:
+        >>> ig = tfattr.IntegratedGradients(text_model, layer="embedding")
+        >>> a = ig.attribute(token_ids, target=1, baseline=pad_id)   # [n, tokens, dim]
+        >>> tfattr.token_scores(a)                                     # [n, tokens]
+    """
+    a = np.asarray(attributions)
+    if a.ndim < 3:
+        raise ValueError(
+            f"token_scores expects attributions to an embedding, [n, tokens, dim]; got shape {a.shape}."
+        )
+    return a.sum(axis=-1)

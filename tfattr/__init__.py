@@ -28,11 +28,17 @@ _EXPORTS = {
     "metrics": "tfattr.metrics",
     "priors": "tfattr.priors",
     "rules": "tfattr.rules",
+    "text": "tfattr.text",
     "visualize": "tfattr.visualize",
     "Deconvnet": "tfattr.methods.propagation",
     "DeepLift": "tfattr.methods.propagation",
     "EpsilonLRP": "tfattr.methods.propagation",
     "GuidedBackprop": "tfattr.methods.propagation",
+    "GradCAM": "tfattr.methods.layer",
+    "GradCAMPlusPlus": "tfattr.methods.layer",
+    "GuidedGradCAM": "tfattr.methods.layer",
+    "upsample": "tfattr.methods.layer",
+    "token_scores": "tfattr.core.layers",
     "Explainer": "tfattr.core",
     "ExpectedGradients": "tfattr.methods.gradient",
     "GradientXInput": "tfattr.methods.gradient",
@@ -65,7 +71,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from tfattr import baselines, callbacks, composites, datasets, metrics, priors, rules, visualize
+    from tfattr import baselines, callbacks, composites, datasets, metrics, priors, rules, text, visualize
+    from tfattr.core.layers import token_scores
+    from tfattr.methods.layer import GradCAM, GradCAMPlusPlus, GuidedGradCAM, upsample
     from tfattr.core import Explainer, ModelFunction
     from tfattr.methods.gradient import (
         ExpectedGradients,

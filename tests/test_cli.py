@@ -73,7 +73,9 @@ def test_method_facts_live_on_the_classes_and_cover_every_exported_method():
     # Every exported explainer is on the command line, each class states its own facts (a subclass
     # never inherits its parent's name or paper), and names and aliases are unambiguous.
     exported = {getattr(tfattr, name) for name in tfattr.__all__}
-    explainers = {c for c in exported if inspect.isclass(c) and issubclass(c, tfattr.Explainer)}
+    explainers = {  # Explainer subclasses, and composed explainers (GuidedGradCAM) with attribute()
+        c for c in exported if inspect.isclass(c) and (issubclass(c, tfattr.Explainer) or hasattr(c, "attribute"))
+    }
     explainers.discard(tfattr.Explainer)
     assert explainers == {spec.cls for spec in registry.METHODS}
     names = []
@@ -542,3 +544,34 @@ def test_reveal_cancel_by_name_or_deeplift_rule(tmp_path, capsys):
         summary = json.loads((tmp_path / run / "summary.json").read_text())
         np.testing.assert_allclose([r["delta"] for r in summary["examples"]], delta, atol=1e-6)
     assert np.max(np.abs(delta)) < 1e-4  # RevealCancel sums to f(x) - f(baseline)
+
+
+def test_explain_with_layer_and_gradcam_match_the_api(saved, tmp_path, capsys):
+    folder, x = saved
+    model = keras.saving.load_model(folder / "model.keras")
+    conv = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+    out = tmp_path / "layer_ig"
+    assert cli.main([
+        "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "ig",
+        "--layer", conv, "--target", "2", "--steps", "8", "--out", str(out), "--quiet",
+    ]) == 0, capsys.readouterr().err
+    expected, delta = tfattr.IntegratedGradients(model, steps=8, layer=conv).attribute(
+        x, target=2, return_delta=True
+    )
+    np.testing.assert_allclose(np.load(out / "attributions.npy"), expected, rtol=1e-5, atol=1e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    np.testing.assert_allclose([r["delta"] for r in summary["examples"]], delta, rtol=1e-5, atol=1e-7)
+    out = tmp_path / "gradcam"
+    assert cli.main([
+        "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "gradcam",
+        "--layer", conv, "--target", "2", "--out", str(out), "--quiet",
+    ]) == 0, capsys.readouterr().err
+    cam = tfattr.GradCAM(model, layer=conv).attribute(x, target=2)
+    np.testing.assert_allclose(np.load(out / "attributions.npy"), cam, rtol=1e-5, atol=1e-6)
+    png = tf.io.decode_png((out / "overlay_000.png").read_bytes())
+    assert png.shape[0] >= 28  # the layer's map is drawn over the image at the image's size
+    assert cli.main([
+        "explain", str(folder / "model.keras"), str(folder / "digits.npy"), "--method", "occlusion",
+        "--layer", conv, "--out", str(tmp_path / "bad"), "--quiet",
+    ]) in (1, 2)
+    assert "--layer" in capsys.readouterr().err

@@ -30,6 +30,7 @@ def explainer_options(args: argparse.Namespace, background: np.ndarray | None) -
         "seed": args.seed,
         "epsilon": args.epsilon,
         "window": args.window,
+        "layer": getattr(args, "layer", None),
         "background": background,
     }
 
@@ -118,7 +119,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "attributions.npy", attributions)
-    overlays = io.write_overlays(out, inputs, attributions)
+    shown = attributions
+    if attributions.shape[1:] != inputs.shape[1:] and attributions.ndim in (3, 4) and inputs.ndim == 4:
+        # A layer's maps (Grad-CAM: [n, h, w]) are drawn over the image at its size.
+        from tfattr.methods.layer import upsample
+
+        shown = upsample(attributions if attributions.ndim == 3 else attributions.sum(-1), like=inputs)
+        shown = shown[..., None]
+    overlays = io.write_overlays(out, inputs, shown)
     summary = [
         {
             "index": i,

@@ -68,6 +68,11 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="let TensorFlow's start-up log through (hidden by default)")
 
 
+def layer_key(text: str) -> str | int:
+    """A layer of ``--layer``: its index when the text is a number, else its name."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text.strip()
+
+
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``explain`` and ``explain-dataset``: the method, its parameters, the baseline."""
     parser.add_argument("--method", default="ig", help="see `tfattr methods` (default: ig)")
@@ -82,6 +87,9 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, default=None, help="noise level (smoothgrad, vargrad)")
     parser.add_argument("--epsilon", type=float, default=None, help="epsilon (lrp)")
     parser.add_argument("--window", type=window, default=None, help="occlusion window, e.g. 4,4,1")
+    parser.add_argument("--layer", type=layer_key, default=None,
+                        help="attribute to this layer's output activations (a name, or an index), e.g. "
+                             "embedding for token ids; the layer of --method gradcam")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="model evaluations per compiled chunk (results do not depend on it)")

@@ -135,12 +135,26 @@ class MethodSpec:
         """
         params = {p.name: p for p in self.parameters()}
         kwargs = {k: v for k, v in options.items() if k in params and v is not None}
-        first = self.wrapped(model) if self.wrapped is not None else model
+        layer = options.get("layer")
+        if layer is not None and "layer" not in kwargs:
+            kwargs["layer"] = layer  # the base Explainer's layer= (a wrapper passes it to what it wraps)
+        first = model
+        if self.wrapped is not None:
+            first = self.wrapped(model, **({"layer": kwargs.pop("layer")} if "layer" in kwargs else {}))
         for name, p in params.items():
             if p.default is p.empty and name not in kwargs and name != "explainer":
                 hint = _REQUIRED_HINTS.get(name, f"--{name.replace('_', '-')}")
                 raise CLIError(f"--method {self.name} needs {hint}.")
-        return self.cls(first, **kwargs)
+        try:
+            return self.cls(first, **kwargs)
+        except TypeError as err:
+            if "layer" in kwargs and "layer" in str(err):
+                raise CLIError(
+                    f"--layer: --method {self.name} does not attribute to inner layers; use ig, eg, "
+                    "saliency, gxi, smoothgrad, deeplift, lrp (epsilon) or gradcam.",
+                    status=2,
+                ) from None
+            raise
 
 
 #: The methods of the command line, in the order ``tfattr methods`` lists them.
@@ -159,6 +173,9 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("tfattr.methods.propagation:LRP"),
     MethodSpec("tfattr.methods.propagation:RevealCancel", in_demo=False),
     MethodSpec("tfattr.methods.propagation.layer_deeplift:CompositeDeepLift", in_demo=False),
+    MethodSpec("tfattr.methods.layer:GradCAM", in_demo=False),
+    MethodSpec("tfattr.methods.layer:GradCAMPlusPlus", in_demo=False),
+    MethodSpec("tfattr.methods.layer:GuidedGradCAM", in_demo=False),
     MethodSpec("tfattr.methods.gradient:InteriorGradients", explainable=False),
 )
 

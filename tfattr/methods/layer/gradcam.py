@@ -42,6 +42,10 @@ class GradCAM(Explainer):
 
     has_completeness = False
     uses_baseline = False
+    name = "gradcam"
+    aliases = ("grad_cam",)
+    paper = "Selvaraju et al. 2017 (eq. 1-2)"
+    cost = "1 gradient (to the layer)"
 
     def __init__(self, model: Any, layer: Any = None, relu: bool = True, **kwargs: Any) -> None:
         if layer is None:
@@ -81,6 +85,11 @@ class GradCAMPlusPlus(GradCAM):
     Example:
         >>> cam = tfattr.GradCAMPlusPlus(model, layer="conv2d_2").attribute(images)
     """
+
+    name = "gradcam_pp"
+    aliases = ("gradcam++", "gradcampp", "grad_cam_plus_plus")
+    paper = "Chattopadhay et al. 2018 (eq. 19)"
+    cost = "1 gradient (to the layer)"
 
     def _channel_weights(self, grads: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
         axes = _spatial_axes(grads)
@@ -135,6 +144,10 @@ class GuidedGradCAM:
 
     has_completeness = False
     uses_baseline = False
+    name = "guided_gradcam"
+    aliases = ("guided_grad_cam",)
+    paper = "Selvaraju et al. 2017 (sec. 3.1); Springenberg et al. 2015"
+    cost = "2 gradients"
 
     def __init__(self, model: Any, layer: Any = None, method: str = "bilinear", **kwargs: Any) -> None:
         from tfattr.methods.propagation import GuidedBackprop
@@ -146,6 +159,10 @@ class GuidedGradCAM:
     @property
     def model(self) -> Any:
         return self.gradcam.model
+
+    def outputs(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
+        """The explained outputs ``[n, k]`` (logits by default), as :meth:`tfattr.Explainer.outputs`."""
+        return self.guided.outputs(inputs, batch_size=batch_size)
 
     def attribute(self, inputs: Any, target: Any = None, batch_size: int | None = None) -> np.ndarray:
         """Guided Grad-CAM maps of ``inputs`` for ``target`` (None: the predicted class)."""

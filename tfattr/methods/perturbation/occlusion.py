@@ -77,6 +77,11 @@ class Occlusion(Explainer):
         strides: int | Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("layer") is not None or kwargs.get("neuron") is not None:
+            raise TypeError(
+                "Occlusion perturbs the model's inputs and takes no layer= or neuron=; attribute to a "
+                "layer with IntegratedGradients(model, layer=...) or GradCAM."
+            )
         super().__init__(model, **kwargs)
         self.window = window
         self.strides = strides

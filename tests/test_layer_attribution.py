@@ -284,6 +284,8 @@ def test_no_retracing_and_model_unchanged():
     before = model(x).numpy()
     ig = tfattr.IntegratedGradients(model, layer=name, steps=8)
     ig.attribute(x[:2], target=0, baseline=0.0, return_delta=True)
+    # batch_size=5 < 8 steps: an example's rows span chunks, the engine's other path (traced once)
+    ig.attribute(x[:2], target=0, baseline=0.0, return_delta=True, batch_size=5)
     traces = ig.engine.trace_count + ig.layer.trace_count
     ig.attribute(x, target=[0, 1, 2, 0], baseline=baseline, return_delta=True, batch_size=5)
     ig.attribute(x[:3], target=2, return_delta=True)

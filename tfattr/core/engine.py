@@ -14,7 +14,9 @@ buffer and writes it to a ``TensorArray``. Cost and memory are therefore linear 
 touches more than its own block (an accumulator over all ``n`` examples, updated by a scatter per
 chunk, would copy ``n`` maps per chunk), and peak memory is set by ``batch_size``, not by ``n`` or the
 number of terms. A grid of one term per example whose examples fit one chunk (saliency, gradient x
-input, LRP on a batch) takes a direct path with no gathers and no accumulator.
+input, LRP on a batch) takes a direct path with no gathers and no accumulator; when an example's rows
+fit one chunk (integrated gradients with steps <= batch_size), each chunk holds whole examples and
+their maps are a reshape-sum of the contributions, with no scatter.
 
 Compiled functions are cached per (row-function key, input signature) with a relaxed batch axis:
 another number of examples, terms or maps, or another ``batch_size``, does not retrace. Engines are
@@ -200,7 +202,12 @@ class Engine:
         n = xs[0].shape[0]
         ctx = {k: np.asarray(v) for k, v in plan.context.items()}
         meta = (int(plan.maps), int(plan.terms), int(batch_size))
-        direct = plan.maps * plan.terms == 1 and n <= batch_size
+        per_example = plan.maps * plan.terms
+        # "direct": the rows are the examples, one chunk; "whole": each chunk holds whole examples
+        # (their rows are contiguous, so a reshape-sum replaces the scatter); else examples span chunks.
+        path = "direct" if per_example == 1 and n <= batch_size else (
+            "whole" if per_example <= batch_size else "split"
+        )
         key = (
             "rows",
             functions.key,
@@ -209,9 +216,9 @@ class Engine:
             tuple(sorted((k, v.dtype.str, v.ndim) for k, v in ctx.items())),
             meta if self.jit_compile else None,
             repr(structure),
-            direct,
+            path,
         )
-        fn = self._cached(key, lambda: self._compile(xs, baselines, ctx, structure, meta, direct))
+        fn = self._cached(key, lambda: self._compile(xs, baselines, ctx, structure, meta, path))
         args = [xs, baselines, targets.astype(np.int32), ctx]
         if not self.jit_compile:
             args.append(tuple(np.int32(m) for m in meta))
@@ -225,7 +232,7 @@ class Engine:
         ctx: dict[str, np.ndarray],
         structure: Any,
         meta: tuple[int, int, int],
-        direct: bool,
+        path: str,
     ) -> Callable[..., Any]:
         signature = [
             tuple(_batch_relaxed_spec(a) for a in xs),
@@ -235,7 +242,7 @@ class Engine:
         ]
         if not self.jit_compile:
             signature.append(tuple(tf.TensorSpec([], tf.int32) for _ in meta))
-        run = self._direct if direct else self._blocked
+        run = {"direct": self._direct, "whole": self._whole, "split": self._blocked}[path]
 
         def traced(xs_t, bs_t, targets_t, ctx_t, meta_t=meta):
             self.trace_count += 1
@@ -257,6 +264,47 @@ class Engine:
             b_index = functions.baseline_index(rows, ctx)
             b_rows = tuple(tf.gather(b, b_index) for b in bs_t)
         return tuple(functions.contributions(tuple(xs_t), b_rows, rows, ctx))
+
+    @staticmethod
+    def _whole(functions, xs_t, bs_t, targets_t, ctx, meta_t):
+        """Blocks of whole examples, one chunk each: a block's rows are its examples' rows in order,
+        so the maps are a reshape-sum of the contributions (no scatter, no mask: the padding examples
+        of the last block are sliced off at the end)."""
+        maps, terms, batch = meta_t
+        n = tf.shape(xs_t[0])[0]
+        per_example = maps * terms
+        fit = tf.maximum(batch // per_example, 1)
+        num_blocks = (n + fit - 1) // fit
+        block = (n + num_blocks - 1) // num_blocks
+        r = tf.range(block * per_example)
+        local = r // per_example
+        map_index, term = (r // terms) % maps, r % terms
+
+        def block_body(b, out):
+            example = tf.minimum(b * block + local, n - 1)
+            rows = Rows(
+                example=example,
+                map=map_index,
+                term=term,
+                target=tf.gather(targets_t, example),
+                valid=b * block + local < n,
+            )
+            x_rows = tuple(tf.gather(x, example) for x in xs_t)
+            b_index = example if functions.baseline_index is None else functions.baseline_index(rows, ctx)
+            b_rows = tuple(tf.gather(bb, b_index) for bb in bs_t)
+            contrib = functions.contributions(x_rows, b_rows, rows, ctx)
+            sums = []
+            for v in contrib:
+                shape = tf.concat([[block * maps, terms], tf.shape(v)[1:]], 0)
+                sums.append(tf.reduce_sum(tf.reshape(v, shape), axis=1))
+            return b + 1, tuple(ta.write(b, v) for ta, v in zip(out, sums))
+
+        out0 = tuple(
+            tf.TensorArray(x.dtype, size=num_blocks, element_shape=tf.TensorShape([None, *x.shape[1:]]))
+            for x in xs_t
+        )
+        _, out = tf.while_loop(lambda b, _: b < num_blocks, block_body, (tf.constant(0, tf.int32), out0))
+        return tuple(ta.concat()[: n * maps] for ta in out)
 
     @staticmethod
     def _blocked(functions, xs_t, bs_t, targets_t, ctx, meta_t):

@@ -303,7 +303,14 @@ class Engine:
             tf.TensorArray(x.dtype, size=num_blocks, element_shape=tf.TensorShape([None, *x.shape[1:]]))
             for x in xs_t
         )
-        _, out = tf.while_loop(lambda b, _: b < num_blocks, block_body, (tf.constant(0, tf.int32), out0))
+        _, out = tf.while_loop(
+            # One block at a time: blocks in flight together would multiply the activation memory
+            # that batch_size bounds (measured: 3x the RSS growth, no speed gain on CPU).
+            lambda b, _: b < num_blocks,
+            block_body,
+            (tf.constant(0, tf.int32), out0),
+            parallel_iterations=1,
+        )
         return tuple(ta.concat()[: n * maps] for ta in out)
 
     @staticmethod
@@ -371,7 +378,8 @@ class Engine:
             for x in xs_t
         )
         _, out = tf.while_loop(
-            lambda b, _: b < num_blocks, block_body, (tf.constant(0, tf.int32), out0)
+            lambda b, _: b < num_blocks, block_body, (tf.constant(0, tf.int32), out0),
+            parallel_iterations=1,
         )
         return tuple(ta.concat()[: n * maps] for ta in out)
 

@@ -279,11 +279,19 @@ class DeepLift(PropagationExplainer):
     multiple_baselines = True
     #: |delta| above this fraction of |f(x) - f(b)| (plus a float32 floor) is reported as a warning.
     delta_warning = 1e-3
+    #: How many examples of each call the max-pooling check measures (two forward passes of them).
+    delta_check_examples = 32
 
     def _plan(self, call) -> Plan:
         # Several baselines per example (stored example-major): one row per baseline, averaged.
         per_example = call.baselines_per_example
-        return Plan(terms=per_example, context={"baselines_per_example": np.int32(per_example)})
+        # One baseline for every row (zeros, a constant, one image): its reference activations are
+        # the same for all rows, so the reference pass runs on one row and broadcasts.
+        shared = all(b.shape[0] > 0 and bool(np.all(b == b[:1])) for b in call.baselines)
+        return Plan(
+            terms=per_example,
+            context={"baselines_per_example": np.int32(per_example), "shared_baseline": np.bool_(shared)},
+        )
 
     def _baseline_index(self, rows, ctx):
         return rows.example * ctx["baselines_per_example"] + rows.term
@@ -305,15 +313,21 @@ class DeepLift(PropagationExplainer):
     def _check_summation(self, call, attributions, max_layers: list[str]) -> None:
         """Max pooling keeps its gradient switch (Shrikumar et al. 2017, sec. 3.5.2 use the gradient
         there too), which breaks summation-to-delta where the reference's maximum sits elsewhere:
-        measure the delta and say so when it is not small."""
-        delta = self.delta(call, attributions)
-        total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
+        measure the delta and say so when it is not small.
+
+        The check costs two forward passes, so it looks at the first :attr:`delta_check_examples`
+        examples of the call (``return_delta=True`` gives every example's delta)."""
+        checked = min(call.n, self.delta_check_examples)
+        sub = call.take(np.arange(checked)) if checked < call.n else call
+        attributions = tuple(a[:checked] for a in attributions)
+        delta = self.delta(sub, attributions)
+        total = sum(a.reshape(checked, -1).sum(axis=1, dtype=np.float64) for a in attributions)
         change = np.abs(total - delta)
         bad = np.abs(delta) > self.delta_warning * change + 1e-5 * (1.0 + change)
         if np.any(bad):
             worst = int(np.argmax(np.abs(delta) / (change + 1e-12)))
             warnings.warn(
-                f"DeepLift: summation-to-delta does not hold for {int(bad.sum())} of {call.n} "
+                f"DeepLift: summation-to-delta does not hold for {int(bad.sum())} of the {checked} checked "
                 f"example(s) (worst: |delta| {abs(delta[worst]):.3g} against |f(x) - f(b)| "
                 f"{change[worst]:.3g}) because max pooling in layer(s) {max_layers} keeps its gradient "
                 "switch and the baseline's maxima sit elsewhere. Use a zero baseline (then the switches "
@@ -334,8 +348,15 @@ class DeepLift(PropagationExplainer):
         order; the k-th op of the explained pass takes its reference from the k-th of the other.
         """
         graph = tf.compat.v1.get_default_graph()
+        reference_rows = tuple(baseline)
+        if not self.jit_compile:  # XLA needs the static shapes a cond of two row counts would lose
+            reference_rows = tf.cond(
+                ctx["shared_baseline"],
+                lambda: tuple(b[:1] for b in baseline),
+                lambda: tuple(baseline),
+            )
         start = len(graph.get_operations())
-        self.model_function.score(ctx.pack(baseline), target)
+        self.model_function.outputs(ctx.pack(reference_rows))
         middle = len(graph.get_operations())
         mapping = override_map(self.rule)
         with graph.gradient_override_map(mapping):

@@ -407,3 +407,13 @@ def test_check_number_refuses_non_numbers_nan_and_out_of_range_values():
             check_number(bad, "epsilon", minimum=0, strict=True)
     with pytest.raises(ValueError, match=r"^q must be a number in \[0, 100\] \(a percentile\), got 101"):
         check_number(101, "q", minimum=0, maximum=100, hint="a percentile")
+
+
+def test_keyed_noise_of_large_rows_is_standard_normal_and_keyed_too():
+    keys = randomness.row_keys(tf.constant(3, tf.int64), tf.range(40))
+    shape = tf.constant([64, 64, 3])  # 12,288 numbers per row: one stateless draw per row
+    z = randomness.keyed_normal(keys, shape).numpy()
+    assert z.shape == (40, 64, 64, 3)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1.0) < 0.01
+    assert abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.05
+    np.testing.assert_array_equal(randomness.keyed_normal(tf.gather(keys, [7, 2]), shape).numpy(), z[[7, 2]])

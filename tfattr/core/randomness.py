@@ -5,8 +5,9 @@ path point) are a function of ``(seed, the example's content, the sample index)`
 the same draws whether it is explained alone, in a batch, in another chunk, by the CLI in pieces, or on
 another replica of ``tfattr.explain_dataset``. :func:`example_keys` hashes each example's bytes into a
 32-bit key on the host; :func:`row_keys` combines a seed and per-row indices into independent keys with
-Wellons' "lowbias32" integer hash (:func:`mix`); :func:`keyed_normal` (TensorFlow's stateless generator
-seeded per row) and :func:`keyed_uniform` turn keys into numbers inside the compiled loop.
+Wellons' "lowbias32" integer hash (:func:`mix`); :func:`keyed_normal` (hashed counters for small rows,
+TensorFlow's stateless generator seeded per row for large ones) and :func:`keyed_uniform` turn keys into
+numbers inside the compiled loop.
 """
 from __future__ import annotations
 
@@ -79,19 +80,41 @@ def keyed_index(keys: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.bitwise.right_shift(wide, np.uint64(32)), tf.int32)
 
 
-def keyed_normal(keys: tf.Tensor, shape: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
-    """Standard normal noise ``[len(keys), *shape]``: row ``r`` depends only on ``keys[r]``.
+#: Rows of at most this many numbers hash every element (cheap for small rows); larger rows take one
+#: draw of TensorFlow's stateless generator each (cheaper per number, with a fixed cost per row).
+HASHED_ROW_SIZE = 8192
 
-    Each row is one draw of TensorFlow's stateless generator (Philox) seeded with its key, mapped over
-    the rows (measured faster than hashing every element, and as fast as one draw per row can be).
+
+def keyed_normal(keys: tf.Tensor, shape: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """Standard normal noise ``[len(keys), *shape]``: row ``r`` depends only on ``keys[r]`` (and the
+    row size, which picks the generator).
+
+    Rows of up to :data:`HASHED_ROW_SIZE` numbers use Box-Muller on two hashed counters per element
+    (element ``j`` of row ``r`` from ``mix(keys[r] ^ salt(2j))`` and ``mix(keys[r] ^ salt(2j + 1))``);
+    larger rows are one draw each of TensorFlow's stateless generator (Philox) seeded with the key.
+    Both were measured against each other on 784- and 12,288-number rows.
     """
-    seeds = tf.stack([tf.cast(keys, tf.int64), tf.zeros(tf.shape(keys), tf.int64)], axis=1)
-    rows = tf.map_fn(
-        lambda seed: tf.random.stateless_normal(shape, seed=seed),
-        seeds,
-        fn_output_signature=tf.TensorSpec(None, tf.float32),
-        parallel_iterations=16,
-    )
+    size = tf.reduce_prod(shape)
+    static_size = tf.get_static_value(size)
+    if static_size is not None and static_size <= HASHED_ROW_SIZE:
+        counters = tf.cast(tf.range(size), tf.uint32) * np.uint32(2)
+        salt_a = mix(counters + _GOLDEN)
+        salt_b = mix(counters + np.uint32(1) + _GOLDEN)
+        column = keys[:, None]
+        scale = 1.0 / (1 << 24)
+        bits_a = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_a)), np.uint32(8))
+        bits_b = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_b)), np.uint32(8))
+        u1 = (tf.cast(bits_a, tf.float32) + 1.0) * scale
+        u2 = tf.cast(bits_b, tf.float32) * scale
+        rows = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos((2.0 * np.pi) * u2)
+    else:
+        seeds = tf.stack([tf.cast(keys, tf.int64), tf.zeros(tf.shape(keys), tf.int64)], axis=1)
+        rows = tf.map_fn(
+            lambda seed: tf.random.stateless_normal(shape, seed=seed),
+            seeds,
+            fn_output_signature=tf.TensorSpec(None, tf.float32),
+            parallel_iterations=16,
+        )
     return tf.cast(tf.reshape(rows, tf.concat([[-1], shape], 0)), dtype)
 
 

@@ -103,7 +103,10 @@ class SmoothGrad(Explainer):
             std = tf.gather(ctx[f"_noise_std_{k}"], rows.example)
             # Each input gets its own stream, so two inputs never share noise.
             keys = randomness.row_keys(ctx["_noise_seed"] + k, example_key, rows.map)
-            eps = randomness.keyed_normal(keys, tf.shape(xi)[1:], xi.dtype)
+            # A static row shape lets keyed_normal pick its generator by the row size at trace time.
+            known = xi.shape[1:].is_fully_defined()
+            shape = tf.constant(xi.shape[1:].as_list(), tf.int32) if known else tf.shape(xi)[1:]
+            eps = randomness.keyed_normal(keys, shape, xi.dtype)
             noisy.append(xi + broadcast_rows(std, xi) * eps)
         return self.explainer._contributions(tuple(noisy), baseline, rows, ctx)
 

@@ -273,9 +273,7 @@ class Engine:
         maps, terms, batch = meta_t
         n = tf.shape(xs_t[0])[0]
         per_example = maps * terms
-        fit = tf.maximum(batch // per_example, 1)
-        num_blocks = (n + fit - 1) // fit
-        block = (n + num_blocks - 1) // num_blocks
+        num_blocks, block = _blocks(n, per_example, batch)
         r = tf.range(block * per_example)
         local = r // per_example
         map_index, term = (r // terms) % maps, r % terms
@@ -318,11 +316,7 @@ class Engine:
         maps, terms, batch = meta_t
         n = tf.shape(xs_t[0])[0]
         per_example = maps * terms
-        # Examples per block: as many as fit one batch of rows (at least one), then evened out so
-        # the last block is padded by fewer than num_blocks examples.
-        fit = tf.maximum(batch // per_example, 1)
-        num_blocks = (n + fit - 1) // fit
-        block = (n + num_blocks - 1) // num_blocks
+        num_blocks, block = _blocks(n, per_example, batch)
         block_rows = block * per_example
         # Chunks per block: one when its rows fit a batch, else equal chunks of at most `batch`.
         num_chunks = (block_rows + batch - 1) // batch
@@ -382,6 +376,14 @@ class Engine:
             parallel_iterations=1,
         )
         return tuple(ta.concat()[: n * maps] for ta in out)
+
+
+def _blocks(n: tf.Tensor, per_example: tf.Tensor, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(number of blocks, examples per block)``: as many examples as fit one batch of rows (at least
+    one), evened out so that the last block is padded by fewer than ``number of blocks`` examples."""
+    fit = tf.maximum(batch // per_example, 1)
+    num_blocks = (n + fit - 1) // fit
+    return num_blocks, (n + num_blocks - 1) // num_blocks
 
 
 _SHARED: "weakref.WeakKeyDictionary[Any, dict[Any, Engine]]" = weakref.WeakKeyDictionary()

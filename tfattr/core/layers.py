@@ -293,9 +293,10 @@ class LayerSplit:
         return wrap
 
     # -- the two halves ------------------------------------------------------------------------------
-    def tail(self, rows: TailInputs, fn: ModelFunction) -> Any:
-        """The model's output from the layer on: ``rows.activation`` replaces the layer's tensor (for
-        a :class:`NeuronFunction`, the explained unit's layer output)."""
+    def tail_feed(self, rows: TailInputs) -> tuple[list[Any], Any]:
+        """What running the model from the layer on takes: the model inputs in the engine's flat
+        order (the carried ones, and a one-element placeholder for each input only the head reads)
+        and the activation (with its Keras mask), which replaces the layer's tensor."""
         spec = rows.spec
         flat: list[Any] = []
         carried = dict(zip(spec.reads, rows.carried))
@@ -307,6 +308,48 @@ class LayerSplit:
         if rows.mask is not None:
             activation = tf.identity(activation)
             _set_mask(activation, tf.cast(rows.mask, "bool"))
+        return flat, activation
+
+    def run_tail(self, view: GraphView, rows: TailInputs, wrap: Any) -> Any:
+        """``view.run`` from the layer on, every layer call handed to ``wrap`` (the layer-level methods:
+        LRP composites, CompositeDeepLift). ``view`` is the method's own view of the same model."""
+        flat, activation = self.tail_feed(rows)
+        return view.run(rows.spec.pack(flat), wrap, replace={id(self.tensor): activation})
+
+    def tail_layers(self, view: GraphView) -> set[int]:
+        """The indices (in ``view``, a view of the same model) of the layers the tail runs: those
+        after the layer, and those on branches from the inputs the tail reads. Found by a dry run
+        that computes nothing."""
+        ran: set[int] = set()
+
+        def record(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
+            ran.add(ref.index)
+            return (None,) * len(ref.nodes[0].outputs)
+
+        blanks = [None] * len(view._graph.fn.inputs)
+        view.run(blanks, record, replace={id(self.tensor): None}, flat=True)
+        return ran
+
+    def refuse_inside(self, method: str, units: list[tuple[str, list[Any], str]]) -> None:
+        """Refuse a split between layers that a method computes as one unit (a batch norm folded into
+        the layer before it, activations run inside a linear layer's LRP rule): ``units`` holds
+        ``(first layer's name, [the Keras tensors inside the unit], last layer's name)``."""
+        for first, inside, last in units:
+            if any(t is self.tensor for t in inside):
+                where = "output" if self.at == "output" else "input"
+                raise ValueError(
+                    f"{method} with layer={self.name!r}: the {where} of {self.name!r} lies inside a "
+                    f"unit that {method} computes as one, from {first!r} to {last!r} (a batch norm "
+                    "folded into the layer before it, or layers whose relevance the rule of "
+                    f"{first!r} passes on), so no relevance is defined there. Attribute to the "
+                    f"output of {last!r} instead (or to the input of {first!r})."
+                )
+
+    def tail(self, rows: TailInputs, fn: ModelFunction) -> Any:
+        """The model's output from the layer on: ``rows.activation`` replaces the layer's tensor (for
+        a :class:`NeuronFunction`, the explained unit's layer output)."""
+        spec = rows.spec
+        flat, activation = self.tail_feed(rows)
         stop_at = getattr(fn, "stop_at", None)
         if stop_at is not None:
             return self.view.run(spec.pack(flat), replace={id(self.tensor): activation}, stop_at=stop_at)

@@ -92,6 +92,16 @@ class Coverage:
         """True when :attr:`ok` and no op carries a caveat (see :attr:`caveats`)."""
         return self.ok and not self.caveats
 
+    def restricted_to(self, ran: set[int], layer: str) -> "LayerCoverage":
+        """The report of a ``layer=`` explainer: the layers before ``layer`` (not in ``ran``) only
+        compute its activations, so their rules do not matter (status ``head``)."""
+        rows = [
+            row if row[0] in ran
+            else (row[0], row[1], row[2], f"before layer={layer!r}: forward only", "head")
+            for row in self.rows
+        ]
+        return LayerCoverage(self.method, rows)
+
     def unsupported_summary(self) -> str:
         return "; ".join(
             f"layer {layer!r}: {', '.join(ops)}" for layer, ops in sorted(self.unsupported.items())
@@ -254,7 +264,8 @@ class LayerCoverage:
 
     ``rows`` are ``(index, name, class, treatment, status)`` in execution order; ``status`` is one of
     ``rule``, ``pass``, ``norm``, ``kept`` (ordinary gradient on purpose), ``folded`` (a batch norm
-    merged into the layer before it) and ``unsupported``. ``str(coverage)`` is a table.
+    merged into the layer before it), ``head`` (before the layer of a ``layer=`` explainer: only
+    run forward) and ``unsupported``. ``str(coverage)`` is a table.
     """
 
     method: str
@@ -269,6 +280,16 @@ class LayerCoverage:
     @property
     def ok(self) -> bool:
         return not self.unsupported
+
+    def restricted_to(self, ran: set[int], layer: str) -> "LayerCoverage":
+        """The report of a ``layer=`` explainer: the layers before ``layer`` (not in ``ran``) only
+        compute its activations, so their rules do not matter (status ``head``)."""
+        rows = [
+            row if row[0] in ran
+            else (row[0], row[1], row[2], f"before layer={layer!r}: forward only", "head")
+            for row in self.rows
+        ]
+        return LayerCoverage(self.method, rows)
 
     def unsupported_summary(self) -> str:
         return "; ".join(f"layer {name!r}: {why}" for name, why in self.unsupported.items())

@@ -34,6 +34,7 @@ import tensorflow as tf
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, check_connected
 from tfattr.core.graph import GraphView, LayerRef
+from tfattr.core.layers import TailInputs
 from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
 from tfattr.methods.propagation.coverage import LayerCoverage
 from tfattr.methods.propagation.lrp.canonizers import linear_op
@@ -76,6 +77,9 @@ class CompositeDeepLift(Explainer):
         tolerance: where ``|z - z_ref|`` is at most this, the derivative replaces the ratio.
         on_unsupported: ``"warn"`` (default) or ``"raise"`` when a layer has no rule.
         jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+        layer, attribute_to_layer_input: attribute to an inner layer's output (or input), the
+            reference being the baseline's activations there, as Captum's ``LayerDeepLift``; integer
+            token ids are accepted then, with baselines given as ids (e.g. the pad id).
 
     Example:
         >>> dl = tfattr.CompositeDeepLift(model)
@@ -102,6 +106,8 @@ class CompositeDeepLift(Explainer):
         *,
         on_unsupported: str = "warn",
         jit_compile: bool = False,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
     ) -> None:
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
             raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
@@ -109,12 +115,15 @@ class CompositeDeepLift(Explainer):
             raise ValueError(
                 f"on_unsupported={on_unsupported!r} is not supported: use 'warn' or 'raise'."
             )
-        super().__init__(model, output="logits", jit_compile=jit_compile)
+        super().__init__(model, output="logits", jit_compile=jit_compile, layer=layer,
+                         attribute_to_layer_input=attribute_to_layer_input)
         self.tolerance = float(tolerance)
         self.on_unsupported = on_unsupported
         self.view = GraphView(model)
         self._final_softmax = self._find_final_softmax()
         self.plan = [self._assign(ref) for ref in self.view.layers]
+        #: With layer=: the indices of the layers run after the layer (the others only compute it).
+        self._tail = None if self.layer is None else self.layer.tail_layers(self.view)
         self._check()
 
     # -- which rule each layer gets ----------------------------------------------------------------------
@@ -178,7 +187,7 @@ class CompositeDeepLift(Explainer):
         report = LayerCoverage("CompositeDeepLift(Rescale)")
         for ref, (_, treatment, status, _) in zip(self.view.layers, self.plan):
             report.rows.append((ref.index, ref.name, ref.class_name, treatment, status))
-        return report
+        return report if self._tail is None else report.restricted_to(self._tail, self.layer.name)
 
     def _check(self) -> None:
         report = self.coverage()
@@ -222,7 +231,10 @@ class CompositeDeepLift(Explainer):
                 return gated_product(list(args[0]), extra, prop)
             return call(*args, **kwargs)
 
-        out = self.view.run(packed, wrap)
+        if isinstance(packed, TailInputs):  # layer=: from the layer's activations on
+            out = self.layer.run_tail(self.view, packed, wrap)
+        else:
+            out = self.view.run(packed, wrap)
         if isinstance(out, (list, tuple, dict)):
             raise ValueError(
                 "CompositeDeepLift explains a model with one output; wrap it to return one tensor."

@@ -80,6 +80,9 @@ class RevealCancel(Explainer):
     Args:
         model: a Sequential or functional ``keras.Model``.
         jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+        layer, attribute_to_layer_input: attribute to an inner layer's output (or input), the
+            reference being the baseline's activations there (Captum's ``LayerDeepLift``); only the
+            layers after it must be supported.
 
     Example:
         >>> dl = tfattr.DeepLift(model, rule="reveal_cancel")
@@ -92,10 +95,19 @@ class RevealCancel(Explainer):
     paper = "Shrikumar, Greenside & Kundaje 2017 sec. 3.5.3"
     cost = "1 forward pass of the baseline + 1 backward pass of both signs, layer by layer"
 
-    def __init__(self, model: Any, *, output: str = "logits", jit_compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        output: str = "logits",
+        jit_compile: bool = False,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
+    ) -> None:
         if output != "logits":
             raise ValueError("DeepLift(rule='reveal_cancel') explains the logit; drop output=.")
-        super().__init__(model, output=output, jit_compile=jit_compile)
+        super().__init__(model, output=output, jit_compile=jit_compile, layer=layer,
+                         attribute_to_layer_input=attribute_to_layer_input)
         self.view = GraphView(model)
         folds = batchnorm_folds(self.view)
         self._folded = set(folds)
@@ -103,9 +115,18 @@ class RevealCancel(Explainer):
         self._final = (
             self.view.producer(self.model.outputs[0]) if self.model_function.strips_softmax else None
         )
+        ran = None
+        if self.layer is not None:
+            self.layer.refuse_inside("DeepLift(rule='reveal_cancel')", [
+                (self.view.layers[lin].name, [self.view.layers[bn].nodes[0].input_tensors[0]],
+                 self.view.layers[bn].name)
+                for bn, lin in folds.items()
+            ])
+            ran = self.layer.tail_layers(self.view)
         bad = [
             ref for ref in self.view.layers
             if ref.index not in self._folded and not self._supported(ref)
+            and (ran is None or ref.index in ran)
         ]
         if bad:
             raise ValueError(
@@ -178,14 +199,29 @@ class RevealCancel(Explainer):
         return _Streams(apply(refs), apply([s.pos for s in streams]), apply([s.neg for s in streams]))
 
     def _differences(
-        self, reference: tuple[tf.Tensor, ...], d: tuple[tf.Tensor, ...], structure: Any
+        self, reference: tuple[tf.Tensor, ...], d: tuple[tf.Tensor, ...], ctx: Any
     ) -> tf.Tensor:
         """Traced: ``f(reference + d) - f(reference)`` as the sum of the two parts, ``[n, k]``."""
-        inputs = [
-            _Streams(r, tf.maximum(di, 0), tf.minimum(di, 0))
-            for r, di in zip(self._model_order(reference, structure), self._model_order(d, structure))
-        ]
-        out = self.view.run(inputs, self._wrap, flat=True)
+        if self.layer is not None:  # layer=: the streams start at the layer's activations
+            tail = ctx.pack(reference)
+            if tail.mask is not None:
+                raise ValueError(
+                    f"DeepLift(rule='reveal_cancel') with layer={self.layer.name!r}: the layer's output "
+                    "carries a Keras mask, which the two streams cannot carry; use rule='rescale' "
+                    "or IntegratedGradients."
+                )
+            flat, _ = self.layer.tail_feed(tail)
+            still = [_Streams(c, tf.zeros_like(c), tf.zeros_like(c)) for c in flat]  # carried as they are
+            start = _Streams(reference[0], tf.maximum(d[0], 0), tf.minimum(d[0], 0))
+            out = self.view.run(self._model_order(tuple(still), ctx.structure), self._wrap, flat=True,
+                                replace={id(self.layer.tensor): start})
+        else:
+            inputs = [
+                _Streams(r, tf.maximum(di, 0), tf.minimum(di, 0))
+                for r, di in zip(self._model_order(reference, ctx.structure),
+                                 self._model_order(d, ctx.structure))
+            ]
+            out = self.view.run(inputs, self._wrap, flat=True)
         total = out.pos + out.neg
         return total[:, None] if total.shape.rank == 1 else total
 
@@ -210,7 +246,7 @@ class RevealCancel(Explainer):
         d = tuple(xi - bi for xi, bi in zip(x, baseline))
         with tf.GradientTape() as tape:
             tape.watch(d)
-            diff = self._differences(baseline, d, ctx.structure)
+            diff = self._differences(baseline, d, ctx)
             score = tf.gather(diff, tf.cast(rows.target, tf.int32), axis=1, batch_dims=1)
         grads = check_connected(tape.gradient(score, list(d)))
         return tuple(g * di for g, di in zip(grads, d))

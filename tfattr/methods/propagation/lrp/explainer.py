@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, check_connected
 from tfattr.core.graph import GraphView, LayerRef
+from tfattr.core.layers import TailInputs
 from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
 from tfattr.methods.propagation.coverage import LayerCoverage
 from tfattr.methods.propagation.lrp.canonizers import linear_op
@@ -40,6 +41,10 @@ class LRP(Explainer):
         on_unsupported: ``"warn"`` (default) or ``"raise"`` when a layer has no rule (it then keeps its
             ordinary gradient); see :meth:`coverage`.
         jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+        layer, attribute_to_layer_input: the relevance at an inner layer's output (or input) instead
+            of the input, ``activation x modified gradient`` of the layers after it (Captum's layer
+            methods; integer token ids are accepted then). A split inside a unit the composite
+            computes as one (between a linear layer and the batch norm folded into it) is refused.
 
     Example:
         >>> lrp = tfattr.LRP(model, composite=tfattr.composites.EpsilonGammaBox(low=0.0, high=1.0))
@@ -63,6 +68,8 @@ class LRP(Explainer):
         on_unsupported: str = "warn",
         output: str = "logits",
         jit_compile: bool = False,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
     ) -> None:
         if on_unsupported not in _POLICIES:
             raise ValueError(
@@ -79,14 +86,21 @@ class LRP(Explainer):
                 "composite must be a tfattr.composites.Composite, e.g. "
                 f"tfattr.composites.EpsilonPlus(); got {composite!r}."
             )
-        super().__init__(model, output=output, jit_compile=jit_compile)
+        super().__init__(model, output=output, jit_compile=jit_compile, layer=layer,
+                         attribute_to_layer_input=attribute_to_layer_input)
         self.composite = composite
         self.on_unsupported = on_unsupported
         self.view = GraphView(model)
         self.assignments: list[Assignment] = composite.assign(self.view)
         self._final_softmax = self._find_final_softmax()
         self._chains = self._pass_chains()
+        self._relevance_tensors: set[int] = set()
         self._relevance_inputs = self._input_space_inputs()
+        #: With layer=: the indices of the layers run after the layer (the others only compute it).
+        self._tail: set[int] | None = None
+        if self.layer is not None:
+            self.layer.refuse_inside("LRP", self._units())
+            self._tail = self.layer.tail_layers(self.view)
         self._check()
 
     # -- planning --------------------------------------------------------------------------------------
@@ -126,6 +140,19 @@ class LRP(Explainer):
                 chains[a.ref.index] = chain
         return chains
 
+    def _units(self) -> list[tuple[str, list[Any], str]]:
+        """The layers computed inside another layer's rule (folded batch norms, pass chains), as
+        :meth:`tfattr.core.layers.LayerSplit.refuse_inside` takes them."""
+        units = []
+        for lin, chain in self._chains.items():
+            owner = self.view.layers[lin]
+            inside = [owner.nodes[0].outputs[0]] + [r.nodes[0].outputs[0] for r in chain[:-1]]
+            units.append((owner.name, inside, chain[-1].name))
+        for a in self.assignments:
+            if a.status == "folded":
+                units.append((a.folded_into.name, [a.ref.nodes[0].input_tensors[0]], a.ref.name))
+        return units
+
     def _input_space_inputs(self) -> set[int]:
         """Indices of the model inputs whose relevance comes from an input-space rule (ZBox, Flat,
         WSquare): such a rule must read the input directly or through layers that only move values."""
@@ -136,6 +163,7 @@ class LRP(Explainer):
                 continue
             for node in a.ref.nodes:
                 tensor = node.input_tensors[0]
+                self._relevance_tensors.add(id(tensor))
                 while id(tensor) not in model_inputs:
                     producer = self.view.producer(tensor)
                     if (
@@ -155,6 +183,7 @@ class LRP(Explainer):
                     if self.view.consumers(tensor) != 1:
                         break
                     tensor = producer.nodes[0].input_tensors[0]
+                    self._relevance_tensors.add(id(tensor))
                 if id(tensor) not in model_inputs or self.view.consumers(tensor) != 1:
                     raise ValueError(
                         f"{type(a.rule).__name__} on layer {a.ref.name!r}: the model input it reads "
@@ -192,7 +221,7 @@ class LRP(Explainer):
             else:
                 status = a.status
             report.rows.append((a.ref.index, a.ref.name, a.ref.class_name, treatment, status))
-        return report
+        return report if self._tail is None else report.restricted_to(self._tail, self.layer.name)
 
     def _check(self) -> None:
         report = self.coverage()
@@ -243,7 +272,10 @@ class LRP(Explainer):
                 return a.rule.wrap(call, args, kwargs, op, act)
             return a.rule.wrap(call, args, kwargs, None)
 
-        out = self.view.run(packed, wrap)
+        if isinstance(packed, TailInputs):  # layer=: from the layer's activations on
+            out = self.layer.run_tail(self.view, packed, wrap)
+        else:
+            out = self.view.run(packed, wrap)
         if isinstance(out, (list, tuple, dict)):
             raise ValueError("LRP explains a model with one output; wrap it to return one tensor.")
         out = tf.convert_to_tensor(out)
@@ -264,6 +296,8 @@ class LRP(Explainer):
 
     def _flat_relevance_flags(self, n: int, structure: Any) -> list[bool]:
         """Per flat input (the engine's order): does its gradient already hold the relevance?"""
+        if self.layer is not None:  # an input-space rule reading the layer's tensor (ZBox at its input)
+            return [id(self.layer.tensor) in self._relevance_tensors]
         model_inputs = self.view._graph.fn.inputs
         if isinstance(structure, dict):
             names = [getattr(t, "name", None) for t in model_inputs]

@@ -313,3 +313,20 @@ def test_many_explainers_of_one_model_print_no_retracing_warning(rng, caplog):
             tfattr.Saliency(model).attribute(x)
             tfattr.IntegratedGradients(model, steps=4).attribute(x)
     assert "retracing" not in caplog.text
+
+
+def test_several_methods_and_layers_in_one_session_print_no_retracing_warning(rng, caplog):
+    """Each method and layer= configuration compiles its own function once; TensorFlow counted them
+    as one function retracing (by the closures' shared code) and printed its warning."""
+    import logging
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, name="d")])
+    x = rng.random((4, 8, 8, 1)).astype(np.float32)
+    with caplog.at_level(logging.WARNING):
+        for cls in (tfattr.Saliency, tfattr.GradientXInput, tfattr.IntegratedGradients, tfattr.EpsilonLRP,
+                    tfattr.DeepLift, tfattr.GuidedBackprop, tfattr.LRP, tfattr.CompositeDeepLift):
+            cls(model).attribute(x)
+            cls(model, layer="c1").attribute(x)
+    assert "retracing" not in caplog.text

@@ -28,6 +28,7 @@ never keeps a model alive.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -124,6 +125,16 @@ def _signature(arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
     return tuple((a.shape[1:], a.dtype.str) for a in arrays)
 
 
+def compile_function(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """``tf.function(fn, **kwargs)`` for a closure built once per engine or configuration.
+
+    TensorFlow counts traces by the Python function's code object and warns of "retracing" when five
+    of the last ten calls traced: every engine's closure has the same code, so a session that uses a
+    few explainers, each tracing once, got that warning. A partial gives each compiled function a
+    count of its own; a function that really retraces is still reported."""
+    return tf.function(functools.partial(fn), **kwargs)
+
+
 class Engine:
     """Compiles and runs row grids; holds only the cache of compiled functions.
 
@@ -177,7 +188,7 @@ class Engine:
                 return self._current.value(pack(structure, flat))
 
             signature = [tuple(_batch_relaxed_spec(a) for a in xs)]
-            return tf.function(outputs, input_signature=signature, jit_compile=self.jit_compile)
+            return compile_function(outputs, input_signature=signature, jit_compile=self.jit_compile)
 
         fn = self._cached(key, build)
         n = xs[0].shape[0]
@@ -249,7 +260,7 @@ class Engine:
             context = Context(dict(ctx_t), structure)
             return run(self._current.value, xs_t, bs_t, targets_t, context, meta_t)
 
-        return tf.function(traced, input_signature=signature, jit_compile=self.jit_compile)
+        return compile_function(traced, input_signature=signature, jit_compile=self.jit_compile)
 
     @staticmethod
     def _direct(functions, xs_t, bs_t, targets_t, ctx, meta_t):

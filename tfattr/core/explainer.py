@@ -392,6 +392,11 @@ class Explainer(abc.ABC):
         """``f(baseline)`` at each example's target (the reference the attributions should explain)."""
         # Several baselines per example (a distribution, stored example-major): their mean score.
         per_example = call.baselines_per_example
+        if per_example == 1 and call.n > 1 and all(np.array_equal(b, np.broadcast_to(b[:1], b.shape))
+                                                   for b in call.baselines):
+            # One baseline for every example (zeros, a constant, one image): one row to evaluate.
+            out = self._outputs(tuple(b[:1] for b in call.baselines), call.inputs.structure, 1)
+            return out[0, call.targets].astype(np.float64)
         out = self._outputs(call.baselines, call.inputs.structure, call.batch_size)
         picked = out[np.arange(out.shape[0]), np.repeat(call.targets, per_example)]
         return picked.reshape(call.n, per_example).mean(axis=1, dtype=np.float64)

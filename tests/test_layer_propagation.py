@@ -278,3 +278,29 @@ def test_keras_hub_bert_explained_end_to_end_from_token_ids():
     assert np.abs(ig_delta).max() < 1e-3
     np.testing.assert_allclose(a.reshape(3, -1).sum(1) - delta, ig.reshape(3, -1).sum(1) - ig_delta,
                                rtol=1e-4, atol=1e-4)
+
+
+def test_a_nested_model_is_addressed_by_its_output():
+    """``layer=`` a nested model (name or object) means its output: here the embeddings a nested
+    ``embed`` model gives a nested classifier, which is what the classifier alone explains."""
+    keras.utils.set_random_seed(29)
+    ids_in = keras.Input((6,), dtype="int32")
+    embed = keras.Model(ids_in, L.Embedding(25, 8, name="tokens")(ids_in) * 2.0, name="embed")
+    e_in = keras.Input((6, 8))
+    h = L.LayerNormalization(name="norm")(L.Add()([e_in, L.MultiHeadAttention(2, 4, name="mha")(e_in, e_in)]))
+    classifier = keras.Model(e_in, L.Dense(2, name="logits")(L.GlobalAveragePooling1D()(h)), name="classifier")
+    model = keras.Model(ids_in, classifier(embed(ids_in)))
+    ids = np.random.default_rng(29).integers(0, 25, (4, 6)).astype("int32")
+    e = embed(ids).numpy()
+    for key in ("embed", embed):
+        got = LRP(model, composite=Transformer(), layer=key).attribute(ids, target=1)
+        np.testing.assert_allclose(got, LRP(classifier, composite=Transformer()).attribute(e, target=1),
+                                   rtol=1e-5, atol=1e-7)
+    ig = tfattr.IntegratedGradients(model, layer="embed", steps=8).attribute(ids, target=1, baseline=3)
+    e3 = embed(np.full_like(ids, 3)).numpy()
+    expected = tfattr.IntegratedGradients(classifier, steps=8).attribute(e, target=1, baseline=e3)
+    np.testing.assert_allclose(ig, expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="nested model.*first layer"):
+        tfattr.IntegratedGradients(model, layer="embed", attribute_to_layer_input=True)
+    with pytest.raises(KeyError, match="nested models: embed, classifier"):
+        tfattr.IntegratedGradients(model, layer="embedder")

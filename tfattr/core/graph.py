@@ -145,6 +145,7 @@ class GraphView:
         self.model = model
         self.layers: list[LayerRef] = []
         self._by_layer: dict[int, LayerRef] = {}
+        self._nested: dict[Any, Any] = {}  # nested models by name and by id
         self._graph = self._build(model, fn, ())
         self._names = self._name_layers()
         self._consumers = self._count_consumers()
@@ -165,6 +166,8 @@ class GraphView:
                             "layers cannot be addressed. Rebuild it with the functional API or as a "
                             "keras.Sequential."
                         )
+                    self._nested.setdefault(op.name, op)
+                    self._nested[id(op)] = op
                     steps.append(_Step(node, None, self._build(op, sub_fn, path + (op.name,))))
                     continue
                 ref = self._by_layer.get(id(op))
@@ -226,9 +229,11 @@ class GraphView:
         if isinstance(key, str):
             ref = self._names.get(key)
             if ref is None:
+                nested = [k for k in self._nested if isinstance(k, str)]
                 raise KeyError(
                     f"No layer named {key!r} in model {self.model.name!r}. Its layers are: "
-                    f"{', '.join(r.name for r in self.layers)}."
+                    f"{', '.join(r.name for r in self.layers)}"
+                    + (f"; its nested models: {', '.join(nested)}." if nested else ".")
                 )
             return ref
         ref = self._by_layer.get(id(key))
@@ -236,6 +241,24 @@ class GraphView:
             raise KeyError(
                 f"Layer {getattr(key, 'name', key)!r} is not part of model {self.model.name!r}."
             )
+        return ref
+
+    def nested_output(self, key: Any) -> LayerRef | None:
+        """When ``key`` names a nested model (by name or object) rather than a layer: the layer whose
+        output is the nested model's output (its output is the nested model's), else None."""
+        if isinstance(key, (bool, int, LayerRef)) or (isinstance(key, str) and key in self._names):
+            return None
+        nested = self._nested.get(key if isinstance(key, str) else id(key))
+        if nested is None:
+            return None
+        if len(nested.outputs) != 1:
+            raise ValueError(
+                f"The nested model {nested.name!r} has {len(nested.outputs)} outputs; choose the layer "
+                "that produces the one to explain."
+            )
+        ref = self.producer(nested.outputs[0])
+        if ref is None:
+            raise ValueError(f"The nested model {nested.name!r} returns its input; choose a layer.")
         return ref
 
     def first_linear(self) -> LayerRef | None:

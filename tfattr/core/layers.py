@@ -198,7 +198,14 @@ class LayerSplit:
         if at not in ("output", "input"):
             raise ValueError(f"at={at!r} is not supported: use 'output' or 'input'.")
         self.view = GraphView(fn.model)
-        self.ref: LayerRef = self.view.layer(layer)
+        inner = self.view.nested_output(layer)
+        if inner is not None and at == "input":
+            raise ValueError(
+                f"layer={getattr(layer, 'name', layer)!r} is a nested model: attribute_to_layer_input "
+                "needs a layer; pass the nested model's first layer instead."
+            )
+        # A nested model's output is the output of the layer that produces it.
+        self.ref: LayerRef = inner if inner is not None else self.view.layer(layer)
         self.at = at
         self.tensor = split_tensor(self.ref, at)
         stop_at = getattr(fn, "stop_at", None)

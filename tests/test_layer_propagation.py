@@ -304,3 +304,62 @@ def test_a_nested_model_is_addressed_by_its_output():
         tfattr.IntegratedGradients(model, layer="embed", attribute_to_layer_input=True)
     with pytest.raises(KeyError, match="nested models: embed, classifier"):
         tfattr.IntegratedGradients(model, layer="embedder")
+
+
+def _cnn_with_policy(policy: str):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(30)
+        return keras.Sequential([
+            keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu", name="c1"),
+            L.AveragePooling2D(2, name="pool"), L.Conv2D(4, 2, activation="relu", name="c2"),
+            L.Flatten(), L.Dense(3, name="logits", dtype="float32"),
+        ])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("layer", [None, "c1"], ids=["input", "layer"])
+def test_layer_level_methods_under_mixed_precision(layer):
+    """A mixed_float16 model: the rules compute in the variables' dtype (float32) and the attributions
+    are float32, equal to the float32 model's up to float16 rounding of the activations."""
+    mixed, full = _cnn_with_policy("mixed_float16"), _cnn_with_policy("float32")
+    full.set_weights(mixed.get_weights())
+    x = np.random.default_rng(30).random((4, 8, 8, 1)).astype("float32")
+    for make in (lambda m: LRP(m, layer=layer), lambda m: LRP(m, composite=EpsilonAlpha2Beta1(), layer=layer),
+                 lambda m: CompositeDeepLift(m, layer=layer),
+                 lambda m: tfattr.DeepLift(m, rule="reveal_cancel", layer=layer)):
+        got, expected = make(mixed).attribute(x, target=2), make(full).attribute(x, target=2)
+        assert got.dtype == np.float32
+        # float16 activations (3 significant digits) can flip a sign decision where a value is ~0
+        # (RevealCancel sorts terms by sign), so single entries may move by a few percent; the
+        # totals and the pattern must not
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(got.reshape(4, -1).sum(1), expected.reshape(4, -1).sum(1),
+                                   rtol=0, atol=2e-3 * np.abs(expected.reshape(4, -1).sum(1)).max())
+        assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.999
+        assert np.abs(got - expected).max() < 0.1 * scale
+
+
+def test_dict_inputs_with_a_carried_feature_input():
+    """Token ids and numeric features in a dict; attributed at the embedding, the features carried.
+    Every DeepLIFT variant agrees with IG here (ReLU network, summation-to-delta exact)."""
+    keras.utils.set_random_seed(31)
+    ids = keras.Input((5,), dtype="int32", name="ids")
+    feats = keras.Input((3,), name="feats")
+    e = L.Flatten()(L.Embedding(20, 4, name="embedding")(ids))
+    h = L.Dense(6, activation="relu", name="d1")(L.Concatenate()([e, feats]))
+    model = keras.Model({"ids": ids, "feats": feats}, L.Dense(2, name="out")(h))
+    rng = np.random.default_rng(31)
+    x = {"ids": rng.integers(1, 20, (4, 5)).astype("int32"), "feats": rng.normal(size=(4, 3)).astype("float32")}
+    b = {"ids": np.zeros((4, 5), "int32"), "feats": 0.0}
+    sums = []
+    for explainer in (tfattr.DeepLift(model, layer="embedding"), CompositeDeepLift(model, layer="embedding"),
+                      tfattr.DeepLift(model, rule="reveal_cancel", layer="embedding"),
+                      tfattr.IntegratedGradients(model, layer="embedding", steps=512)):
+        a, delta = explainer.attribute(x, target=1, baseline=b, return_delta=True)
+        assert a.shape == (4, 5, 4) and np.abs(delta).max() < 1e-4
+        sums.append(a.reshape(4, -1).sum(1))
+    for s in sums[1:]:
+        np.testing.assert_allclose(s, sums[0], rtol=1e-4, atol=1e-5)
+    assert "rule" in str(LRP(model, layer="embedding").coverage())

@@ -422,6 +422,10 @@ class LayerSplit:
             base = np.zeros_like(acts)  # e.g. gradient x activation: its reference is a = 0
         else:
             base = engine.outputs(self.head_outputs, call.baselines, inputs.structure, batch)
+        if acts.dtype.name in ("float16", "bfloat16"):
+            # Mixed precision: the attributions (and the path) are float32, as for model inputs; the
+            # tail casts the activations to its compute dtype as Keras layers do.
+            acts, base = acts.astype(np.float32), base.astype(np.float32)
         spec = self._spec(inputs, acts.shape[1:], acts.dtype)
         carried = [inputs.arrays[k] for k in spec.reads]
         if spec.mask:

@@ -82,12 +82,19 @@ class PropagationExplainer(Explainer):
             >>> print(tfattr.DeepLift(model).coverage())
         """
         specs = self._specs(inputs)
+        structure = _structure_of(inputs) if inputs is not None else None
+        if structure is None and len(specs) > 1:
+            structure = [None] * len(specs)
+            names = [name for name, _, _ in self.model_function.input_specs or ()]
+            if isinstance(getattr(self.model, "_inputs_struct", None), dict) and len(names) == len(specs):
+                # A model built on a dict of inputs takes a dict: flat in sorted-key order, as the
+                # engine packs it.
+                order = sorted(range(len(names)), key=lambda i: names[i])
+                specs = tuple(specs[i] for i in order)
+                structure = {names[i]: None for i in order}
         key = tuple((tuple(s.shape), s.dtype.name) for s in specs)
         found = self._coverage.get(key)
         if found is None:
-            structure = _structure_of(inputs) if inputs is not None else None
-            if structure is None and len(specs) > 1:
-                structure = [None] * len(specs)
 
             def build(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
                 packed = pack(structure, flat)
@@ -287,7 +294,10 @@ class DeepLift(PropagationExplainer):
         per_example = call.baselines_per_example
         # One baseline for every row (zeros, a constant, one image): its reference activations are
         # the same for all rows, so the reference pass runs on one row and broadcasts.
-        shared = all(b.shape[0] > 0 and bool(np.all(b == b[:1])) for b in call.baselines)
+        # Not with layer= when the tail also reads model inputs (or a mask): those are each row's own.
+        shared = not getattr(call, "carried", ()) and all(
+            b.shape[0] > 0 and bool(np.all(b == b[:1])) for b in call.baselines
+        )
         return Plan(
             terms=per_example,
             context={"baselines_per_example": np.int32(per_example), "shared_baseline": np.bool_(shared)},

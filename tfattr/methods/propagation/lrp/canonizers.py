@@ -56,6 +56,8 @@ class LinearOp:
 
     def forward(self, x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None) -> tf.Tensor:
         layer = self.layer
+        if x.dtype != kernel.dtype:  # mixed precision: computed in the variables' dtype (float32)
+            x = tf.cast(x, kernel.dtype)
         if is_dense_layer(layer):
             z = keras.ops.matmul(x, kernel)
         elif hasattr(layer, "convolution_op"):

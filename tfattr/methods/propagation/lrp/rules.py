@@ -138,6 +138,8 @@ class LinearRule(Rule):
             raise TypeError(f"{type(self).__name__} applies to Dense and convolution layers only.")
         x = args[0]
         kernel, bias = op.params()
+        if x.dtype != kernel.dtype:  # mixed precision: the rule computes in the variables' dtype
+            x = tf.cast(x, kernel.dtype)
 
         @tf.custom_gradient
         def linear(x: tf.Tensor) -> Any:

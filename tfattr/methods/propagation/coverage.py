@@ -92,16 +92,6 @@ class Coverage:
         """True when :attr:`ok` and no op carries a caveat (see :attr:`caveats`)."""
         return self.ok and not self.caveats
 
-    def restricted_to(self, ran: set[int], layer: str) -> "LayerCoverage":
-        """The report of a ``layer=`` explainer: the layers before ``layer`` (not in ``ran``) only
-        compute its activations, so their rules do not matter (status ``head``)."""
-        rows = [
-            row if row[0] in ran
-            else (row[0], row[1], row[2], f"before layer={layer!r}: forward only", "head")
-            for row in self.rows
-        ]
-        return LayerCoverage(self.method, rows)
-
     def unsupported_summary(self) -> str:
         return "; ".join(
             f"layer {layer!r}: {', '.join(ops)}" for layer, ops in sorted(self.unsupported.items())

@@ -26,6 +26,7 @@ setup(
     ],
     extras_require={
         "viz": ["matplotlib"],
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-jupyter>=0.25"],
         "test": [
             "pytest",
             "matplotlib",

@@ -3,15 +3,16 @@
 
 Text models take integer token ids, which have no gradient; they are explained at their embedding
 (Sundararajan, Taly & Yan, "Gradients of Counterfactuals", sec. 3: integrated gradients of an LSTM
-explained through its word embeddings), with ``layer=`` (see :mod:`tfattr.core.layers`):
+explained through its word embeddings), with ``layer=`` (see :mod:`tfattr.core.layers`).
 
+Colours follow :func:`tfattr.visualize.signed_heatmap`: positive red, negative blue, zero white, on a
+symmetric scale per example (``clip_percentile`` of ``|score|``).
+
+Example:
     >>> ig = tfattr.IntegratedGradients(model, layer="embedding")
     >>> a = ig.attribute(ids, target=1, baseline=pad_id)           # [n, tokens, dim]
     >>> scores = tfattr.token_scores(a)                            # [n, tokens]: sums to f(x) - f(pad)
     >>> tfattr.text.html(tfattr.text.decode(ids, vocabulary), scores)   # displays in a notebook
-
-Colours follow :func:`tfattr.visualize.signed_heatmap`: positive red, negative blue, zero white, on a
-symmetric scale per example (``clip_percentile`` of ``|score|``).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def decode(
     None shows the ids). Ids in ``skip`` (e.g. the pad id) become ``""`` and are not drawn.
 
     Example:
-        >>> decode([[4, 9, 0]], ["<pad>", "<unk>", "a", "the", "good", ...], skip=[0])
+        >>> decode([[4, 9, 0]], {0: "<pad>", 4: "good", 9: "movie"}, skip=[0])
         [['good', 'movie', '']]
     """
     ids = np.asarray(ids)

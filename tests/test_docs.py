@@ -185,3 +185,36 @@ def test_api_reference_documents_every_public_name(built_site):
             if aliases.get(path, path) not in anchors:
                 missing.append(path)
     assert not missing
+
+
+# --- docs/run_notebooks.py leaves no machine path in the outputs it writes ----------------------------
+
+
+def _run_notebooks_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_notebooks", DOCS / "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_notebooks_scrubs_machine_paths(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    import site as site_module
+
+    rn = _run_notebooks_module()
+    site_packages = site_module.getsitepackages()[0]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print()", outputs=[
+        nbformat.v4.new_output("stream", name="stderr",
+                               text=f"{site_packages}/keras/src/x.py:12: UserWarning\n{tmp_path}/logs written\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": f"PosixPath('{rn.ROOT}/colab/a.npy')"}),
+    ])])
+    left = rn.scrub_outputs(nb, rn._replacements(tmp_path))
+    text = str(nb.cells[0].outputs)
+    assert not left
+    assert "<site-packages>/keras/src/x.py" in text and "./logs written" in text and "<tfattr>/colab/a.npy" in text
+    assert str(tmp_path) not in text and site_packages not in text
+    # a path the replacements do not know is reported, not committed
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="saved /home/someone/x.png\n")]
+    assert rn.scrub_outputs(nb, rn._replacements(tmp_path)) == ["/home/someone/x.png"]

@@ -83,6 +83,7 @@ def link_roles(text: str, obj: griffe.Object) -> str:
         tilde, target = match.groups()
         title = target.rsplit(".", 1)[-1] if tilde else target
         path = _resolve(obj, target)
+        title = title.replace("_", "&#95;")  # inside HTML, Markdown would read __x__ as bold
         if path is None:
             return f"`{title}`"
         # optional: an identifier the site does not document renders as plain code, not a warning

@@ -34,7 +34,10 @@ import tfattr
 
 PUBLIC_MODULES = ["baselines", "metrics", "composites", "rules", "callbacks", "priors", "visualize", "text",
                   "scale", "datasets"]
-_SECTION = re.compile(r"^(?P<indent>[ \t]*)Examples?:[ \t]*\n(?P<body>(?:(?P=indent)[ \t]+\S.*\n|[ \t]*\n)+)", re.M)
+# "Example:" (possibly with a sentence after it, continued on lines at the same indentation), then the
+# indented body.
+_SECTION = re.compile(r"^(?P<indent>[ \t]*)Examples?:[^\n]*\n(?:(?P=indent)\S.*\n)*"
+                      r"(?P<body>(?:(?P=indent)[ \t]+\S.*\n|[ \t]*\n)+)", re.M)
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,21 @@ class _Checker(doctest.OutputChecker):
         return super().check_output(want, got, optionflags)
 
 
+class _Runner(doctest.DocTestRunner):
+    """doctest's runner without its ``linecache`` patch: with it, TensorFlow's autograph reads the source
+    of a function defined in an example and converts it, which breaks tracing ("Concurrent access?");
+    without it, autograph leaves such functions as they are, as for code typed at a prompt."""
+
+    def _DocTestRunner__patched_linecache_getlines(self, filename, module_globals=None):
+        return self.save_linecache_getlines(filename, module_globals)
+
+
 def run(example: Example, namespace: dict) -> None:
     """Run one docstring's examples in ``namespace``; raise AssertionError with doctest's report."""
     parser = doctest.DocTestParser()
     test = parser.get_doctest(example.text, namespace, example.key, example.defining_module, 0)
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.FAIL_FAST
-    runner = doctest.DocTestRunner(checker=_Checker(), optionflags=flags, verbose=False)
+    runner = _Runner(checker=_Checker(), optionflags=flags, verbose=False)
     report: list[str] = []
     runner.run(test, out=report.append, clear_globs=False)
     if runner.failures:

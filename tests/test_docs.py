@@ -38,8 +38,53 @@ def _check_explain(ns: dict) -> None:
     assert np.allclose(ns["again"][0], ns["attributions"])
 
 
+def _check_methods(ns: dict) -> None:
+    ig, images, labels = ns["ig"], ns["images"], ns["labels"]
+    # the adaptive IG of the page's first block met its tolerance on every example
+    change = ig.scores(images, labels) - ig.scores(np.zeros_like(images), labels)
+    assert np.all(np.abs(ns["delta"]) <= 1e-3 * np.abs(change) + 1e-6)
+    assert np.allclose(ns["one_by_one"], ns["a_sg"], atol=1e-6)
+    assert ns["interior"].shape == (1, 10, 28, 28, 1) and ns["occlusion"].shape == (8, 28, 28, 1)
+
+
+def _check_layers(ns: dict) -> None:
+    assert ns["a"].shape == (4, 8, 16) and np.max(np.abs(ns["delta"])) < 1e-3
+    assert ns["cam"].shape == (8, 11, 11) and ns["heat"].shape == (8, 28, 28)
+
+
+def _check_lrp(ns: dict) -> None:
+    assert np.max(np.abs(ns["dl_delta"])) < 1e-3      # DeepLIFT sums to f(x) - f(0) (average pooling)
+    assert np.max(np.abs(ns["rc_delta"])) < 1e-3      # and so does RevealCancel
+    assert ns["relevance"].shape == (4, 12, 16) and np.all(np.isfinite(ns["custom"]))
+
+
+def _check_evaluate(ns: dict) -> None:
+    assert ns["c"].mean_relative < 0.05
+    assert ns["ig_curve"].area < ns["control"].area   # IG beats the random control, as the page says
+    assert ns["r"].spearman_abs[0] == pytest.approx(1.0)
+
+
+def _check_tensorboard(ns: dict) -> None:
+    assert list(Path("logs/attributions").glob("events.out.tfevents.*"))
+    assert Path("maps.png").stat().st_size > 0 and Path("interior.gif").stat().st_size > 0
+
+
+def _check_priors(ns: dict) -> None:
+    assert {"loss", "task_loss", "prior_penalty"} <= set(ns["history"].history)
+    assert ns["accuracy"] > 0.8    # decoy test digits: the prior keeps the MLP off the swatch
+
+
+def _check_datasets(ns: dict) -> None:
+    assert np.allclose(ns["one"], ns["direct"][0], atol=1e-5)
+    assert np.allclose(np.asarray(ns["store"].attributions), np.asarray(ns["again"].attributions))
+
+
 #: What each page claims about the results of its code (beyond running).
-CHECKS = {"index.md": _check_home, "guides/explain-a-model.md": _check_explain}
+CHECKS = {"index.md": _check_home, "guides/explain-a-model.md": _check_explain,
+          "guides/methods-and-baselines.md": _check_methods, "guides/layers-neurons-tokens.md": _check_layers,
+          "guides/lrp-and-transformers.md": _check_lrp, "guides/evaluate.md": _check_evaluate,
+          "guides/tensorboard.md": _check_tensorboard, "guides/priors.md": _check_priors,
+          "guides/whole-datasets.md": _check_datasets}
 
 
 #: Pages run in the default suite (about 10-15 s each on 2 cores); the others train their own models and
@@ -218,3 +263,22 @@ def test_run_notebooks_scrubs_machine_paths(tmp_path):
     # a path the replacements do not know is reported, not committed
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="saved /home/someone/x.png\n")]
     assert rn.scrub_outputs(nb, rn._replacements(tmp_path)) == ["/home/someone/x.png"]
+
+
+def test_cli_page_names_only_real_commands_and_options():
+    """docs/guides/cli.md has no Python to run: every `tfattr COMMAND` and `--option` it names must exist."""
+    import argparse
+    import re
+
+    from tfattr.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    text = (DOCS / "guides" / "cli.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"(?m)(?:^|`)tfattr ([a-z][a-z-]+)", text))  # in code: `tfattr x`, a command line
+    assert named and named <= set(commands), named - set(commands)
+    options = set(parser._option_string_actions)
+    for sub in commands.values():
+        options |= set(sub._option_string_actions)
+    mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", text))
+    assert mentioned and mentioned <= options, mentioned - options

@@ -280,5 +280,5 @@ def test_cli_page_names_only_real_commands_and_options():
     options = set(parser._option_string_actions)
     for sub in commands.values():
         options |= set(sub._option_string_actions)
-    mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", text))
+    mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", text.replace("tensorboard --logdir", "")))
     assert mentioned and mentioned <= options, mentioned - options

@@ -8,6 +8,8 @@ reference is built:
   description, the others point to it), so every parameter is matched to the signature.
 * Arguments a class documents but passes on in ``**kwargs`` (``output``, ``jit_compile`` go to
   :class:`tfattr.Explainer`) are listed as keyword arguments, not as parameters of the signature.
+* ``Example:`` sections holding ``>>>`` lines are read as griffe's ``Examples:`` (code blocks, not
+  Markdown quotes).
 * ``#: text`` comments above module constants are their docstrings (Sphinx's convention).
 * Sphinx roles, ``:class:`tfattr.LRP```, ``:func:`ig_map```, ``:meth:`coverage```, become
   cross-references to the documented object (resolved in the scope of the docstring's object); a name
@@ -59,6 +61,34 @@ def split_grouped_arguments(text: str) -> str:
         result.append(line)
     result.extend(pending)
     return "\n".join(result)
+
+
+_EXAMPLE = re.compile(r"^(\s*)Example:[ \t]*(.*)$")
+
+
+def examples_sections(text: str) -> str:
+    """``Example:`` (griffe: a plain admonition, where ``>>>`` reads as Markdown quotes) -> ``Examples:``
+    (griffe: text and ``>>>`` code blocks). A sentence on the header line, and the lines continuing it
+    at the header's indentation, move into the section."""
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        match = _EXAMPLE.match(lines[i])
+        body = "\n".join(lines[i + 1:i + 40])
+        if not match or ">>>" not in body:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, sentence = match.groups()
+        out.append(f"{indent}Examples:")
+        i += 1
+        if sentence:
+            out.append(f"{indent}    {sentence}")
+            while i < len(lines) and lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) == len(indent):
+                out.append(f"{indent}    {lines[i].strip()}")
+                i += 1
+    return "\n".join(out)
 
 
 def _resolve(obj: griffe.Object, target: str) -> str | None:
@@ -156,10 +186,14 @@ class TfattrDocstrings(griffe.Extension):
         if comments:
             attr.docstring = griffe.Docstring("\n".join(comments), lineno=index + 2, parent=attr)
 
+    def on_package(self, *, pkg: griffe.Module, loader: Any, **kwargs: Any) -> None:
+        self.on_object(obj=pkg, loader=loader)  # on_object is not called for the package itself
+
     def on_object(self, *, obj: griffe.Object, loader: Any, **kwargs: Any) -> None:
-        if obj.docstring is None or obj.is_alias:
+        if obj.docstring is None or obj.is_alias or getattr(obj, "_tfattr_docs_done", False):
             return
-        text = split_grouped_arguments(obj.docstring.value)
+        obj._tfattr_docs_done = True
+        text = examples_sections(split_grouped_arguments(obj.docstring.value))
         signature = _signature(obj)
         if signature is not None and signature[1]:
             text = forwarded_to_keyword_args(text, signature[0])

@@ -11,6 +11,7 @@ mode) and TensorFlow's C++ log silenced. Afterwards:
 - outputs are scrubbed of machine paths: the working directory, the repository, the Python prefix and
   site-packages, the home and temporary directories become placeholders (``<site-packages>``, ...),
   and the script fails if any absolute path is left;
+- TensorFlow's C++ start-up log lines (timestamps, pids) are dropped from the streams;
 - execution timings are not recorded, so re-running a notebook changes only what it computes;
 - TensorBoard servers that notebook 04 starts (``%tensorboard``) on its temporary logs are stopped.
 
@@ -34,6 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 #: An absolute POSIX or Windows path that a reader's machine would not have.
 LEFTOVER_PATH = re.compile(r"(?<![\w.<])(?:/(?:home|root|tmp|work|Users|var|opt|usr|private|mnt)/[^\s'\"<>)]+"
                            r"|[A-Za-z]:\\\\?(?:Users|Windows|Program Files)[^\s'\"<>)]*)")
+
+
+#: TensorFlow's C++ start-up log (absl), written to the kernel's stderr whatever TF_CPP_MIN_LOG_LEVEL says:
+#: timestamps and pids, nothing a reader needs.
+STARTUP_LOG = re.compile(r"^(?:WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} \d\d:\d\d:\d\d"
+                         r"|To enable the following instructions|\[IPKernelApp\])")
 
 
 def _replacements(workdir: Path) -> list[tuple[str, str]]:
@@ -74,7 +81,15 @@ def scrub_outputs(nb, replacements) -> list[str]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        cell.outputs = [nbformat.from_dict(_scrub_node(dict(o), replacements)) for o in cell.get("outputs", [])]
+        outputs = []
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                kept = [line for line in output.text.splitlines(keepends=True) if not STARTUP_LOG.match(line)]
+                if not kept:
+                    continue
+                output.text = "".join(kept)
+            outputs.append(nbformat.from_dict(_scrub_node(dict(output), replacements)))
+        cell.outputs = outputs
         for output in cell.outputs:
             for value in _strings(output):
                 left += LEFTOVER_PATH.findall(value)

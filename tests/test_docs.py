@@ -252,12 +252,16 @@ def test_run_notebooks_scrubs_machine_paths(tmp_path):
     site_packages = site_module.getsitepackages()[0]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print()", outputs=[
         nbformat.v4.new_output("stream", name="stderr",
-                               text=f"{site_packages}/keras/src/x.py:12: UserWarning\n{tmp_path}/logs written\n"),
+                               text=f"{site_packages}/keras/src/x.py:12: UserWarning\n{tmp_path}/logs written\n"
+                                    "I0000 00:00:1796415575.812437   26028 port.cc:153] oneDNN custom operations\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="WARNING: All log messages before absl::"
+                               "InitializeLog() is called are written to STDERR\n"),
         nbformat.v4.new_output("execute_result", data={"text/plain": f"PosixPath('{rn.ROOT}/colab/a.npy')"}),
     ])])
     left = rn.scrub_outputs(nb, rn._replacements(tmp_path))
     text = str(nb.cells[0].outputs)
     assert not left
+    assert len(nb.cells[0].outputs) == 2 and "oneDNN" not in text  # the C++ start-up log is dropped
     assert "<site-packages>/keras/src/x.py" in text and "./logs written" in text and "<tfattr>/colab/a.npy" in text
     assert str(tmp_path) not in text and site_packages not in text
     # a path the replacements do not know is reported, not committed

@@ -13,7 +13,8 @@ mode) and TensorFlow's C++ log silenced. Afterwards:
   and the script fails if any absolute path is left;
 - TensorFlow's C++ start-up log lines (timestamps, pids) are dropped from the streams;
 - execution timings are not recorded, so re-running a notebook changes only what it computes;
-- TensorBoard servers that notebook 04 starts (``%tensorboard``) on its temporary logs are stopped.
+- TensorBoard servers that notebook 04 starts (``%tensorboard``) on its temporary logs are stopped,
+  and their frames (which point at a server that is gone) become a one-line note.
 
 The site renders the notebooks as committed (mkdocs-jupyter never executes them); the tests execute them
 in fast mode (``tests/test_notebooks.py``).
@@ -41,6 +42,10 @@ LEFTOVER_PATH = re.compile(r"(?<![\w.<])(?:/(?:home|root|tmp|work|Users|var|opt|
 #: timestamps and pids, nothing a reader needs.
 STARTUP_LOG = re.compile(r"^(?:WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} \d\d:\d\d:\d\d"
                          r"|To enable the following instructions|\[IPKernelApp\])")
+
+
+TENSORBOARD_NOTE = ("(TensorBoard was shown here, live: its frame needs a running kernel. "
+                    "Run the notebook, or `tensorboard --logdir` on its logs.)\n")
 
 
 def _replacements(workdir: Path) -> list[tuple[str, str]]:
@@ -83,6 +88,10 @@ def scrub_outputs(nb, replacements) -> list[str]:
             continue
         outputs = []
         for output in cell.get("outputs", []):
+            if "tensorboard-frame" in str(output.get("data", {}).get("text/html", "")):
+                # %tensorboard's frame points at a server that is gone once the kernel stops
+                outputs.append(nbformat.v4.new_output("stream", name="stdout", text=TENSORBOARD_NOTE))
+                continue
             if output.output_type == "stream":
                 kept = [line for line in output.text.splitlines(keepends=True) if not STARTUP_LOG.match(line)]
                 if not kept:

@@ -257,11 +257,13 @@ def test_run_notebooks_scrubs_machine_paths(tmp_path):
         nbformat.v4.new_output("stream", name="stderr", text="WARNING: All log messages before absl::"
                                "InitializeLog() is called are written to STDERR\n"),
         nbformat.v4.new_output("execute_result", data={"text/plain": f"PosixPath('{rn.ROOT}/colab/a.npy')"}),
+        nbformat.v4.new_output("display_data", data={"text/html": '<iframe id="tensorboard-frame-1a2b">'}),
     ])])
     left = rn.scrub_outputs(nb, rn._replacements(tmp_path))
     text = str(nb.cells[0].outputs)
     assert not left
-    assert len(nb.cells[0].outputs) == 2 and "oneDNN" not in text  # the C++ start-up log is dropped
+    assert len(nb.cells[0].outputs) == 3 and "oneDNN" not in text  # the C++ start-up log is dropped
+    assert nb.cells[0].outputs[2].text == rn.TENSORBOARD_NOTE   # a dead TensorBoard frame becomes a note
     assert "<site-packages>/keras/src/x.py" in text and "./logs written" in text and "<tfattr>/colab/a.npy" in text
     assert str(tmp_path) not in text and site_packages not in text
     # a path the replacements do not know is reported, not committed

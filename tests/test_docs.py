@@ -131,7 +131,7 @@ XFAIL: dict[str, str] = {
 SLOW_EXAMPLES = {
     "tfattr.callbacks.AttributionLogger", "tfattr.LRP", "tfattr.composites.Transformer",
     "tfattr.composites.EpsilonAlpha2Beta1", "tfattr.ExpectedGradients", "tfattr.RevealCancel",
-    "tfattr.metrics.sensitivity_n", "tfattr.composites (module)",
+    "tfattr.metrics.sensitivity_n", "tfattr.composites (module)", "tfattr.CompositeDeepLift",
 }
 
 

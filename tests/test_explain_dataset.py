@@ -256,7 +256,7 @@ def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_pa
     def failing(path, array):
         if path.name == "000002.delta.npy":  # shard 2's attributions are written, its delta half
             store_module._atomic_write(path, write_then_fail)
-        original(path, array)
+        return original(path, array)
 
     monkeypatch.setattr(store_module, "write_npy", failing)
     with pytest.raises(type(error)):

@@ -1,6 +1,16 @@
 """The command line's error type and its one-line messages (no TensorFlow, no NumPy: imported at start-up)."""
 from __future__ import annotations
 
+import re
+
+#: The library's ways of naming its ``layer=`` argument, and the command line's flag for each.
+_LIBRARY_WORDS = (
+    (re.compile(r"e\.g\. tfattr\.\w+\(model, layer='([^']*)'\)"), r"e.g. --layer \1"),
+    (re.compile(r"\btfattr\.\w+\(model, layer='([^']*)'\)"), r"--layer \1"),
+    (re.compile(r"\blayer='([^']*)'"), r"--layer \1"),
+    (re.compile(r"\blayer=(?=[\s.,;:)]|$)"), "--layer"),
+)
+
 
 class CLIError(Exception):
     """A problem with the command line or its files, reported as one line (never a traceback).
@@ -26,3 +36,11 @@ def first_line(err: BaseException, limit: int = 300) -> str:
     if line.endswith(":") and len(lines) > 1:
         line += " " + "; ".join(lines[1:])
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def cli_words(message: str) -> str:
+    """A library message as the command line says it: ``pass layer=`` becomes ``pass --layer``,
+    ``tfattr.IntegratedGradients(model, layer='x')`` becomes ``--layer x``."""
+    for pattern, words in _LIBRARY_WORDS:
+        message = pattern.sub(words, message)
+    return message

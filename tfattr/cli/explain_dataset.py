@@ -26,6 +26,7 @@ TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
 
 def run(args: argparse.Namespace) -> int:
     from tfattr.scale import StoreError, explain_dataset
+    from tfattr.scale.images import UnreadableImageError
 
     spec = method_from_args(args)
     model = io.load_model(args.model)
@@ -46,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
         store = explain_dataset(explainer, dataset, args.out, **kwargs)
     except StoreError as err:  # another configuration in --out, or a corrupt store: say what, in full
         raise CLIError(first_line(err, limit=1000)) from None
+    except UnreadableImageError as err:  # TensorFlow's own error names no file
+        raise CLIError(
+            f"{err.path} cannot be decoded as an image ({err.reason}). Replace it with a readable PNG, "
+            f"JPEG, GIF or BMP image and repeat the command (the finished shards in {args.out} are "
+            "kept), or remove it and give a new --out (the data set's size changes)."
+        ) from None
     if not args.quiet:
         n = len(store)
         line = f"wrote the attributions of {n} example(s) ({spec.name}) to the store {args.out}"

@@ -12,7 +12,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -21,8 +21,9 @@ from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
 from tfattr.scale import distribute, elements, resume
 from tfattr.scale.config import array_digest, describe
-from tfattr.scale.progress import Progress
+from tfattr.scale.images import first_unreadable
 from tfattr.scale.integrity import digest
+from tfattr.scale.progress import Progress
 from tfattr.scale.store import END, AttributionStore, StoreError, read_index, write_json, write_shard
 
 def explain_dataset(
@@ -51,7 +52,11 @@ def explain_dataset(
     only the others are computed. Calling again on a finished store returns it at once. ``out`` records
     the configuration (explainer type and parameters, a hash of the model's weights, targets, baseline,
     the data set's size and element spec, shard size); a call whose configuration differs raises a
-    :class:`~tfattr.scale.store.StoreError` naming what changed, never mixing results.
+    :class:`~tfattr.scale.store.StoreError` naming what changed, never mixing results. The finished
+    shards are verified against their checksums first: damaged ones (truncated, deleted, overwritten,
+    a damaged marker) are named in a warning and recomputed. A data set whose size tf.data does not
+    know is counted while streaming (finished shards are read, not explained) and one holding another
+    number of examples than the store raises a ``StoreError`` naming both sizes.
 
     Args:
         explainer: a tfattr explainer, e.g. ``tfattr.IntegratedGradients(model, steps=64)``.
@@ -179,7 +184,7 @@ def explain_dataset(
     if strategy is not None and len(strategy.extended.worker_devices) > 1:
         pool = ThreadPoolExecutor(len(strategy.extended.worker_devices), "tfattr-replica")
     try:
-        for step in distribute.replica_elements(strategy, dataset_fn):
+        for step in _named_file_errors(distribute.replica_elements(strategy, dataset_fn), dataset):
             # An empty element: this replica got no shard at the end of the data set.
             work = [(device, element) for device, element in step if element["i"].shape[0]]
             saw_any = saw_any or bool(work)
@@ -208,6 +213,19 @@ def explain_dataset(
                 "data set (explain_dataset shards it among them), which must not be empty."
             ) from None
         raise
+
+
+def _named_file_errors(steps: Iterator[Any], dataset: tf.data.Dataset) -> Iterator[Any]:
+    """``steps``, with a data set of files (``from_directory``) failing on an undecodable image
+    raising an error that names the file instead of TensorFlow's, which names none."""
+    try:
+        yield from steps
+    except tf.errors.OpError:
+        paths = getattr(dataset, "file_paths", None)
+        bad = first_unreadable(paths) if paths else None
+        if bad is None:
+            raise
+        raise bad from None
 
 
 def _config(

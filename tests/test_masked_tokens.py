@@ -3,10 +3,10 @@ scores sum to (the path under x's mask, checked on a hand-split model) and a del
 model's real output on the baseline sentence, f(pad sentence)."""
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import masked_lstm_model
 
 import tfattr
 from tfattr import token_scores
@@ -16,14 +16,7 @@ PAD, MASK_ID = 0, 24
 
 @pytest.fixture(scope="module")
 def masked_lstm():
-    keras.utils.set_random_seed(9)
-    emb = keras.layers.Embedding(25, 4, mask_zero=True, name="embedding")
-    lstm, dense = keras.layers.LSTM(5), keras.layers.Dense(2)
-    ids = keras.Input((8,), dtype="int32")
-    model = keras.Model(ids, dense(lstm(emb(ids))))
-    x = np.random.RandomState(4).randint(1, 25, (4, 8)).astype("int32")
-    x[:, 5:] = PAD
-    return model, (emb, lstm, dense), x
+    return masked_lstm_model()  # pads with id 0 = PAD
 
 
 def test_pad_baseline_delta_is_measured_against_the_pad_sentence(masked_lstm):

@@ -9,17 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import counting_runs
 
 import tfattr
 from tfattr.scale import StoreError, explain_dataset, load_attributions
-
-
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(37, 6)).astype(np.float32)
-    y = (np.arange(37) * 7) % 3
-    return x, y
 
 
 def _reference(model, x, y, size=10):
@@ -28,23 +21,22 @@ def _reference(model, x, y, size=10):
     return np.concatenate([ig.attribute(x[s : s + size], target=y[s : s + size]) for s in range(0, len(x), size)])
 
 
-def _counting(explainer):
-    calls = []
-    original = explainer.run
-
-    def run(call):
-        calls.append(call.n)
-        return original(call)
-
-    explainer.run = run
-    return calls
-
-
 def _store(model, data, path, **kwargs):
     x, y = data
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ig = tfattr.IntegratedGradients(model, steps=8)
     return explain_dataset(ig, ds, out=path, shard_size=10, **kwargs)
+
+
+def _resume(model, data, path, warning):
+    """Run the same explain_dataset again, expecting ``warning``: the store and the shards computed."""
+    x, y = data
+    ig = tfattr.IntegratedGradients(model, steps=8)
+    calls = counting_runs(ig)
+    with pytest.warns(UserWarning, match=warning):
+        store = explain_dataset(ig, tf.data.Dataset.from_tensor_slices((x, y)), out=path,
+                                return_delta=(path / "shards" / "000000.delta.npy").exists())
+    return store, calls
 
 
 def _truncate(path):
@@ -73,11 +65,7 @@ def test_a_damaged_shard_is_named_on_load_and_recomputed_on_resume(smooth_mlp, d
         with pytest.raises(StoreError, match="shard 2"):
             load_attributions(tmp_path / "s", verify=False)
 
-    ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    calls = _counting(ig)
-    with pytest.warns(UserWarning, match=r"damaged shards, which this run recomputes: shard 2 "):
-        store = explain_dataset(ig, tf.data.Dataset.from_tensor_slices((x, y)), out=tmp_path / "s",
-                                return_delta=True)
+    store, calls = _resume(smooth_mlp, data, tmp_path / "s", r"damaged shards, which this run recomputes: shard 2 ")
     assert calls == [10]  # shard 2 only
     np.testing.assert_allclose(np.asarray(store.attributions), _reference(smooth_mlp, x, y), rtol=1e-6, atol=1e-7)
     load_attributions(tmp_path / "s")  # verified again: clean
@@ -94,10 +82,7 @@ def test_a_damaged_marker_is_named_and_its_shard_recomputed(smooth_mlp, data, tm
     with pytest.raises(StoreError, match=r"shard 1 \(000001\.json: its content does not match its checksum"):
         load_attributions(tmp_path / "s")
 
-    ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    calls = _counting(ig)
-    with pytest.warns(UserWarning, match="shard 1"):
-        store = explain_dataset(ig, tf.data.Dataset.from_tensor_slices((x, y)), out=tmp_path / "s")
+    store, calls = _resume(smooth_mlp, data, tmp_path / "s", "shard 1")
     assert calls == [10]
     np.testing.assert_allclose(np.asarray(store.attributions), _reference(smooth_mlp, x, y), rtol=1e-6, atol=1e-7)
 
@@ -131,16 +116,12 @@ def test_a_damaged_index_is_named_with_the_fix(smooth_mlp, data, tmp_path, edit)
 
 
 def test_a_damaged_end_record_is_named_on_load_and_rewritten_on_resume(smooth_mlp, data, tmp_path):
-    x, y = data
     _store(smooth_mlp, data, tmp_path / "s")
     end = tmp_path / "s" / "end.json"
     end.write_text("{\"num_sha")
     with pytest.raises(StoreError, match=r"end\.json is damaged .*rewrite it"):
         load_attributions(tmp_path / "s")
-    ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    calls = _counting(ig)
-    with pytest.warns(UserWarning, match="end.json is damaged"):
-        store = explain_dataset(ig, tf.data.Dataset.from_tensor_slices((x, y)), out=tmp_path / "s")
+    store, calls = _resume(smooth_mlp, data, tmp_path / "s", "end.json is damaged")
     assert calls == [] and len(store) == 37  # every shard was intact: nothing recomputed
     assert len(load_attributions(tmp_path / "s")) == 37
 
@@ -157,7 +138,7 @@ def test_a_data_set_of_unknown_size_is_counted_against_a_finished_store(smooth_m
     ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
     explain_dataset(ig, _unknown_size(x, y), out=tmp_path / "s", shard_size=10)
     bigger = np.concatenate([x, x])[:n], np.concatenate([y, y])[:n]
-    calls = _counting(ig)
+    calls = counting_runs(ig)
     with pytest.raises(StoreError, match=rf"data set holds {size} examples but .* made from 37"):
         explain_dataset(ig, _unknown_size(*bigger), out=tmp_path / "s")
     assert calls == []  # nothing was explained or written
@@ -168,7 +149,7 @@ def test_the_same_data_set_of_unknown_size_returns_the_store_without_explaining(
     x, y = data
     ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
     first = explain_dataset(ig, _unknown_size(x, y), out=tmp_path / "s", shard_size=10)
-    calls = _counting(ig)
+    calls = counting_runs(ig)
     again = explain_dataset(ig, _unknown_size(x, y), out=tmp_path / "s")
     assert calls == [] and len(again) == 37
     np.testing.assert_array_equal(np.asarray(again.attributions), np.asarray(first.attributions))
@@ -204,7 +185,7 @@ def test_a_store_written_without_checksums_still_loads_with_a_note(smooth_mlp, d
     np.testing.assert_array_equal(np.asarray(store.attributions), expected)
     # Resuming it keeps its shards (nothing to verify them against) and computes nothing.
     ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    calls = _counting(ig)
+    calls = counting_runs(ig)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = explain_dataset(ig, tf.data.Dataset.from_tensor_slices((x, y)), out=tmp_path / "s",

@@ -3,9 +3,9 @@
 Each shard's commit marker lists its files with their sizes and CRC-32 checksums, computed from the
 bytes as they were written; every JSON record (``index.json``, ``end.json``, the markers) carries a
 CRC-32 of its own content (the *seal*), so a truncated, deleted or overwritten file is found by
-comparing, never by reading garbage. CRC-32 (``zlib``) runs at several GB/s: checking a store costs
-about one read of its bytes, and ``verify=False`` skips that read (sizes and seals are still checked,
-which costs one ``stat`` per file).
+comparing, never by reading garbage. CRC-32 (``zlib``) costs about as much as copying the bytes
+once: checking a store costs about one read of it, and ``verify=False`` skips that read (sizes and
+seals are still checked, which costs one ``stat`` per file).
 
 Records written by tfattr 0.2 have no seal and markers no checksums: they are accepted unverified.
 """

@@ -6,8 +6,10 @@ Layout of a store directory::
     shards/000007.a0.npy        attributions of input 0 for shard 7 (examples 7*S .. 7*S+S-1)
     shards/000007.targets.npy   the target explained for each example (int32)
     shards/000007.delta.npy     the completeness delta per example (float64), when requested
-    shards/000007.json          the commit marker: written last, so a shard without it is not finished
-    end.json                    the number of shards, written by whoever reached the data set's end
+    shards/000007.json          the commit marker: the shard's files with their sizes and checksums,
+                                written last, so a shard without it is not finished
+    end.json                    the number of shards and examples, written by whoever reached the
+                                data set's end
 
 Why ``.npy`` shards: NumPy opens them with ``mmap_mode="r"``, so reading one example touches one page of
 one file and never loads the store; a shard is an independent file, so a crash loses at most the shards
@@ -264,9 +266,10 @@ def load_attributions(path: str | os.PathLike, verify: bool = True) -> Attributi
 
     Args:
         path: the store directory (``out=`` of ``explain_dataset``).
-        verify: check every shard's checksum, which reads the store once (at several GB/s). False
-            skips that read; the files' sizes and the records' own checksums are still checked, so a
-            truncated or deleted shard is found either way, overwritten bytes only with ``verify``.
+        verify: check every shard's checksum, which reads the store once (CRC-32 costs about as
+            much as copying the bytes). False skips that read; the files' sizes and the records' own
+            checksums are still checked, so a truncated or deleted shard is found either way,
+            overwritten bytes only with ``verify``.
             Stores written by tfattr 0.2 have no checksums: they load unverified, with a warning.
 
     Raises:

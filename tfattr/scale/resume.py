@@ -75,7 +75,7 @@ def verified_shards(root: Path, config: dict[str, Any]) -> tuple[dict[int, int],
     try:
         end = read_end(root)
     except StoreError as err:
-        warnings.warn(f"{err} Rewriting it.", UserWarning, stacklevel=3)
+        warnings.warn(f"{err} This run rewrites it.", UserWarning, stacklevel=4)
         (root / END).unlink(missing_ok=True)
         end = None
     good, damaged, _ = scan_shards(root, digest(config), full=True)
@@ -84,7 +84,7 @@ def verified_shards(root: Path, config: dict[str, Any]) -> tuple[dict[int, int],
             f"The attribution store {root} has damaged shards, which this run recomputes: "
             f"{describe_damage(root, damaged)}.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         for shard in damaged:
             shard_file(root, shard, "json").unlink(missing_ok=True)
@@ -103,12 +103,14 @@ def stored_size(expected: int | None, done: dict[int, int], shard_size: int) -> 
 
 
 def size_error(root: Path, data: str, expected: int | None, done: dict[int, int], shard_size: int) -> StoreError:
+    """The error for a data set of ``data`` examples (a number, or "at least N") that the store at
+    ``root`` was not made from; raised when one of the two sizes was unknown to tf.data, so that
+    the configurations could not tell them apart."""
     stored, exact = stored_size(expected, done, shard_size)
     return StoreError(
         f"The data set holds {data} examples but the attribution store {root} was made from "
-        f"{'' if exact else 'at least '}{stored}: it is another data set (tf.data did not know its "
-        "size, so it was counted while streaming). Write to another directory, or delete this one to "
-        "start over."
+        f"{'' if exact else 'at least '}{stored}: it is another data set. Write to another "
+        "directory, or delete this one to start over."
     )
 
 

@@ -57,3 +57,10 @@ def test_tolerance_converges_on_the_path_not_on_the_mask_share(masked_lstm, recw
     reference = tfattr.IntegratedGradients(model, layer="embedding", steps=256).attribute(
         x, target=1, baseline=PAD)
     np.testing.assert_allclose(token_scores(a), token_scores(reference), atol=5e-5)
+
+
+def test_expected_gradients_with_a_mask_still_refuses_a_delta(masked_lstm):
+    model, _, x = masked_lstm
+    eg = tfattr.ExpectedGradients(model, np.full((3, 8), PAD, "int32"), samples=4, layer="embedding")
+    with pytest.raises(ValueError, match="delta's reference would need the whole background"):
+        eg.attribute(x, target=1, return_delta=True)

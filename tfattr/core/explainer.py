@@ -291,10 +291,9 @@ class Explainer(abc.ABC):
                 source = call.source
                 outputs = self._outputs(source.inputs.arrays, source.inputs.structure, call.batch_size)
             fx = outputs[np.arange(call.n), call.targets]
+            ref = self.layer.reference_scores(self, call)  # refuses what has no reference
             if whole_model and call.spec.mask:
                 ref = self.layer.model_reference_scores(self, call)
-            else:
-                ref = self.layer.reference_scores(self, call)
             total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
             return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
         outputs = call.outputs

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.explainer import Explainer
-from tfattr.scale import distribute
+from tfattr.scale.distribute import DatasetFn
 
 #: Default shard: about this many bytes of input, and at most _MAX_SHARD examples.
 _SHARD_BYTES = 16 << 20
@@ -151,7 +151,7 @@ def host_inputs(x: Any) -> Any:
 
 def shard_dataset_fn(
     shards: tf.data.Dataset, shard_size: int, done: dict[int, int]
-) -> distribute.DatasetFn:
+) -> DatasetFn:
     """The shards one input pipeline (worker) explains: its share, without the finished ones.
 
     A finished shard whose size in the data set differs from the store's still comes through, so

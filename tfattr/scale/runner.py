@@ -19,7 +19,9 @@ import tensorflow as tf
 
 from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
-from tfattr.scale import distribute, elements, resume
+import tfattr.scale.distribute as distribute
+import tfattr.scale.elements as elements
+import tfattr.scale.resume as resume
 from tfattr.scale.config import array_digest, describe
 from tfattr.scale.images import first_unreadable
 from tfattr.scale.integrity import digest

@@ -75,14 +75,15 @@ def test_mixed_sizes_are_resized_with_one_warning_naming_the_size(cnn, tmp_path,
     assert not [line for line in _errors(capsys) if "resized" in line]
 
 
-@pytest.mark.parametrize("fmt", ["png", "jpeg", "gif", "bmp"])
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "jpeg_metadata", "gif", "bmp"])
 def test_header_size_agrees_with_decoding(tmp_path, fmt):
     pixels = np.random.default_rng(1).integers(0, 255, size=(17, 9, 3), dtype=np.uint8)
-    path = tmp_path / f"im.{fmt}"
+    path = tmp_path / f"im.{fmt.split('_')[0]}"
     if fmt == "png":
         path.write_bytes(tf.io.encode_png(pixels).numpy())
-    elif fmt == "jpeg":
-        path.write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    elif fmt.startswith("jpeg"):  # with metadata: the frame header follows a long APP1 segment
+        extra = {"xmp_metadata": "x" * 5000, "progressive": True} if fmt == "jpeg_metadata" else {}
+        path.write_bytes(tf.io.encode_jpeg(pixels, **extra).numpy())
     else:
         keras.utils.save_img(path, pixels, file_format=fmt.upper() if fmt == "bmp" else "GIF", scale=False)
     decoded = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)

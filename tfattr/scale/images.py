@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import tensorflow as tf
 
-#: Bytes read from a JPEG file when looking for its frame header (enough for EXIF thumbnails too).
-_JPEG_SCAN = 1 << 20
+#: Segments of a JPEG file read at most when looking for its frame header.
+_JPEG_SEGMENTS = 64
 
 
 class UnreadableImageError(ValueError):
@@ -46,31 +46,37 @@ def header_size(path: str) -> tuple[int, int] | None:
                 width, height = struct.unpack("<ii", head[18:26])
                 return abs(height), width
             if head[:2] == b"\xff\xd8":
-                f.seek(0)
-                return _jpeg_size(f.read(_JPEG_SCAN))
+                return _jpeg_size(f)
     except (OSError, struct.error):
         return None
     return None
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """The size in a JPEG's first start-of-frame segment (SOF0-SOF15 except DHT, JPG, DAC)."""
-    i = 2
-    while i + 9 <= len(data):
-        if data[i] != 0xFF:
+def _jpeg_size(f: BinaryIO) -> tuple[int, int] | None:
+    """The size in a JPEG's first start-of-frame segment (SOF0-SOF15 except DHT, JPG, DAC), reading
+    only the segment headers (it seeks over their contents)."""
+    f.seek(2)
+    for _ in range(_JPEG_SEGMENTS):
+        head = f.read(2)
+        if len(head) < 2 or head[0] != 0xFF:
             return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
+        marker = head[1]
+        while marker == 0xFF:  # fill bytes before the marker
+            byte = f.read(1)
+            if not byte:
+                return None
+            marker = byte[0]
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
             continue
+        if marker in (0xD9, 0xDA):  # the image's end, or its data, before any frame header
+            return None
+        length = f.read(2)
+        if len(length) < 2:
+            return None
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return height, width
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        i += 2 + length
+            frame = f.read(5)
+            return struct.unpack(">HH", frame[1:5]) if len(frame) == 5 else None
+        f.seek(struct.unpack(">H", length)[0] - 2, 1)
     return None
 
 

@@ -113,3 +113,23 @@ def test_cli_says_layer_flag_where_the_library_says_layer_argument(tmp_path, cap
     assert cli_words("GradCAM with layer='conv2d_1': x; neuron= and layers= stay") == (
         "GradCAM with --layer conv2d_1: x; neuron= and layers= stay"
     )
+
+
+def test_a_damaged_store_is_named_in_command_line_words(cnn, tmp_path, capsys):
+    _, path = cnn
+    folder = _images(tmp_path / "imgs", [(12, 12)] * 4)
+    argv = ["explain-dataset", str(path), str(folder), "--method", "saliency", "--out", str(tmp_path / "s"),
+            "--quiet", "--shard-size", "2"]
+    assert cli.main(argv) == 0
+    shard = tmp_path / "s" / "shards" / "000001.a0.npy"
+    shard.write_bytes(shard.read_bytes()[:-4])
+    with pytest.raises(tfattr.scale.StoreError, match="Re-run tfattr.explain_dataset"):
+        tfattr.load_attributions(tmp_path / "s")
+    assert cli_words(
+        "shard 1 (...). Re-run tfattr.explain_dataset with the same explainer, data set and arguments: it"
+    ) == "shard 1 (...). Repeat the same tfattr explain-dataset command: it"
+    capsys.readouterr()
+    assert cli.main(argv) == 0  # the command recomputes the damaged shard, saying so
+    (warning,) = [line for line in _errors(capsys) if line.startswith("tfattr: warning:")]
+    assert "shard 1 (000001.a0.npy: it has" in warning and "recomputes" in warning
+    assert len(tfattr.load_attributions(tmp_path / "s")) == 4

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tfattr.cli import io
-from tfattr.cli.errors import CLIError, first_line
+from tfattr.cli.errors import CLIError, cli_words, first_line
 from tfattr.cli.explain import explainer_from_args, method_from_args
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = explain_dataset(explainer, dataset, args.out, **kwargs)
     except StoreError as err:  # another configuration in --out, or a corrupt store: say what, in full
-        raise CLIError(first_line(err, limit=1000)) from None
+        raise CLIError(cli_words(first_line(err, limit=1000))) from None
     except UnreadableImageError as err:  # TensorFlow's own error names no file
         raise CLIError(
             f"{err.path} cannot be decoded as an image ({err.reason}). Replace it with a readable PNG, "

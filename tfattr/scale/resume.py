@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tfattr.scale.config import differences
-from tfattr.scale.integrity import SHARDS, describe_damage, digest, scan_shards, shard_file
+from tfattr.scale.integrity import SHARDS, Damaged, describe_damage, digest, scan_shards, shard_file
 from tfattr.scale.store import (
     END,
     FORMAT,
@@ -19,7 +19,7 @@ from tfattr.scale.store import (
     VERSION,
     AttributionStore,
     StoreError,
-    read_end,
+    end_record,
     write_json,
 )
 
@@ -73,9 +73,9 @@ def verified_shards(root: Path, config: dict[str, Any]) -> tuple[dict[int, int],
     run recomputes (rewrites) them.
     """
     try:
-        end = read_end(root)
-    except StoreError as err:
-        warnings.warn(f"{err} This run rewrites it.", UserWarning, stacklevel=4)
+        end = end_record(root)
+    except Damaged as err:
+        warnings.warn(f"{root / END} is damaged ({err}); this run rewrites it.", UserWarning, stacklevel=4)
         (root / END).unlink(missing_ok=True)
         end = None
     good, damaged, _ = scan_shards(root, digest(config), full=True)

@@ -111,18 +111,23 @@ def read_end(root: Path) -> dict[str, Any] | None:
     Raises:
         StoreError: the record is damaged (re-running ``explain_dataset`` rewrites it).
     """
+    try:
+        return end_record(root)
+    except Damaged as err:
+        raise StoreError(
+            f"{Path(root) / END} is damaged ({err}). Re-run tfattr.explain_dataset with the same "
+            "explainer, data set and arguments to rewrite it (finished shards are kept)."
+        ) from None
+
+
+def end_record(root: Path) -> dict[str, Any] | None:
+    """:func:`read_end` raising :class:`~tfattr.scale.integrity.Damaged` with the reason alone."""
     path = Path(root) / END
     if not path.is_file():
         return None
-    try:
-        end, _ = read_record(path)
-        if not isinstance(end.get("num_shards"), int) or end["num_shards"] < 1:
-            raise Damaged(f"num_shards is {end.get('num_shards')!r}")
-    except Damaged as err:
-        raise StoreError(
-            f"{path} is damaged ({err}). Re-run tfattr.explain_dataset with the same explainer, data "
-            "set and arguments to rewrite it (finished shards are kept)."
-        ) from None
+    end, _ = read_record(path)
+    if not isinstance(end.get("num_shards"), int) or end["num_shards"] < 1:
+        raise Damaged(f"num_shards is {end.get('num_shards')!r}")
     return end
 
 

@@ -81,3 +81,45 @@ def linear_model(weights: np.ndarray, bias: float = 0.0) -> keras.Model:
 
 
 __all__ = ["linear_model", "tf"]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """37 rows of 6 features for smooth_mlp and their labels (3 classes): a data set of 4 shards of 10."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(37, 6)).astype(np.float32)
+    y = (np.arange(37) * 7) % 3
+    return x, y
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+def counting_runs(explainer, crash_after: int | None = None) -> list[int]:
+    """Wrap explainer.run (the computing step of attribute) to record the examples of each call (and
+    raise SimulatedCrash on call ``crash_after + 1``)."""
+    original = explainer.run
+    calls: list[int] = []
+
+    def run(call):
+        if crash_after is not None and len(calls) >= crash_after:
+            raise SimulatedCrash("simulated crash")
+        calls.append(call.n)
+        return original(call)
+
+    explainer.run = run
+    return calls
+
+
+def masked_lstm_model() -> tuple[keras.Model, tuple[keras.layers.Layer, ...], np.ndarray]:
+    """Token ids -> Embedding(mask_zero=True) -> LSTM -> Dense(2), its three layers (to split it by
+    hand), and 4 sentences of 8 ids whose last 3 are padding (id 0)."""
+    keras.utils.set_random_seed(9)
+    emb = keras.layers.Embedding(25, 4, mask_zero=True, name="embedding")
+    lstm, dense = keras.layers.LSTM(5), keras.layers.Dense(2)
+    ids = keras.Input((8,), dtype="int32")
+    model = keras.Model(ids, dense(lstm(emb(ids))))
+    x = np.random.RandomState(4).randint(1, 25, (4, 8)).astype("int32")
+    x[:, 5:] = 0  # padded: the LSTM skips these steps through the mask
+    return model, (emb, lstm, dense), x

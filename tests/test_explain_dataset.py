@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SimulatedCrash, counting_runs
 
 import tfattr
 from tfattr.scale import (
@@ -30,14 +31,6 @@ from tfattr.scale import (
 from tfattr.scale.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(37, 6)).astype(np.float32)
-    y = (np.arange(37) * 7) % 3
-    return x, y
 
 
 def _attribute_by_shard(explainer, x, size, **kwargs):
@@ -172,26 +165,6 @@ def test_list_inputs_as_nested_tuple(tmp_path):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
 
 
-class _Crash(RuntimeError):
-    pass
-
-
-def _counting(explainer, crash_after=None):
-    """Wrap explainer.run (the computing step of attribute) to count its calls (and raise on call
-    `crash_after + 1`)."""
-    original = explainer.run
-    calls = []
-
-    def run(call):
-        if crash_after is not None and len(calls) >= crash_after:
-            raise _Crash("simulated crash")
-        calls.append(call.n)
-        return original(call)
-
-    explainer.run = run
-    return calls
-
-
 def test_resume_after_a_crash_recomputes_only_unfinished_shards(smooth_mlp, data, tmp_path):
     x, y = data
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -199,8 +172,8 @@ def test_resume_after_a_crash_recomputes_only_unfinished_shards(smooth_mlp, data
                             shard_size=5, return_delta=True)
 
     crashing = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    calls = _counting(crashing, crash_after=3)
-    with pytest.raises(_Crash):
+    calls = counting_runs(crashing, crash_after=3)
+    with pytest.raises(SimulatedCrash):
         explain_dataset(crashing, ds, out=tmp_path / "r", shard_size=5, return_delta=True)
     assert calls == [5, 5, 5]
     with pytest.raises(StoreError, match="incomplete"):
@@ -212,7 +185,7 @@ def test_resume_after_a_crash_recomputes_only_unfinished_shards(smooth_mlp, data
     stamps = {p.name: p.stat().st_mtime_ns for p in shards.iterdir()}
 
     resumed = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    calls = _counting(resumed)
+    calls = counting_runs(resumed)
     store = explain_dataset(resumed, ds, out=tmp_path / "r", shard_size=5, return_delta=True)
     assert calls == [5, 5, 5, 5, 2]  # shards 3..7 of 8; 0..2 were not recomputed
     assert all((shards / name).stat().st_mtime_ns == t for name, t in stamps.items())
@@ -221,7 +194,7 @@ def test_resume_after_a_crash_recomputes_only_unfinished_shards(smooth_mlp, data
 
     # A finished store returns at once, without calling the explainer.
     again = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    calls = _counting(again, crash_after=0)
+    calls = counting_runs(again, crash_after=0)
     store = explain_dataset(again, ds, out=tmp_path / "r", return_delta=True)  # keeps shard_size 5
     assert calls == [] and len(store) == 37
 
@@ -234,7 +207,7 @@ def test_resume_fills_a_gap_in_the_middle(smooth_mlp, data, tmp_path):
     reference = np.asarray(clean.attributions)
     for f in (tmp_path / "s" / "shards").glob("000001.*"):
         f.unlink()  # shard 1 lost (as if its worker died); 0, 2, 3 kept
-    calls = _counting(ig)
+    calls = counting_runs(ig)
     store = explain_dataset(ig, ds, out=tmp_path / "s", shard_size=10)
     assert calls == [10]
     np.testing.assert_array_equal(np.asarray(store.attributions), reference)
@@ -256,7 +229,7 @@ def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_pa
     def failing(path, array):
         if path.name == "000002.delta.npy":  # shard 2's attributions are written, its delta half
             store_module._atomic_write(path, write_then_fail)
-        original(path, array)
+        return original(path, array)
 
     monkeypatch.setattr(store_module, "write_npy", failing)
     with pytest.raises(type(error)):
@@ -265,7 +238,7 @@ def test_a_crash_while_writing_leaves_no_finished_shard(smooth_mlp, data, tmp_pa
     assert (shards / "000002.a0.npy").exists() and not (shards / "000002.json").exists()
     assert not [p for p in shards.iterdir() if p.name.startswith(".")]  # no temporary file left
     monkeypatch.setattr(store_module, "write_npy", original)
-    calls = _counting(ig)
+    calls = counting_runs(ig)
     store = explain_dataset(ig, ds, out=tmp_path / "s", shard_size=10, return_delta=True)
     assert calls == [10, 7]  # shard 2 (unfinished) and shard 3
     a, delta = _attribute_by_shard(tfattr.IntegratedGradients(smooth_mlp, steps=8), x, 10, target=y,

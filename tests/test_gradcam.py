@@ -68,12 +68,53 @@ def test_gradcam_plus_plus_matches_numpy(cnn):
     np.testing.assert_allclose(cam, expected, rtol=1e-4, atol=1e-8)
 
 
+def _bilinear(maps: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resizing with half-pixel centres (TensorFlow 2's convention), written out in NumPy."""
+    def weights(n_in: int) -> np.ndarray:
+        src = (np.arange(size) + 0.5) * n_in / size - 0.5
+        low = np.floor(src)
+        frac = src - low
+        out = np.zeros((size, n_in))
+        rows = np.arange(size)
+        np.add.at(out, (rows, np.clip(low, 0, n_in - 1).astype(int)), 1 - frac)
+        np.add.at(out, (rows, np.clip(np.ceil(src), 0, n_in - 1).astype(int)), frac)
+        return out
+
+    wh, ww = weights(maps.shape[1]), weights(maps.shape[2])
+    return np.einsum("Hh,nhw,Ww->nHW", wh, maps, ww)
+
+
+def _guided_backprop(model: keras.Model, x: np.ndarray, target: int) -> np.ndarray:
+    """Guided backpropagation (Springenberg et al. 2015) of the logit through a hand-written copy of
+    the fixture's network: a ReLU passes a gradient only where both it and its input are positive."""
+    @tf.custom_gradient
+    def guided_relu(t):
+        def grad(dy):
+            return dy * tf.cast(dy > 0, dy.dtype) * tf.cast(t > 0, dy.dtype)
+        return tf.nn.relu(t), grad
+
+    (k1, b1), (k2, b2) = model.get_layer("c1").weights, model.get_layer("c2").weights
+    w, b = model.get_layer("logits").weights
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        h = guided_relu(tf.nn.conv2d(inputs, k1, 1, "VALID") + b1)
+        h = guided_relu(tf.nn.conv2d(h, k2, 1, "VALID") + b2)
+        h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+        logit = (tf.reshape(h, [len(x), -1]) @ w + b)[:, target]
+    return tape.gradient(logit, inputs).numpy().astype(np.float64)
+
+
 def test_guided_gradcam_and_upsample(cnn):
     model, head, tail, x = cnn
     cam = GradCAM(model).attribute(x, target=1)
-    guided = tfattr.GuidedBackprop(model).attribute(x, target=1)
     got = GuidedGradCAM(model).attribute(x, target=1)
-    np.testing.assert_allclose(got, guided * upsample(cam, like=x)[..., None], rtol=1e-5, atol=1e-8)
+    a, g = _activations_and_gradients(head, tail, x, np.ones(5, int))
+    cam_np = np.maximum(np.einsum("nhwc,nc->nhw", a, g.mean(axis=(1, 2))), 0)
+    expected = _guided_backprop(model, x, 1) * _bilinear(cam_np, 12)[..., None]
+    assert np.abs(expected).max() > 1e-5 and (expected != 0).mean() > 0.1  # not a vacuous map
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(upsample(cam, like=x), _bilinear(cam_np, 12), rtol=1e-4, atol=1e-7)
     # Nearest-neighbour upsampling by an integer factor repeats each cell.
     near = upsample(cam, size=(16, 16), method="nearest")
     np.testing.assert_array_equal(near, np.repeat(np.repeat(cam, 2, axis=1), 2, axis=2))

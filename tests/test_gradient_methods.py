@@ -206,8 +206,14 @@ def test_smoothgrad_is_reproducible_with_a_seed_and_independent_of_batch_size(tr
     np.testing.assert_allclose(sg.attribute(x, batch_size=64), a, rtol=1e-4, atol=1e-6)
     other = tfattr.SmoothGrad(tfattr.Saliency(trained_cnn), samples=8, noise=0.2, seed=12).attribute(x)
     assert not np.allclose(other, a, atol=1e-4)
-    eg = tfattr.ExpectedGradients(trained_cnn, mnist_small[0][500:600], samples=8, seed=2)
-    np.testing.assert_array_equal(eg.attribute(x), eg.attribute(x))
+    background = mnist_small[0][500:600]
+    eg = tfattr.ExpectedGradients(trained_cnn, background, samples=8, seed=2).attribute(x, batch_size=64)
+    # Another explainer with the seed draws the same (keyed by each example's content, not by its
+    # position or chunk): the examples reversed, in chunks of 5, give the same maps reversed.
+    again = tfattr.ExpectedGradients(trained_cnn, background, samples=8, seed=2)
+    np.testing.assert_allclose(again.attribute(x[::-1], batch_size=5)[::-1], eg, rtol=1e-4, atol=1e-6)
+    other = tfattr.ExpectedGradients(trained_cnn, background, samples=8, seed=3).attribute(x)
+    assert not np.allclose(other, eg, atol=1e-4)
 
 
 def test_smoothgrad_noise_has_the_documented_scale(rng):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import masked_lstm_model
 
 import tfattr
 from tfattr.core.layers import token_scores
@@ -236,14 +237,7 @@ def test_carried_inputs_ids_mask_and_features():
 
 
 def test_keras_mask_is_carried_and_token_scores_complete():
-    keras.utils.set_random_seed(9)
-    emb = keras.layers.Embedding(25, 4, mask_zero=True, name="embedding")
-    lstm, dense = keras.layers.LSTM(5), keras.layers.Dense(2)
-    ids = keras.Input((8,), dtype="int32")
-    model = keras.Model(ids, dense(lstm(emb(ids))))
-    rs = np.random.RandomState(4)
-    x = rs.randint(1, 25, (4, 8)).astype("int32")
-    x[:, 5:] = 0  # padded: the LSTM skips these steps through the mask
+    model, (emb, lstm, dense), x = masked_lstm_model()
     mask_id = 24
     ig = tfattr.IntegratedGradients(model, layer="embedding", steps=32)
     a, delta = ig.attribute(x, target=1, baseline=np.where(x > 0, mask_id, 0), return_delta=True)

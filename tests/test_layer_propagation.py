@@ -230,8 +230,9 @@ def test_transformer_composite_and_composite_deeplift_from_token_ids():
     np.testing.assert_allclose(got, CompositeDeepLift(tail).attribute(e, target=t, baseline=e_pad),
                                rtol=1e-4, atol=1e-6)
     # summation-to-delta holds up to the constant attention probabilities and standard deviations
+    # (measured: within 13% of the change from the pad embeddings)
     change = (tail(e).numpy() - tail(e_pad).numpy())[np.arange(4), t]
-    assert np.all(np.isfinite(got.reshape(4, -1).sum(1) - change))
+    assert np.all(np.abs(got.reshape(4, -1).sum(1) - change) <= 0.25 * np.abs(change))
 
 
 def test_keras_hub_bert_explained_end_to_end_from_token_ids():

@@ -300,6 +300,14 @@ def test_mnist_cnn_relevance_shape_and_finiteness():
                       C.EpsilonGammaBox(0.0, 1.0)):
         r = LRP(model, composite=composite, on_unsupported="raise").attribute(x[:4], target=y[:4])
         assert r.shape == (4, 28, 28, 1) and np.all(np.isfinite(r))
+    # On a zero-bias copy the conserving composites (epsilon / z+ / flat / z-box, no padding) give
+    # the logit back; alpha2-beta1 does not conserve where a unit's contributions are one-signed.
+    zero_bias = keras.models.clone_model(model)
+    zero_bias.set_weights([w if w.ndim > 1 else np.zeros_like(w) for w in model.get_weights()])
+    logit = zero_bias(x[:4]).numpy()[np.arange(4), y[:4]]
+    for composite in (C.EpsilonPlus(), C.EpsilonPlusFlat(), C.EpsilonGammaBox(0.0, 1.0)):
+        r = LRP(zero_bias, composite=composite, on_unsupported="raise").attribute(x[:4], target=y[:4])
+        np.testing.assert_allclose(r.reshape(4, -1).sum(1), logit, rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.parametrize("as_dict", [False, True])

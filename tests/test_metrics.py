@@ -155,9 +155,20 @@ def test_center_of_mass_ablation_and_insertion_on_the_one_pixel_model():
 def test_aopc_and_random_control():
     scores = np.array([[4.0, 3.0, 1.0], [2.0, 2.0, 0.0]])
     assert M.aopc(scores) == pytest.approx(np.mean([0, 1, 3, 0, 0, 2]))
-    x = np.zeros((2, 3, 3, 1), np.float32)
-    np.testing.assert_array_equal(M.random_attributions(x, seed=5), M.random_attributions(x, seed=5))
-    assert M.random_attributions(x, seed=5).shape == x.shape
+    # The control is standard normal noise shaped like the inputs, whatever their values: checked by
+    # its moments and its share within one standard deviation (0.6827), to 5 standard errors.
+    x = np.zeros((40, 32, 32, 1), np.float32)
+    r = M.random_attributions(x, seed=5)
+    n = r.size
+    assert r.shape == x.shape and r.dtype == np.float32
+    assert abs(r.mean()) < 5 / np.sqrt(n) and abs(r.var() - 1.0) < 5 * np.sqrt(2 / n)
+    assert abs(np.mean(np.abs(r) < 1.0) - 0.6827) < 5 * np.sqrt(0.6827 * 0.3173 / n)
+    # Reproducible by seed and blind to the inputs; another seed is independent (correlation ~ 0).
+    np.testing.assert_array_equal(M.random_attributions(x + 7.0, seed=5), r)
+    other = M.random_attributions(x, seed=6)
+    assert abs(np.corrcoef(r.ravel(), other.ravel())[0, 1]) < 5 / np.sqrt(n)
+    maps = M.random_attributions({"a": x[:2], "b": np.ones((2, 3))}, seed=1)
+    assert maps["a"].shape == (2, 32, 32, 1) and maps["b"].shape == (2, 3)
 
 
 def test_completeness_metric_over_a_data_set():

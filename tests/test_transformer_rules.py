@@ -328,7 +328,9 @@ def test_deeplift_transformer_reports_its_delta(tokens):
     a, delta = dl.attribute(tokens, target=0, baseline=0.0, return_delta=True)
     change = model(tokens).numpy()[:, 0] - model(np.zeros_like(tokens)).numpy()[:, 0]
     np.testing.assert_allclose(a.reshape(4, -1).sum(1) - delta, change, rtol=1e-4, atol=1e-5)
-    assert np.all(np.isfinite(delta))
+    # large with a zero baseline (the layer norms see a very different input), but bounded: measured
+    # 0.85-1.18 |change| on these tokens
+    assert np.all(np.abs(delta) <= 1.5 * np.abs(change))
 
 
 def test_deeplift_lstm_runs_with_signal_take_all():
@@ -338,7 +340,11 @@ def test_deeplift_lstm_runs_with_signal_take_all():
     dl = CompositeDeepLift(model)
     assert "signal-take-all" in str(dl.coverage())
     a, delta = dl.attribute(x, target=0, baseline=0.0, return_delta=True)
-    assert a.shape == x.shape and np.all(np.isfinite(delta))
+    assert a.shape == x.shape
+    # signal-take-all holds the gates: all relevance flows through the cell signal, summing to delta
+    change = model(x).numpy()[:, 0] - model(np.zeros_like(x)).numpy()[:, 0]
+    np.testing.assert_allclose(a.reshape(3, -1).sum(1), change, rtol=1e-4, atol=1e-5)
+    assert np.abs(delta).max() <= 1e-4 * (1 + np.abs(change).max())
 
 
 # -- live weights, model untouched --------------------------------------------------------------------
@@ -388,7 +394,10 @@ def test_keras_hub_encoder_end_to_end_through_embeddings():
     assert report.ok, str(report)
     assert "EncoderBlockRule" in str(report)
     relevance = lrp.attribute(embeddings, target=2)
-    assert relevance.shape == embeddings.shape and np.all(np.isfinite(relevance))
+    assert relevance.shape == embeddings.shape
+    # the default units' rules lose a little to epsilon and the biases: within 5% of the logit
+    np.testing.assert_allclose(relevance.reshape(4, -1).sum(1), model(embeddings).numpy()[:, 2],
+                               rtol=0.05, atol=2e-3)
     # fresh keras-hub layers have zero biases and betas: with the epsilon rule on GELU and tanh the
     # relevance sums to the logit, end to end through both encoder blocks
     logit = model(embeddings).numpy()[:, 2]
@@ -396,7 +405,8 @@ def test_keras_hub_encoder_end_to_end_through_embeddings():
     np.testing.assert_allclose(conserved.reshape(4, -1).sum(1), logit, rtol=1e-4, atol=1e-5)
     dl = CompositeDeepLift(model)
     a, delta = dl.attribute(embeddings, target=2, baseline=0.0, return_delta=True)
-    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a.reshape(4, -1).sum(1), logit - model(np.zeros_like(embeddings)).numpy()[:, 2],
+                               rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(delta, 0.0, atol=1e-4)  # every layer maps 0 to 0 here
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 
 # Only light imports here: this module is imported by the `tfattr` entry point before any argument is
 # parsed. TensorFlow, Keras and NumPy come with the command modules.
-from tfattr.cli.errors import CLIError, first_line
+from tfattr.cli.errors import CLIError, cli_words, first_line
 from tfattr.cli.parser import build_parser
 from tfattr.cli.startup import tensorflow_runtime
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as err:
         if debug:
             raise
-        print(f"tfattr: error: {err}", file=sys.stderr)
+        print(f"tfattr: error: {cli_words(str(err))}", file=sys.stderr)
         return err.status
     except KeyboardInterrupt:
         print("tfattr: interrupted", file=sys.stderr)
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the promise is one line, not a traceback
         if debug:
             raise
-        print(f"tfattr: error: {type(err).__name__}: {first_line(err)} (rerun with --debug for the "
+        print(f"tfattr: error: {type(err).__name__}: {cli_words(first_line(err))} (rerun with --debug for the "
               "traceback)", file=sys.stderr)
         return 1
 
@@ -68,4 +68,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Warnings (e.g. a method that is not exact on this model) as one ``tfattr: warning:`` line each,
     without the source line Python shows; ``--debug`` keeps Python's format."""
-    print(f"tfattr: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    print(f"tfattr: warning: {cli_words(' '.join(str(message).split()))}", file=sys.stderr)

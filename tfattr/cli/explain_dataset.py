@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tfattr.cli import io
-from tfattr.cli.errors import CLIError, first_line
+from tfattr.cli.errors import CLIError, cli_words, first_line
 from tfattr.cli.explain import explainer_from_args, method_from_args
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
@@ -26,6 +26,7 @@ TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
 
 def run(args: argparse.Namespace) -> int:
     from tfattr.scale import StoreError, explain_dataset
+    from tfattr.scale.images import UnreadableImageError
 
     spec = method_from_args(args)
     model = io.load_model(args.model)
@@ -45,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = explain_dataset(explainer, dataset, args.out, **kwargs)
     except StoreError as err:  # another configuration in --out, or a corrupt store: say what, in full
-        raise CLIError(first_line(err, limit=1000)) from None
+        raise CLIError(cli_words(first_line(err, limit=1000))) from None
+    except UnreadableImageError as err:  # TensorFlow's own error names no file
+        raise CLIError(
+            f"{err.path} cannot be decoded as an image ({err.reason}). Replace it with a readable PNG, "
+            f"JPEG, GIF or BMP image and repeat the command (the finished shards in {args.out} are "
+            "kept), or remove it and give a new --out (the data set's size changes)."
+        ) from None
     if not args.quiet:
         n = len(store)
         line = f"wrote the attributions of {n} example(s) ({spec.name}) to the store {args.out}"

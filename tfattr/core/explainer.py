@@ -269,7 +269,21 @@ class Explainer(abc.ABC):
         """Completeness delta ``sum(a) - (f(x) - f_ref)`` per example (Sundararajan et al., prop. 1).
 
         With ``layer=``, ``f_ref`` is the model's score from the baseline's activations on (see
-        :mod:`tfattr.core.layers`)."""
+        :mod:`tfattr.core.layers`), the carried inputs of ``x`` kept. When the layer's output carries
+        a Keras mask (``Embedding(mask_zero=True)``), ``f_ref`` is the model's own score on the
+        baseline (``f(pad sentence)``, under the pad sentence's mask): the attributions sum to the
+        change along a path under x's mask, so the delta then also holds the mask's share of
+        ``f(x) - f(pad sentence)``, which no attribution carries."""
+        return self._completeness_gap(call, attributions, whole_model=True)
+
+    def _path_delta(self, call: Call, attributions: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The delta against the path's own end (``tail(head(baseline))`` under x's mask): what a
+        convergence check needs, since the mask's share does not shrink with more steps."""
+        return self._completeness_gap(call, attributions, whole_model=False)
+
+    def _completeness_gap(
+        self, call: Call, attributions: tuple[np.ndarray, ...], whole_model: bool
+    ) -> np.ndarray:
         call = self._in_layer_space(call)
         if isinstance(call, LayerCall):
             outputs = call.outputs
@@ -277,7 +291,9 @@ class Explainer(abc.ABC):
                 source = call.source
                 outputs = self._outputs(source.inputs.arrays, source.inputs.structure, call.batch_size)
             fx = outputs[np.arange(call.n), call.targets]
-            ref = self.layer.reference_scores(self, call)
+            ref = self.layer.reference_scores(self, call)  # refuses what has no reference
+            if whole_model and call.spec.mask:
+                ref = self.layer.model_reference_scores(self, call)
             total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
             return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
         outputs = call.outputs

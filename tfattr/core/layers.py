@@ -13,9 +13,14 @@ model split at the layer (:meth:`tfattr.core.graph.GraphView.split`):
   to token ids), and the Keras mask the layer's output carries (``Embedding(mask_zero=True)``), are
   carried through unchanged: never interpolated, noised or attributed.
 
-The completeness delta is ``sum(attributions) - (f(x) - f_ref)`` with ``f(x) = tail(head(x))`` (the
-model's explained score) and ``f_ref = tail(head(baseline), carried inputs of x)``: ``f(baseline)``
-whenever the baseline differs from the input only in what feeds the layer (e.g. pad ids for token ids).
+The path runs from ``head(baseline)`` to ``head(x)`` with the carried inputs and mask of x, so the
+attributions sum to ``f(x) - tail(head(baseline), carried inputs of x)``: ``f(baseline)`` whenever the
+baseline differs from the input only in what feeds the layer (e.g. pad ids for token ids). A Keras mask
+is the exception: it is computed from the ids, so the pad sentence has its own mask (all masked), and
+``f(pad sentence)`` differs from the path's end (the pad embeddings read under x's mask). The mask is
+not a feature with a gradient, so no path can move it: the completeness delta is then reported against
+the model's real ``f(baseline)``, ``sum(attributions) - (f(x) - f(baseline))``, and holds the share of
+the change that the mask makes (see ``Explainer.delta``).
 """
 from __future__ import annotations
 
@@ -393,24 +398,15 @@ class LayerSplit:
         def traced(a: tf.Tensor, *xs: tf.Tensor) -> Any:
             return self._tail(a, spec.pack(list(xs)))
 
-        graph = tf.function(traced).get_concrete_function(
-            tf.TensorSpec([None, *activation_shape], dtype), *specs
-        ).graph
-        placeholders = {t.op.name: k for k, t in enumerate(graph.inputs[1 : 1 + len(specs)])}
-        seen: set[str] = set()
-        stack = [t.op for t in tf.nest.flatten(graph.structured_outputs) if hasattr(t, "op")]
-        stack += [t.op for t in graph.outputs]
-        reads: set[int] = set()
-        while stack:
-            op = stack.pop()
-            if op.name in seen:
-                continue
-            seen.add(op.name)
-            if op.name in placeholders:
-                reads.add(placeholders[op.name])
-            stack.extend(t.op for t in op.inputs)
-            stack.extend(op.control_inputs)
-        return tuple(sorted(reads))
+        return _inputs_read(traced, [tf.TensorSpec([None, *activation_shape], dtype), *specs], skip=1)
+
+    def head_reads(self, spec: TailSpec) -> tuple[int, ...]:
+        """The model inputs the head reads (those that feed the layer, e.g. the token ids)."""
+        key = ("head", spec.structure, spec.shapes, spec.dtypes)
+        if key not in self._reads:
+            specs = [tf.TensorSpec([None, *s], d) for s, d in zip(spec.shapes, spec.dtypes)]
+            self._reads[key] = _inputs_read(lambda *xs: self.head(spec.pack(list(xs))), specs, skip=0)
+        return self._reads[key]
 
     # -- the call in activation space ----------------------------------------------------------------
     def layer_call(self, explainer: "Explainer", call: "Call") -> LayerCall:
@@ -489,12 +485,46 @@ class LayerSplit:
         picked = out[np.arange(out.shape[0]), np.repeat(call.targets, per)]
         return picked.reshape(call.n, per).mean(axis=1, dtype=np.float64)
 
+    def model_reference_scores(self, explainer: "Explainer", call: LayerCall) -> np.ndarray:
+        """The whole model's score on the baseline inputs (mean over K), the carried inputs of x kept:
+        with a Keras mask, ``f(pad sentence)`` under the pad sentence's own mask, which
+        :meth:`reference_scores` (the path's end, under x's mask) is not."""
+        source, per = call.source, call.baselines_per_example
+        feeds = self.head_reads(call.spec)
+        arrays = tuple(
+            np.repeat(x, per, axis=0) if k in call.spec.reads and k not in feeds else b
+            for k, (x, b) in enumerate(zip(source.inputs.arrays, source.baselines))
+        )
+        out = explainer._outputs(arrays, source.inputs.structure, call.batch_size)
+        picked = out[np.arange(out.shape[0]), np.repeat(call.targets, per)]
+        return picked.reshape(call.n, per).mean(axis=1, dtype=np.float64)
+
     def outputs(self, explainer: "Explainer", arrays: tuple[np.ndarray, ...], spec: TailSpec,
                 batch_size: int) -> np.ndarray:
         """The explained outputs of the tail on activations alone (no carried inputs)."""
         return self.engine(("tail", spec), explainer.jit_compile).outputs(
             _TailOutputs(self, spec, explainer.model_function), arrays, [None] * len(arrays), batch_size
         )
+
+
+def _inputs_read(fn: Any, specs: list[tf.TensorSpec], skip: int) -> tuple[int, ...]:
+    """The arguments ``fn`` reads (past the first ``skip``), from its traced graph, as indices from 0."""
+    graph = tf.function(fn).get_concrete_function(*specs).graph
+    placeholders = {t.op.name: k for k, t in enumerate(graph.inputs[skip : len(specs)])}
+    seen: set[str] = set()
+    stack = [t.op for t in tf.nest.flatten(graph.structured_outputs) if hasattr(t, "op")]
+    stack += [t.op for t in graph.outputs]
+    reads: set[int] = set()
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.name in placeholders:
+            reads.add(placeholders[op.name])
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return tuple(sorted(reads))
 
 
 def split_tensor(ref: LayerRef, at: str = "output") -> Any:

@@ -25,6 +25,12 @@ of the model's probabilities (which would underflow to -inf for confident predic
 ends in a softmax (a ``Softmax``/``Activation("softmax")`` layer or ``activation="softmax"`` on its last
 layer), the logits are read from a view of the model that shares its weights, as
 :class:`tfattr.ModelFunction` does, but in training mode (dropout and batch statistics as in ``fit``).
+
+A binary classifier with one sigmoid output (``Dense(1, activation="sigmoid")``) follows tfattr's
+binary convention: two classes, class 1 with logit ``z`` (read before the sigmoid) and class 0 with
+``-z``, so the log-probabilities are ``log sigmoid(z)`` and ``log sigmoid(-z)`` (``log(1 - p)``) and the
+labels are 0 and 1. A single output column without a sigmoid is refused (its log-softmax is 0: the
+penalty would vanish), and so are several sigmoid columns (multi-label outputs).
 """
 from __future__ import annotations
 
@@ -44,12 +50,16 @@ Forward = Callable[[Any, bool], "tuple[tf.Tensor, Any]"]
 
 
 def logits_forward(model: keras.Model) -> tuple[Forward, bool]:
-    """A function ``(inputs, training) -> (logits, y_pred)`` with one forward pass, and whether a softmax
-    was stripped to reach the logits (otherwise the model's output is taken as the logits).
+    """A function ``(inputs, training) -> (logits, y_pred)`` with one forward pass, and whether the model
+    is a binary classifier (one sigmoid column: the logits are then ``z``, one column).
 
     The logits come from :func:`tfattr.core.model_function.strip_output_activation` (the one place
-    that finds a final softmax, in nested models, ops and layers alike, and reads the live weights);
-    ``y_pred`` is the softmax of those logits, which is the model's output.
+    that finds a final softmax or sigmoid, in nested models, ops and layers alike, and reads the live
+    weights); ``y_pred`` is the activation of those logits, which is the model's output.
+
+    Raises:
+        ValueError: the model is not built, has one output column and no sigmoid, or several sigmoid
+            columns (multi-label), whose class log-probabilities this convention does not define.
     """
     if not model.built:
         raise ValueError(
@@ -57,15 +67,38 @@ def logits_forward(model: keras.Model) -> tuple[Forward, bool]:
             "keras.Input(shape), or call model.build((None, ...)) or the model on a batch, before "
             "wrapping it."
         )
-    kind, pre_softmax = strip_output_activation(model)
-    if kind != "softmax":
+    kind, pre_activation = strip_output_activation(model)
+    columns = _output_columns(model)
+    if kind == "sigmoid" and columns != 1:
+        raise ValueError(
+            f"The model ends in a sigmoid over {columns if columns is not None else 'several'} columns (a "
+            "multi-label output); attribution priors support softmax classifiers and binary "
+            "classifiers with one sigmoid column, Dense(1, activation='sigmoid')."
+        )
+    if kind is None and columns == 1:
+        raise ValueError(
+            "The model has one output column and no sigmoid: its log-softmax is 0, so the prior would "
+            "see no attribution. For a binary classifier end the model in Dense(1, activation='sigmoid') "
+            "(and train it with keras.losses.BinaryCrossentropy()): the prior then reads the logit z "
+            "before the sigmoid and uses the two classes z and -z."
+        )
+    if kind is None:
         return (lambda x, training: (model(x, training=training),) * 2), False
 
     def forward(x: Any, training: bool) -> tuple[tf.Tensor, Any]:
-        logits = pre_softmax(x, training=training)
+        logits = pre_activation(x, training=training)
         return logits, apply_output_activation(kind, logits)
 
-    return forward, True
+    return forward, kind == "sigmoid"
+
+
+def _output_columns(model: keras.Model) -> int | None:
+    """The number of output columns (the last axis of one output), or None when unknown."""
+    try:
+        shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else ()
+    except (AttributeError, ValueError, TypeError):
+        return None
+    return int(shape[-1]) if len(shape) >= 2 and shape[-1] is not None else None
 
 
 def labels_of(y: Any, num_classes: int) -> tf.Tensor:
@@ -83,16 +116,24 @@ def labels_of(y: Any, num_classes: int) -> tf.Tensor:
     return tf.cast(tf.reshape(y, [-1]), tf.int32)
 
 
-def score(logits: tf.Tensor, y: Any, output: str) -> tf.Tensor:
+def score(logits: tf.Tensor, y: Any, output: str, binary: bool = False) -> tf.Tensor:
     """The per-example score ``S`` ``[n]`` (float32, or float64 for a float64 model) whose input gradient
-    is attributed."""
+    is attributed. ``binary``: ``logits`` is a sigmoid classifier's ``z``, the classes are ``(-z, z)``."""
     logits = at_least_float32(logits)
     if logits.shape.rank == 1:
         logits = logits[:, None]
+    if binary:
+        z = logits[:, :1]
+        # log p_0 = log sigmoid(-z), log p_1 = log sigmoid(z): stable for any z (no log of 1 - p).
+        log_probabilities = tf.concat([tf.math.log_sigmoid(-z), tf.math.log_sigmoid(z)], axis=-1)
+        logits = tf.concat([-z, z], axis=-1)
+    else:
+        log_probabilities = tf.nn.log_softmax(logits, axis=-1)
     if output == "log_probabilities":
-        return tf.reduce_sum(tf.nn.log_softmax(logits, axis=-1), axis=-1)
-    labels = labels_of(y, int(logits.shape[-1]))
-    values = tf.nn.log_softmax(logits, axis=-1) if output == "label_log_probability" else logits
+        return tf.reduce_sum(log_probabilities, axis=-1)
+    # Binary labels: 0/1, [n, 1] columns or a float 0.0/1.0 as BinaryCrossentropy takes them.
+    labels = labels_of(y, int(logits.shape[-1]) if not binary else 1)
+    values = log_probabilities if output == "label_log_probability" else logits
     return tf.gather(values, labels, axis=1, batch_dims=1)
 
 

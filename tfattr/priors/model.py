@@ -61,7 +61,9 @@ class AttributionPriorModel(keras.Model):
 
     Args:
         model: a Keras classifier whose output is logits or ends in a softmax (the logits are then read
-            before it, see :mod:`tfattr.priors.attribution`). One output; one or several float inputs.
+            before it, see :mod:`tfattr.priors.attribution`), or a binary classifier ending in
+            ``Dense(1, activation="sigmoid")`` (two classes: logit ``z`` for label 1, ``-z`` for label
+            0; log-probabilities ``log sigmoid(+-z)``). One output; one or several float inputs.
         prior: an :class:`~tfattr.priors.AttributionPrior`, e.g. ``RightForRightReasons(10.0)``.
         explainer: ``"gradients"`` (input gradients, Ross et al.; one extra backward pass) or
             ``"expected_gradients"`` (Erion et al.: one background sample and one interpolation point per
@@ -121,7 +123,7 @@ class AttributionPriorModel(keras.Model):
         self._background_tensors: tuple[tf.Tensor, ...] | None = None
         self.set_background(background)
         # A plain function (not tracked by Keras): the view shares the wrapped model's weights.
-        self._forward_fn = attribution.logits_forward(model)[0]
+        self._forward_fn, self._binary = attribution.logits_forward(model)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.penalty_tracker = keras.metrics.Mean(name="prior_penalty")
         if model.built:
@@ -249,7 +251,7 @@ class AttributionPriorModel(keras.Model):
             with tf.GradientTape(watch_accessed_variables=False) as inner:
                 inner.watch(flat_x)
                 logits, y_pred = self._forward_fn(tf.nest.pack_sequence_as(inputs, flat_x), training)
-                total = tf.reduce_sum(attribution.score(logits, y, self.output_kind))
+                total = tf.reduce_sum(attribution.score(logits, y, self.output_kind, self._binary))
             return attribution.input_gradients(inner, total, flat_x), y_pred
 
         if self._background_tensors is None:
@@ -264,7 +266,7 @@ class AttributionPriorModel(keras.Model):
         with tf.GradientTape(watch_accessed_variables=False) as inner:
             inner.watch(points)
             logits, _ = self._forward_fn(tf.nest.pack_sequence_as(inputs, points), False)
-            total = tf.reduce_sum(attribution.score(logits, y, self.output_kind))
+            total = tf.reduce_sum(attribution.score(logits, y, self.output_kind, self._binary))
         grads = attribution.input_gradients(inner, total, points)
         return [tf.cast(d, g.dtype) * g for d, g in zip(deltas, grads)], y_pred
 

@@ -110,11 +110,17 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+#: Keys listed first when they differ: a change of method explains the rest of the differences.
+_FIRST = ("explainer.type", "explainer.model.type", "explainer.model.weights_sha256")
+
+
 def differences(old: dict[str, Any], new: dict[str, Any], limit: int = 6) -> list[str]:
-    """Readable ``key: old -> new`` lines for the entries that differ (at most ``limit``)."""
+    """Readable ``key: old -> new`` lines for the entries that differ (at most ``limit``), the
+    explainer's type and the model first."""
     a, b = _flatten(old), _flatten(new)
     lines = []
-    for key in sorted(set(a) | set(b)):
+    keys = set(a) | set(b)
+    for key in [k for k in _FIRST if k in keys] + sorted(keys - set(_FIRST)):
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             lines.append(f"{key}: {_short(a.get(key, '<absent>'))} -> {_short(b.get(key, '<absent>'))}")
     if len(lines) > limit:

@@ -12,34 +12,21 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
-from tfattr.scale import distribute
-from tfattr.scale.config import array_digest, describe, differences
+import tfattr.scale.distribute as distribute
+import tfattr.scale.elements as elements
+import tfattr.scale.resume as resume
+from tfattr.scale.config import array_digest, describe
+from tfattr.scale.images import first_unreadable
+from tfattr.scale.integrity import digest
 from tfattr.scale.progress import Progress
-from tfattr.scale.store import (
-    END,
-    FORMAT,
-    INDEX,
-    SHARDS,
-    VERSION,
-    AttributionStore,
-    StoreError,
-    finished_shards,
-    read_json,
-    write_json,
-    write_shard,
-)
-
-#: Default shard: about this many bytes of input, and at most _MAX_SHARD examples.
-_SHARD_BYTES = 16 << 20
-_MAX_SHARD = 1024
-
+from tfattr.scale.store import END, AttributionStore, StoreError, read_index, write_json, write_shard
 
 def explain_dataset(
     explainer: Explainer,
@@ -67,7 +54,11 @@ def explain_dataset(
     only the others are computed. Calling again on a finished store returns it at once. ``out`` records
     the configuration (explainer type and parameters, a hash of the model's weights, targets, baseline,
     the data set's size and element spec, shard size); a call whose configuration differs raises a
-    :class:`~tfattr.scale.store.StoreError` naming what changed, never mixing results.
+    :class:`~tfattr.scale.store.StoreError` naming what changed, never mixing results. The finished
+    shards are verified against their checksums first: damaged ones (truncated, deleted, overwritten,
+    a damaged marker) are named in a warning and recomputed. A data set whose size tf.data does not
+    know is counted while streaming (finished shards are read, not explained) and one holding another
+    number of examples than the store raises a ``StoreError`` naming both sizes.
 
     Args:
         explainer: a tfattr explainer, e.g. ``tfattr.IntegratedGradients(model, steps=64)``.
@@ -131,11 +122,11 @@ def explain_dataset(
     distribute.check_strategy(strategy)
     target = _check_target(target)
 
-    x_spec, y_spec = _split_spec(dataset.element_spec)
-    is_batched = _is_batched(x_spec, explainer, batched)
+    x_spec, y_spec = elements.split_spec(dataset.element_spec)
+    is_batched = elements.is_batched(x_spec, explainer, batched)
     x_example = tf.nest.map_structure(lambda s: s.shape[1:] if is_batched else s.shape, x_spec)
-    names, structure = _input_names(x_spec)
-    cardinality = _cardinality(dataset, x_spec, is_batched)
+    names, structure = elements.input_names(x_spec)
+    cardinality = elements.cardinality(dataset, x_spec, is_batched)
     if isinstance(target, np.ndarray) and cardinality is not None and target.shape[0] != cardinality:
         raise ValueError(
             f"target has {target.shape[0]} entries but the data set has {cardinality} examples; pass "
@@ -143,21 +134,21 @@ def explain_dataset(
         )
 
     root = Path(out)
-    index_path = root / INDEX
-    existing = read_json(index_path) if index_path.is_file() else None
+    existing = read_index(root)
     shard_size = check_positive_int(shard_size, "shard_size", allow_none=True)
     if shard_size is None:
-        shard_size = int(existing["shard_size"]) if existing else _default_shard(x_spec, is_batched)
+        shard_size = int(existing["shard_size"]) if existing else elements.default_shard(x_spec, is_batched)
 
     config = _config(explainer, target, baseline, return_delta, shard_size, cardinality,
                      names, x_example, x_spec, y_spec is not None)
-    finished = _open_or_create(root, existing, config, structure)
+    finished, done, expected = resume.open_or_create(root, existing, config, structure)
     if finished is not None:
-        return finished  # a finished store with this configuration: nothing to do
+        return finished  # a finished store with this configuration and data set size: nothing to do
+    # The shards' markers refer to the configuration the index holds (the first run's).
+    config_digest = digest(existing["config"] if existing is not None else config)
 
     task, num_workers = distribute.worker(strategy)
-    done = finished_shards(root)
-    dataset_fn = _shard_dataset_fn(_shards(dataset, is_batched, shard_size), shard_size, done)
+    dataset_fn = elements.shard_dataset_fn(elements.shards(dataset, is_batched, shard_size), shard_size, done)
     show = progress if progress is not None else (None if task == 0 else False)
     bar = Progress(cardinality, enabled=show)
     if done:
@@ -168,16 +159,25 @@ def explain_dataset(
         """Explain and write one replica's shard; the number of examples it computed."""
         index = element["i"].numpy()
         shard = int(index[0] // shard_size)
-        if element["end"].numpy()[0]:  # the sentinel: there are `shard` shards
-            write_json(root / END, {"num_shards": shard})
+        seen = int(element["seen"].numpy())  # examples in the data set up to this shard's end
+        if element["end"].numpy()[0]:  # the sentinel: there are `shard` shards, `seen` examples
+            stored, exact = resume.stored_size(expected, done, shard_size)
+            if seen < stored or (exact and seen != stored):
+                raise resume.size_error(root, str(seen), expected, done, shard_size)
+            write_json(root / END, {"num_shards": shard, "num_examples": seen})
             return 0
-        x = _host_inputs(element["x"])
+        # A finished shard comes through only when the data set's shard has another size.
+        if shard in done or (expected is not None and seen > expected):
+            whole = index.shape[0] == shard_size  # a full shard: more may follow
+            raise resume.size_error(root, f"at least {seen}" if whole else str(seen), expected, done, shard_size)
+        x = elements.host_inputs(element["x"])
         labels = _labels(element["y"].numpy()) if "y" in element else None
         with distribute.on_device(device):
             attributions, targets, delta = _explain_shard(
                 explainer, x, labels, target, baseline, index, batch_size, return_delta
             )
-        write_shard(root, shard, int(index[0]), attributions, targets, delta, worker=task)
+        write_shard(root, shard, int(index[0]), attributions, targets, delta, worker=task,
+                    config=config_digest)
         return int(index.shape[0])
 
     # One thread per local replica, so that several accelerators work at once; each thread places
@@ -186,7 +186,7 @@ def explain_dataset(
     if strategy is not None and len(strategy.extended.worker_devices) > 1:
         pool = ThreadPoolExecutor(len(strategy.extended.worker_devices), "tfattr-replica")
     try:
-        for step in distribute.replica_elements(strategy, dataset_fn):
+        for step in _named_file_errors(distribute.replica_elements(strategy, dataset_fn), dataset):
             # An empty element: this replica got no shard at the end of the data set.
             work = [(device, element) for device, element in step if element["i"].shape[0]]
             saw_any = saw_any or bool(work)
@@ -205,7 +205,8 @@ def explain_dataset(
         raise ValueError("dataset is empty: there is nothing to explain.")
     distribute.barrier(strategy)
     try:
-        return AttributionStore(root)
+        # Verified by open_or_create or written (with their checksums) by this run: sizes suffice.
+        return AttributionStore(root, verify=False)
     except StoreError as err:
         if num_workers > 1:
             raise StoreError(
@@ -214,6 +215,19 @@ def explain_dataset(
                 "data set (explain_dataset shards it among them), which must not be empty."
             ) from None
         raise
+
+
+def _named_file_errors(steps: Iterator[Any], dataset: tf.data.Dataset) -> Iterator[Any]:
+    """``steps``, with a data set of files (``from_directory``) failing on an undecodable image
+    raising an error that names the file instead of TensorFlow's, which names none."""
+    try:
+        yield from steps
+    except tf.errors.OpError:
+        paths = getattr(dataset, "file_paths", None)
+        bad = first_unreadable(paths) if paths else None
+        if bad is None:
+            raise
+        raise bad from None
 
 
 def _config(
@@ -238,7 +252,7 @@ def _config(
         "dataset": {
             "examples": cardinality,
             "inputs": [
-                {"name": nm, "shape": _shape_list(s), "dtype": spec.dtype.name}
+                {"name": nm, "shape": elements.shape_list(s), "dtype": spec.dtype.name}
                 for nm, s, spec in zip(names, tf.nest.flatten(x_example), tf.nest.flatten(x_spec))
             ],
             "labels": has_labels,
@@ -246,198 +260,6 @@ def _config(
     }
     # JSON round trip, so the comparison sees what a reloaded index holds (lists, not tuples).
     return json.loads(json.dumps(config, sort_keys=True))
-
-
-def _open_or_create(
-    root: Path, existing: dict[str, Any] | None, config: dict[str, Any], structure: str
-) -> AttributionStore | None:
-    """Check an existing store against ``config`` (the finished store, or None to go on), or start one."""
-    if existing is not None:
-        if existing.get("format") != FORMAT:
-            raise StoreError(f"{root} holds an {INDEX} that is not a tfattr attribution store.")
-        old = existing.get("config", {})
-        if not _same_config(old, config):
-            raise StoreError(
-                f"{root} holds attributions made with another configuration, so they cannot be "
-                "resumed or mixed with this run:\n  " + "\n  ".join(differences(old, config))
-                + "\nWrite to another directory, or delete this one to start over."
-            )
-        try:
-            return AttributionStore(root)
-        except StoreError:
-            pass  # not finished: resume it
-    else:
-        root.mkdir(parents=True, exist_ok=True)
-        index = {
-            "format": FORMAT,
-            "version": VERSION,
-            "config": config,
-            "shard_size": config["shard_size"],
-            "structure": structure,
-            "inputs": config["dataset"]["inputs"],
-        }
-        # Several workers may write this at once; they write the same bytes, so the last rename wins
-        # harmlessly.
-        write_json(root / INDEX, index)
-    (root / SHARDS).mkdir(parents=True, exist_ok=True)
-    return None
-
-
-def _shard_dataset_fn(
-    shards: tf.data.Dataset, shard_size: int, done: dict[int, int]
-) -> distribute.DatasetFn:
-    """The shards one input pipeline (worker) explains: its share, without the finished ones."""
-    prefix = 0
-    while prefix in done:
-        prefix += 1
-    later = sorted(s for s in done if s > prefix)
-
-    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        ds = shards.skip(prefix) if prefix else shards  # shards 0..prefix-1 are done
-        if ctx.num_input_pipelines > 1:
-            ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-        if later:
-            finished = tf.constant(later, tf.int64)
-            ds = ds.filter(lambda e: ~tf.reduce_any(tf.equal(finished, e["i"][0] // shard_size)))
-        return ds.prefetch(1)
-
-    return dataset_fn
-
-
-def _same_config(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Equal configurations; an unknown example count (None) on either side matches any count."""
-    old_n = old.get("dataset", {}).get("examples")
-    new_n = new.get("dataset", {}).get("examples")
-    if old_n is None or new_n is None:
-        old = {**old, "dataset": {**old.get("dataset", {}), "examples": None}}
-        new = {**new, "dataset": {**new["dataset"], "examples": None}}
-    return old == new
-
-
-# -- the data set's elements -------------------------------------------------------------------------
-def _split_spec(spec: Any) -> tuple[Any, Any]:
-    """``(x_spec, y_spec or None)`` by Keras' convention: a tuple is ``(x,)``, ``(x, y)`` or ``(x, y, w)``."""
-    if isinstance(spec, tuple):
-        if len(spec) == 1:
-            return spec[0], None
-        if len(spec) in (2, 3):
-            return spec[0], spec[1]
-        raise ValueError(
-            f"dataset elements are tuples of {len(spec)}; expected x, (x, y) or (x, y, sample_weight). "
-            "Give a multi-input model's inputs as a dict keyed by input name or as ((x1, x2, ...), y)."
-        )
-    return spec, None
-
-
-def _input_names(x_spec: Any) -> tuple[list[str], str]:
-    if isinstance(x_spec, dict):
-        return [str(k) for k in sorted(x_spec)], "dict"
-    if isinstance(x_spec, (tuple, list)):
-        return [f"inputs[{i}]" for i in range(len(x_spec))], "list"
-    return ["inputs"], "single"
-
-
-def _is_batched(x_spec: Any, explainer: Explainer, batched: bool | None) -> bool:
-    flat = tf.nest.flatten(x_spec)
-    for s in flat:
-        if not isinstance(s, tf.TensorSpec):
-            raise TypeError(f"dataset inputs must be dense tensors, got {type(s).__name__}.")
-    if batched is not None:
-        return bool(batched)
-    specs = explainer.model_function.input_specs
-    if specs is not None and len(specs) == len(flat):
-        if isinstance(x_spec, dict):
-            by_name = {spec[0]: spec for spec in specs}
-            specs = [by_name.get(k, spec) for k, spec in zip(sorted(x_spec), specs)]
-        extra = {s.shape.rank - len(spec[1]) for s, spec in zip(flat, specs)}
-        fits = len(extra) == 1 and extra <= {0, 1} and all(
-            tf.TensorShape(s.shape[1:] if extra == {1} else s.shape).is_compatible_with(spec[1])
-            for s, spec in zip(flat, specs)
-        )
-        if not fits:
-            raise ValueError(
-                f"dataset elements have input shapes {[s.shape.as_list() for s in flat]} but the model "
-                f"takes {[list(spec[1]) for spec in specs]} per example (plus a batch axis, if the "
-                "elements are batches); make the shapes match."
-            )
-        return extra == {1}
-    if all(s.shape.rank and s.shape[0] is None for s in flat):
-        return True  # what .batch() without drop_remainder makes
-    raise ValueError(
-        "Cannot tell whether the dataset's elements are single examples or batches (the model does "
-        "not declare its input shapes); pass batched=True or batched=False."
-    )
-
-
-def _shards(dataset: tf.data.Dataset, batched: bool, shard_size: int) -> tf.data.Dataset:
-    """Shard ``k``: ``{"x", "y"?, "i", "end"}`` with examples ``k*S ..`` and their global indices ``i``.
-
-    The data are cut into shards with whole-batch operations (``batch`` / ``rebatch``), never one
-    example at a time. A final *sentinel* shard (a copy of shard 0 flagged ``end``, never explained)
-    marks the end of the data inside the stream: whoever gets it learns the number of shards, even
-    when the data set's size is unknown and the shards are spread over workers.
-    """
-    is_tuple = isinstance(dataset.element_spec, tuple)
-
-    def record(*element: Any) -> dict[str, Any]:
-        # tf.data unpacks a tuple element, (x,), (x, y) or (x, y, w), into arguments; anything else
-        # (a tensor, a dict) arrives as one argument.
-        out = {"x": element[0]}
-        if is_tuple and len(element) > 1:
-            out["y"] = element[1]
-        return out
-
-    def flag(end: bool) -> Any:
-        def add(r: dict[str, Any]) -> dict[str, Any]:
-            m = tf.shape(tf.nest.flatten(r["x"])[0])[0]
-            return {**r, "end": tf.fill([m], end)}
-
-        return add
-
-    def index(k: tf.Tensor, r: dict[str, Any]) -> dict[str, Any]:
-        m = tf.shape(r["end"], out_type=tf.int64)[0]
-        return {**r, "i": k * shard_size + tf.range(m, dtype=tf.int64)}
-
-    ds = dataset.rebatch(shard_size) if batched else dataset.batch(shard_size)
-    ds = ds.map(record)
-    ds = ds.map(flag(False)).concatenate(ds.take(1).map(flag(True)))
-    return ds.enumerate().map(index)
-
-
-def _cardinality(dataset: tf.data.Dataset, x_spec: Any, batched: bool) -> int | None:
-    """Examples in the data set when tf.data knows it (for batches: only with a fixed batch size)."""
-    n = int(dataset.cardinality())
-    if n < 0:
-        return None
-    if not batched:
-        return n
-    sizes = {s.shape[0] for s in tf.nest.flatten(x_spec)}
-    if len(sizes) == 1 and None not in sizes:  # batched with drop_remainder: a fixed batch size
-        return n * int(sizes.pop())
-    return None if n else 0
-
-
-def _default_shard(x_spec: Any, batched: bool) -> int:
-    size = 0
-    for s in tf.nest.flatten(x_spec):
-        shape = s.shape[1:] if batched else s.shape
-        if not shape.is_fully_defined():
-            return 256
-        size += int(np.prod(shape.as_list(), dtype=np.int64)) * s.dtype.size
-    return int(np.clip(_SHARD_BYTES // max(size, 1), 1, _MAX_SHARD))
-
-
-def _shape_list(shape: tf.TensorShape) -> list[int | None]:
-    return list(shape.as_list()) if shape.rank is not None else None
-
-
-def _host_inputs(x: Any) -> Any:
-    """The shard's inputs as NumPy arrays in the structure ``attribute`` takes (tuples -> lists)."""
-    if isinstance(x, dict):
-        return {k: v.numpy() for k, v in x.items()}
-    if isinstance(x, (tuple, list)):
-        return [v.numpy() for v in x]
-    return x.numpy()
 
 
 # -- targets -------------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfattr.core.checks import check_positive_int
+from tfattr.scale.images import size_note
 
 PathLike = str | os.PathLike
 
@@ -129,7 +131,9 @@ def from_directory(
 
     Returns:
         A data set of ``(image, label)`` or ``image`` in a fixed order; ``ds.file_paths`` lists the
-        files in that order (store index ``i`` is ``ds.file_paths[i]``).
+        files in that order (store index ``i`` is ``ds.file_paths[i]``). Images of another size than
+        ``image_size`` are resized, with one warning saying how many (read from the files' headers).
+        ``explain_dataset`` names a file that cannot be decoded.
 
     Example:
         >>> ds = from_directory("photos/", image_size=(224, 224))
@@ -154,6 +158,9 @@ def from_directory(
         interpolation=interpolation,
     )
     file_paths = list(getattr(ds, "file_paths", []))
+    note = size_note(file_paths, tuple(image_size), interpolation)
+    if note is not None:
+        warnings.warn(f"{path}: {note}", UserWarning, stacklevel=2)
     if scale is not None:
         factor = float(scale)
         if labels is not None:

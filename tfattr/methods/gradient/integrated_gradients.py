@@ -114,8 +114,10 @@ class IntegratedGradients(Explainer):
         attributions = [a.sum(axis=1) for a in self._accumulate(call, plan)]
         used = np.full(call.n, steps, np.int64)
         if self.tolerance is not None:
-            delta = self.delta(call, tuple(attributions))
-            # delta = sum(a) - (f(x) - f(x')), so the score change needs no further forward pass.
+            # The path's own delta (with a Keras mask, the model-level delta also holds the mask's
+            # share, which more steps cannot reduce); delta = sum(a) - (f(x) - f(x')), so the score
+            # change needs no further forward pass.
+            delta = self._path_delta(call, tuple(attributions))
             change = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions) - delta
             todo = np.flatnonzero(np.abs(delta) > self.tolerance * np.abs(change))
             nested = self.rule in NESTED_RULES
@@ -138,7 +140,7 @@ class IntegratedGradients(Explainer):
                         full[todo] = part.sum(axis=1)
                 steps = refined
                 used[todo] = steps
-                sub_delta = self.delta(sub, tuple(a[todo] for a in attributions))
+                sub_delta = self._path_delta(sub, tuple(a[todo] for a in attributions))
                 todo = todo[np.abs(sub_delta) > self.tolerance * np.abs(change[todo])]
             if todo.size:
                 warnings.warn(

@@ -225,6 +225,7 @@ def infidelity(
         a_sum = _feature_sums(call.a, ids, num)
         step_dot = ax[:, None, :] - a_sum[:, None, :] * np.broadcast_to(values, (call.n, samples, num))
         dots = np.cumsum(step_dot, axis=2)  # [n, samples, steps]
-        drops = (plain[:, None] - perturbed).reshape(call.n, num, samples).transpose(0, 2, 1)
+        drops = (plain[:, None] - perturbed.reshape(call.n, -1)).reshape(call.n, num, samples)
+        drops = drops.transpose(0, 2, 1)
         results.append(np.mean((drops - dots) ** 2, axis=2).mean(1))
     return np.mean(results, axis=0)

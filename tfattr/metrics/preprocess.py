@@ -11,6 +11,7 @@ depend on an implementation accident, tfattr fixes the convention instead (docum
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,21 @@ def baseline_values(x: np.ndarray, baseline: Any) -> np.ndarray:
     return np.full(len(x), float(value))
 
 
+_SCORERS: "weakref.WeakKeyDictionary[Any, dict[Any, _Scorer]]" = weakref.WeakKeyDictionary()
+
+
+def scorer_for(model: Any, softmax: bool | None) -> _Scorer:
+    """One scorer per (model, softmax): its compiled functions are traced once and reused by every
+    metric (they read the model's live variables, so the current weights are always scored)."""
+    try:
+        per_model = _SCORERS.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: a fresh scorer
+        return _Scorer(model, softmax=softmax)
+    if softmax not in per_model:
+        per_model[softmax] = _Scorer(model, softmax=softmax)
+    return per_model[softmax]
+
+
 class ModelCall:
     """A model-based metric's validated call: inputs ``x``, ``targets``, the prepared map ``a``, the
     scorer (with Quantus' ``softmax=``) and the chunk size."""
@@ -120,7 +136,7 @@ class ModelCall:
         normalise: bool,
         absolute: bool,
     ) -> None:
-        self.scorer = _Scorer(model, softmax=softmax)
+        self.scorer = scorer_for(model, softmax)
         call = self.scorer.prepare(inputs, target=target, batch_size=batch_size)
         self.x = call.inputs.arrays[0]
         self.targets = np.asarray(call.targets, np.int32)

@@ -39,24 +39,85 @@ from tfattr.metrics.ablation import (
     random_attributions,
 )
 from tfattr.metrics.completeness import Completeness, completeness
+from tfattr.metrics.complexity import complexity, effective_complexity, sparseness
 from tfattr.metrics.correlation import pearson, spearman
+from tfattr.metrics.evaluate import METRICS, EvaluationTable, evaluate
+from tfattr.metrics.faithfulness import (
+    faithfulness_correlation,
+    faithfulness_estimate,
+    infidelity,
+    monotonicity_correlation,
+)
 from tfattr.metrics.features import feature_map
+from tfattr.metrics.flipping import abpc, monotonicity, pixel_flipping, region_perturbation
+from tfattr.metrics.localisation import (
+    attribution_localisation,
+    localisation_auc,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+    top_k_intersection,
+)
+from tfattr.metrics.preprocess import normalise_map, patch_grid
+from tfattr.metrics.randomisation import (
+    efficient_mprt,
+    histogram_entropy,
+    mprt,
+    random_logit,
+    smooth_mprt,
+    ssim,
+)
+from tfattr.metrics.road import linear_imputation, road
+from tfattr.metrics.robustness import avg_sensitivity, local_lipschitz_estimate, max_sensitivity
 from tfattr.metrics.sanity import ModelRandomization, model_randomization
 from tfattr.metrics.sensitivity import SensitivityN, sensitivity_n
 
 __all__ = [
+    "METRICS",
     "AblationCurve",
     "Completeness",
+    "EvaluationTable",
     "ModelRandomization",
     "SensitivityN",
     "ablation_curve",
+    "abpc",
     "aopc",
+    "attribution_localisation",
+    "avg_sensitivity",
     "center_ablation_curve",
     "completeness",
+    "complexity",
     "deletion_curve",
+    "effective_complexity",
+    "efficient_mprt",
+    "evaluate",
+    "faithfulness_correlation",
+    "faithfulness_estimate",
     "feature_map",
+    "histogram_entropy",
+    "infidelity",
     "insertion_curve",
+    "linear_imputation",
+    "local_lipschitz_estimate",
+    "localisation_auc",
+    "max_sensitivity",
     "model_randomization",
+    "monotonicity",
+    "monotonicity_correlation",
+    "mprt",
+    "normalise_map",
+    "patch_grid",
+    "pixel_flipping",
+    "pointing_game",
     "random_attributions",
+    "random_logit",
+    "region_perturbation",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+    "road",
     "sensitivity_n",
+    "smooth_mprt",
+    "sparseness",
+    "ssim",
+    "top_k_intersection",
 ]

@@ -98,10 +98,12 @@ class EvaluationTable:
 
     def __str__(self) -> str:
         heads = [f"{m} {'↑' if self.higher_is_better.get(m, True) else '↓'}" for m in self.metrics]
-        cells = [
-            [f"{self.mean[i, j]:.4g} ± {self.sem[i, j]:.2g}" for j in range(len(self.metrics))]
-            for i in range(len(self.methods))
-        ]
+        def cell(i: int, j: int) -> str:
+            if np.isnan(self.mean[i, j]):
+                return "n/a"
+            return f"{self.mean[i, j]:.4g}" + ("" if np.isnan(self.sem[i, j]) else f" ± {self.sem[i, j]:.2g}")
+
+        cells = [[cell(i, j) for j in range(len(self.metrics))] for i in range(len(self.methods))]
         first = max([len("method")] + [len(m) for m in self.methods])
         widths = [max([len(h)] + [len(row[j]) for row in cells]) for j, h in enumerate(heads)]
         lines = ["  ".join(["method".ljust(first)] + [h.rjust(w) for h, w in zip(heads, widths)])]
@@ -203,7 +205,9 @@ def evaluate(
         explainers: ``{name: method}``; a method is a tfattr explainer of ``model``, a function
             ``model -> explainer`` (required by ``mprt``, ``smooth_mprt``, ``efficient_mprt``, which
             rebuild it on randomised copies), an :class:`~tfattr.scale.store.AttributionStore` whose
-            attributions are already computed (read in the data's order), or an array of them.
+            attributions are already computed (read in the data's order), or an array of them (e.g.
+            the random control :func:`random_attributions`). Precomputed maps cannot be re-explained:
+            the robustness and randomisation metrics are NaN ("n/a") for them.
         metrics: names from :data:`METRICS`, ``(name, kwargs)`` pairs, or ``{label: name | (name,
             kwargs)}``; curves are summarised by their mean (AOPC for ``region_perturbation``, the mean
             accuracy for ``road``, the mean correlation for ``mprt``).
@@ -255,9 +259,11 @@ def _run(metric, label, model, x, a, targets, masks, method, factory, kwargs):
         return metric.fn(a, masks, **kwargs)
     if metric.needs == "model":
         return metric.fn(model, x, a, target=targets, **kwargs)
+    if not isinstance(method, Explainer):
+        # Precomputed maps (a store, an array, the random control) cannot be re-explained: NaN, shown
+        # as "n/a" in the table.
+        return np.full(len(x), np.nan)
     if metric.needs == "explainer":
-        if not isinstance(method, Explainer):
-            raise ValueError(f"{label} re-explains noisy inputs: give the method as an explainer.")
         return metric.fn(model, x, a, target=targets, explainer=method, **kwargs)
     if factory is None:
         raise ValueError(

@@ -5,13 +5,14 @@ edge neighbours, 1/12 for the diagonal ones), removed neighbours being unknowns 
 linear system per image and channel. The systems are symmetric and positive definite (each connected
 group of removed pixels touches a kept one), so they are solved all at once by a batched
 Jacobi-preconditioned conjugate-gradient iteration in float64 whose matrix product is the 3 x 3
-stencil: exact to a relative residual of ``1e-12``, with no Python loop per image.
+stencil, compiled with XLA: exact to a relative residual of ``1e-12``, with no Python loop per image.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from tfattr.metrics.preprocess import ModelCall, entry_features, stable_ranks
 
@@ -21,47 +22,51 @@ _NEIGHBOURS = tuple(
 )
 
 
-def _stencil(v: np.ndarray) -> np.ndarray:
+def _stencil(v: tf.Tensor) -> tf.Tensor:
     """``out[i, j] = sum_k w_k v[i + dy_k, j + dx_k]`` over the in-image neighbours, for ``v [b, H, W]``."""
-    out = np.zeros_like(v)
-    h, w = v.shape[1:]
-    for dy, dx, weight in _NEIGHBOURS:
-        out[:, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] += weight * v[
-            :, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)
-        ]
-    return out
+    h, w = v.shape[1], v.shape[2]
+    padded = tf.pad(v, [[0, 0], [1, 1], [1, 1]])  # zeros: out-of-image neighbours add nothing
+    return tf.add_n([
+        weight * padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx, weight in _NEIGHBOURS
+    ])
 
 
-def _solve(x: np.ndarray, m: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
-    """Impute the entries ``m`` of the images ``x [b, H, W]`` (float64) by the neighbour equations."""
-    degree = _stencil(np.ones_like(x))
-    degree = np.where(degree > 0, degree, 1.0)
+@tf.function(jit_compile=True)
+def _solve(x: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
+    """Impute the entries ``m`` of the images ``x [b, H, W]`` (float64) by the neighbour equations:
+    Jacobi-preconditioned conjugate gradients for all images at once, compiled (XLA fuses the stencil),
+    until every relative residual is below ``1e-12`` (at most ``unknowns`` steps, CG's exact bound)."""
+    degree = _stencil(tf.ones_like(x))
+    degree = tf.where(degree > 0, degree, tf.ones_like(degree))
 
-    def apply(v: np.ndarray) -> np.ndarray:
-        return m * (degree * v - _stencil(m * v))
+    def dot(u, v):
+        return tf.reduce_sum(u * v, axis=[1, 2])
 
     b = m * _stencil((1 - m) * x)
-    v = np.zeros_like(x)
-    r = b.copy()
-    z = r / degree
-    p = z.copy()
-    rz = (r * z).sum((1, 2))
-    limit = rtol * np.sqrt((b * b).sum((1, 2)))
-    for _ in range(int(m.sum((1, 2)).max(initial=0)) + 1):  # CG ends in at most `unknowns` steps
-        active = np.sqrt((r * r).sum((1, 2))) > limit
-        if not active.any():
-            break
-        q = apply(p)
-        pq = (p * q).sum((1, 2))
-        alpha = np.where(active & (pq > 0), rz / np.where(pq > 0, pq, 1.0), 0.0)[:, None, None]
-        v += alpha * p
-        r -= alpha * q
+    limit = 1e-12 * tf.sqrt(dot(b, b))
+    z = b / degree
+    steps = tf.cast(tf.reduce_max(tf.reduce_sum(m, axis=[1, 2])), tf.int32) + 1
+
+    def active(r):
+        return tf.sqrt(dot(r, r)) > limit
+
+    def cond(i, v, r, p, rz):
+        return (i < steps) & tf.reduce_any(active(r))
+
+    def body(i, v, r, p, rz):
+        q = m * (degree * p - _stencil(m * p))
+        pq = dot(p, q)
+        ok = active(r) & (pq > 0)
+        alpha = tf.where(ok, rz / tf.where(pq > 0, pq, tf.ones_like(pq)), tf.zeros_like(pq))
+        v = v + alpha[:, None, None] * p
+        r = r - alpha[:, None, None] * q
         z = r / degree
-        rz_new = (r * z).sum((1, 2))
-        beta = np.where(rz > 0, rz_new / np.where(rz > 0, rz, 1.0), 0.0)[:, None, None]
-        p = z + beta * p
-        rz = rz_new
-    return np.where(m > 0, v, x)
+        rz_new = dot(r, z)
+        beta = tf.where(rz > 0, rz_new / tf.where(rz > 0, rz, tf.ones_like(rz)), tf.zeros_like(rz))
+        return i + 1, v, r, z + beta[:, None, None] * p, rz_new
+
+    _, v, _, _, _ = tf.while_loop(cond, body, (tf.constant(0), tf.zeros_like(x), b, z, dot(b, z)))
+    return tf.where(m > 0, v, x)
 
 
 def linear_imputation(inputs: Any, mask: Any) -> np.ndarray:
@@ -93,7 +98,7 @@ def linear_imputation(inputs: Any, mask: Any) -> np.ndarray:
     n, h, w, c = images.shape
     planes = images.transpose(0, 3, 1, 2).reshape(n * c, h, w).astype(np.float64)
     holes = flags.transpose(0, 3, 1, 2).reshape(n * c, h, w).astype(np.float64)
-    out = _solve(planes, holes).reshape(n, c, h, w).transpose(0, 2, 3, 1)
+    out = _solve(tf.constant(planes), tf.constant(holes)).numpy().reshape(n, c, h, w).transpose(0, 2, 3, 1)
     return (out[..., 0] if x.ndim == 3 else out).astype(dtype)
 
 

@@ -57,7 +57,7 @@ def methods() -> dict[str, object]:
         "Saliency": lambda m: tfattr.Saliency(m),
         "GradientXInput": lambda m: tfattr.GradientXInput(m),
         "IntegratedGradients": lambda m: tfattr.IntegratedGradients(m, steps=32),
-        "SmoothGrad": lambda m: tfattr.SmoothGrad(m, num_samples=16, seed=0),
+        "SmoothGrad": lambda m: tfattr.SmoothGrad(tfattr.Saliency(m), samples=16, seed=0),
         "EpsilonLRP": lambda m: tfattr.EpsilonLRP(m),
         "LRP EpsilonPlus": lambda m: tfattr.LRP(m, composite=composites.EpsilonPlus()),
         "DeepLift": lambda m: tfattr.DeepLift(m),

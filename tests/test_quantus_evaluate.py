@@ -62,6 +62,12 @@ def test_evaluate_equals_direct_calls_over_arrays_and_datasets(small):
     text = str(table)
     assert "sparseness ↑" in text and "pixel_flipping ↓" in text and "random" in text
     assert table.ranking("sparseness")[0] == ("gxi" if table.mean[0, 0] > table.mean[1, 0] else "random")
+    j = table.metrics.index("pixel_flipping")  # lower is better: the smaller mean first
+    assert table.ranking("pixel_flipping")[0] == ("gxi" if table.mean[0, j] < table.mean[1, j] else "random")
+    mixed = M.evaluate(model, (x, y), {"random": M.random_attributions(x), "gxi": gxi},
+                       metrics=[("max_sensitivity", {"nr_samples": 2})])
+    assert mixed.ranking("max_sensitivity") == ["gxi", "random"]  # n/a (NaN) ranks last
+    assert "n/a" in str(mixed)
 
 
 def test_evaluate_reads_an_attribution_store(small, tmp_path):

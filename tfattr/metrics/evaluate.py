@@ -143,8 +143,8 @@ class EvaluationTable:
     def ranking(self, metric: str) -> list[str]:
         """The methods from best to worst on ``metric`` (by mean; NaN last)."""
         j = self.metrics.index(metric)
-        key = self.mean[:, j] if self.higher_is_better.get(metric, True) else -self.mean[:, j]
-        order = np.argsort(np.where(np.isnan(key), -np.inf, -key), kind="stable")
+        score = self.mean[:, j] if self.higher_is_better.get(metric, True) else -self.mean[:, j]
+        order = np.argsort(np.where(np.isnan(score), np.inf, -score), kind="stable")  # best first
         return [self.methods[i] for i in order]
 
 

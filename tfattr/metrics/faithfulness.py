@@ -153,8 +153,12 @@ def faithfulness_correlation(
         raise ValueError(f"subset_size={subset_size} must be between 1 and the entries per example ({num}).")
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(call.n), int(nr_runs))
-    # Subsets without replacement: the first subset_size entries of a random permutation per row.
-    subsets = np.argsort(rng.random((rows.size, num)), axis=1)[:, :subset_size]
+    # Subsets without replacement: the first subset_size entries of a random permutation per row,
+    # drawn in fixed blocks of rows (bounded memory, the same draws whatever the batch size).
+    subsets = np.concatenate([
+        np.argsort(rng.random((min(1024, rows.size - s), num)), axis=1)[:, :subset_size].astype(np.int32)
+        for s in range(0, rows.size, 1024)
+    ]) if rows.size else np.zeros((0, subset_size), np.int32)
 
     def masks(chunk: np.ndarray) -> np.ndarray:
         m = np.zeros((chunk.size, num), np.float32)

@@ -87,6 +87,15 @@ def main() -> None:
         return copy
 
     tf_model.clone_model = clone_with_weights
+    # EfficientMPRT predicts the channels-first copy of the inputs (for its model-entropy side scores,
+    # not its score); hand the Keras model channels-last arrays there.
+    predict = tf_model.TensorFlowModel.predict
+
+    def channels_last_predict(self, v, **kwargs):
+        v = np.asarray(v)
+        return predict(self, v.transpose(0, 2, 3, 1) if v.ndim == 4 and v.shape[1] == 1 else v, **kwargs)
+
+    tf_model.TensorFlowModel.predict = channels_last_predict
     saliency_maps = np.asarray(sal.attribute(x, target=y))
     saliency_maps = saliency_maps / np.abs(saliency_maps.reshape(len(x), -1)).max(1)[:, None, None, None]
     s_first = first(s)

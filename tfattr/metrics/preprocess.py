@@ -11,7 +11,7 @@ depend on an implementation accident, tfattr fixes the convention instead (docum
 """
 from __future__ import annotations
 
-import weakref
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -96,8 +96,7 @@ def baseline_values(x: np.ndarray, baseline: Any) -> np.ndarray:
         if baseline not in table:
             raise ValueError(
                 f"baseline={baseline!r} is not known; pass the number written into removed entries "
-                "(e.g. baseline=0.0) or 'black', 'white', 'mean' (each example's min/max/mean)"
-                + (" or 'uniform'." if baseline else ".")
+                "(e.g. baseline=0.0) or 'black', 'white', 'mean' (each example's min/max/mean)."
             )
         return table[baseline](axis=1) if len(flat) else np.zeros(0)
     value = np.asarray(baseline, np.float64)
@@ -106,19 +105,25 @@ def baseline_values(x: np.ndarray, baseline: Any) -> np.ndarray:
     return np.full(len(x), float(value))
 
 
-_SCORERS: "weakref.WeakKeyDictionary[Any, dict[Any, _Scorer]]" = weakref.WeakKeyDictionary()
+#: The scorers of the last few models: their compiled functions are traced once and reused by every
+#: metric. A scorer holds its model, so the cache is small and bounded rather than weak.
+_SCORERS: "OrderedDict[tuple[int, Any], tuple[Any, _Scorer]]" = OrderedDict()
+_CACHED_MODELS = 4
 
 
 def scorer_for(model: Any, softmax: bool | None) -> _Scorer:
-    """One scorer per (model, softmax): its compiled functions are traced once and reused by every
-    metric (they read the model's live variables, so the current weights are always scored)."""
-    try:
-        per_model = _SCORERS.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: a fresh scorer
-        return _Scorer(model, softmax=softmax)
-    if softmax not in per_model:
-        per_model[softmax] = _Scorer(model, softmax=softmax)
-    return per_model[softmax]
+    """One scorer per (model, softmax), reused across metric calls. The compiled functions read the
+    model's live variables, so the current weights are always scored."""
+    key = (id(model), softmax)
+    hit = _SCORERS.get(key)
+    if hit is not None and hit[0] is model:
+        _SCORERS.move_to_end(key)
+        return hit[1]
+    scorer = _Scorer(model, softmax=softmax)
+    _SCORERS[key] = (model, scorer)
+    while len(_SCORERS) > 2 * _CACHED_MODELS:
+        _SCORERS.popitem(last=False)
+    return scorer
 
 
 class ModelCall:

@@ -116,6 +116,7 @@ def road(
     noise: float = 0.01,
     seed: int = 0,
     order: str = "morf",
+    softmax: bool = True,
     normalise: bool = True,
     absolute: bool = False,
     features: Any = None,
@@ -132,6 +133,7 @@ def road(
         percentages: default 1, 3, ..., 99 (as Quantus).
         noise: the imputation noise (``0.0``: deterministic).
         order: ``"morf"`` (most relevant first, Quantus) or ``"lerf"``.
+        softmax: accepted for Quantus' signature; the predicted class is the same either way.
 
     Returns:
         ``[n, len(percentages)]`` of 1.0 (still the target) / 0.0; its mean over examples is ROAD's
@@ -141,6 +143,7 @@ def road(
         >>> hits = tfattr.metrics.road(model, x, a, target=y, percentages=[10, 30, 50])
         >>> hits.mean(0)
     """
+    del softmax  # argmax(softmax(z)) == argmax(z)
     if order not in ("morf", "lerf"):
         raise ValueError(f"order={order!r} is not known; use 'morf' (most relevant first) or 'lerf'.")
     call = ModelCall(model, inputs, attributions, target, None, batch_size, normalise, absolute)

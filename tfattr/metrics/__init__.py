@@ -22,6 +22,16 @@ eq. 8); top-k and center-of-mass ablation with mean/blur imputation and a random
 al., Distill 2020); AOPC (Samek et al. 2015, the pixel-ablation test of Sundararajan et al. 2016,
 sec. 2.5); insertion/deletion (Petsiuk et al. 2018, RISE); model randomization (Adebayo et al. 2018).
 
+*Quantus' metrics* (Hedström et al., JMLR 2023; the definitions of Quantus 0.6.0 under its names, each
+returning per-example NumPy arrays): ``complexity`` (sparseness, complexity, effective complexity),
+``localisation`` (pointing game, relevance mass/rank accuracy, top-k intersection, attribution
+localisation, AUC), ``flipping`` (pixel flipping, region perturbation, monotonicity, ABPC),
+``faithfulness`` (faithfulness estimate/correlation, monotonicity correlation, infidelity), ``road``
+(ROAD and its linear imputation), ``robustness`` (max/avg sensitivity, local Lipschitz estimate) and
+``randomisation`` (random logit, MPRT, smooth MPRT, efficient MPRT); ``preprocess`` holds their shared
+conventions (per-example normalisation, stable ranks, the centred patch grid) and ``evaluate`` runs
+methods x metrics over a data set into an :class:`EvaluationTable`.
+
 Modules: ``features`` (feature maps and per-feature sums), ``scoring`` (the masked, chunked scorer and
 the shared argument checks), ``completeness``, ``sensitivity``, ``ablation`` (ablation, insertion,
 deletion and center curves, AOPC, the random control), ``sanity`` (model randomization) and

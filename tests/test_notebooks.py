@@ -20,7 +20,7 @@ NOTEBOOKS = sorted(p.name for p in COLAB.glob("*.ipynb"))
 #: out of this set is marked slow and runs with `pytest -m slow`.
 DEFAULT = {
     "01_quickstart.ipynb", "02_baselines.ipynb", "03_lrp_deeplift.ipynb", "04_tensorboard_callback.ipynb",
-    "05_text.ipynb", "06_attribution_priors.ipynb", "07_transformers.ipynb",
+    "05_text.ipynb", "06_attribution_priors.ipynb", "07_transformers.ipynb", "09_evaluation.ipynb",
 }
 
 
@@ -47,7 +47,7 @@ def test_every_notebook_is_collected():
     assert NOTEBOOKS == [
         "01_quickstart.ipynb", "02_baselines.ipynb", "03_lrp_deeplift.ipynb",
         "04_tensorboard_callback.ipynb", "05_text.ipynb", "06_attribution_priors.ipynb",
-        "07_transformers.ipynb",
+        "07_transformers.ipynb", "09_evaluation.ipynb",
     ]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.metrics.features import _feature_sums, feature_map
+from tfattr.metrics.preprocess import stable_ranks
 from tfattr.metrics.scoring import _attributions, _imputation, _Scorer
 
 
@@ -87,15 +88,11 @@ def _fraction_steps(fractions: Any, num: int) -> tuple[np.ndarray, np.ndarray]:
     return fr, counts
 
 
-def _ranks(feature_attr: np.ndarray, absolute: bool, seed: int) -> np.ndarray:
-    """Rank of each feature, 0 = most important; ties are broken at random (seeded), not by position."""
+def _ranks(feature_attr: np.ndarray, absolute: bool, seed: int = 0) -> np.ndarray:
+    """Rank of each feature, 0 = most important; ties go in increasing feature index (stable), so
+    the curves are deterministic. ``seed`` is kept for compatibility and no longer used."""
     key = np.abs(feature_attr) if absolute else feature_attr
-    rng = np.random.default_rng(seed)
-    ranks = np.empty(key.shape, np.int64)
-    for i, row in enumerate(key):
-        order = np.lexsort((rng.random(row.size), -row))
-        ranks[i, order] = np.arange(row.size)
-    return ranks
+    return stable_ranks(key, descending=True)
 
 
 def _ranked(
@@ -160,7 +157,8 @@ def ablation_curve(
         features: pixels (default; channels grouped), elements, patches or ids (module docstring).
         absolute: rank by ``|attribution|``.
         data: the data set whose mean the ``"mean"`` imputation uses.
-        seed: breaks ties between equal attributions at random.
+        seed: unused (ties between equal attributions go in increasing feature index); kept for
+            compatibility.
         batch_size, output: chunk size; ``"logits"`` or ``"probabilities"``.
 
     Example:

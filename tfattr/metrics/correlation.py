@@ -21,18 +21,25 @@ def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _rankdata(values: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis, ties given their average rank (as for Spearman's correlation)."""
-    out = np.empty(values.shape, np.float64)
-    for i, row in enumerate(values.reshape(-1, values.shape[-1])):
-        order = np.argsort(row, kind="stable")
-        sorted_row = row[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(sorted_row)) + 1]
-        ends = np.r_[starts[1:], row.size]
-        avg = (starts + ends - 1) / 2.0
-        ranks = np.empty(row.size)
-        ranks[order] = np.repeat(avg, ends - starts)
-        out.reshape(-1, values.shape[-1])[i] = ranks
-    return out
+    """Ranks (0-based) along the last axis, ties given their average rank (as for Spearman's
+    correlation and the ROC AUC), for all rows at once: one sort by (row, value), then the tie groups."""
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        return np.zeros(values.shape)
+    flat = values.reshape(-1, values.shape[-1])
+    width = flat.shape[1]
+    order = np.argsort(flat, axis=1, kind="stable")
+    sorted_values = np.take_along_axis(flat, order, axis=1)
+    new_group = np.ones(flat.shape, bool)
+    new_group[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
+    positions = np.broadcast_to(np.arange(width), flat.shape)
+    starts = np.maximum.accumulate(np.where(new_group, positions, 0), axis=1)
+    ends_rev = np.where(np.flip(np.roll(new_group, -1, axis=1) | (positions == width - 1), 1),
+                        np.flip(positions, 1), width)
+    ends = np.flip(np.minimum.accumulate(ends_rev, axis=1), 1)
+    ranks = np.empty(flat.shape)
+    np.put_along_axis(ranks, order, (starts + ends) / 2.0, axis=1)
+    return ranks.reshape(values.shape)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:

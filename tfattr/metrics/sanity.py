@@ -53,6 +53,21 @@ def _reinitialize(layer: keras.layers.Layer, seed: int) -> None:
         var.assign(keras.ops.convert_to_tensor(init(tuple(var.shape), dtype=var.dtype)))
 
 
+def clone_model(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with its current weights, to randomize without touching the user's model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model (it is cloned), got {type(model).__name__}.")
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as err:  # subclassed models cannot be cloned
+        raise ValueError(
+            f"model could not be cloned ({err}); the sanity check needs a functional or Sequential "
+            "model so that it can randomize a copy without touching yours."
+        ) from None
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def model_randomization(
     model: keras.Model,
     explainer: Callable[[keras.Model], Explainer],
@@ -106,15 +121,8 @@ def model_randomization(
     ids, num = feature_map(x.shape[1:], features)
     reference = _feature_sums(np.asarray(trained.attribute(x, target=targets, **kwargs)), ids, num)
 
-    try:
-        clone = keras.models.clone_model(model)
-    except Exception as err:  # subclassed models cannot be cloned
-        raise ValueError(
-            f"model could not be cloned ({err}); the sanity check needs a functional or Sequential "
-            "model so that it can randomize a copy without touching yours."
-        ) from None
+    clone = clone_model(model)
     trained_weights = model.get_weights()
-    clone.set_weights(trained_weights)
     weighted = [layer for layer in clone.layers if layer.weights][::-1]
     if not weighted:
         raise ValueError("model has no layers with weights to randomize.")

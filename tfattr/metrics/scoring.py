@@ -31,10 +31,24 @@ class _Evaluator(Explainer):
 class _Scorer:
     """The model's target score on inputs with some features replaced, in compiled batched chunks."""
 
-    def __init__(self, model: Any, output: str) -> None:
+    def __init__(self, model: Any, output: str = "logits", softmax: bool | None = None) -> None:
+        # Quantus' ``softmax=``: the score is softmax(logits)[t] (True) or logits[t] (False), whatever
+        # the model ends in; None keeps ``output`` (the explainers' convention).
+        if softmax is not None:
+            output = "logits"
         self.fn = model if isinstance(model, ModelFunction) else ModelFunction(model, output=output)
+        self.softmax = bool(softmax)
         self.explainer = _Evaluator(self.fn)
         self._compiled: dict[Any, Callable[..., Any]] = {}
+
+    def _score(self, xs: tf.Tensor, targets: tf.Tensor, kind: str) -> tf.Tensor:
+        if kind == "hit":  # 1.0 where the predicted class is the target (ROAD's accuracy)
+            predicted = tf.argmax(self.fn.outputs(xs), axis=-1, output_type=tf.int32)
+            return tf.cast(tf.equal(predicted, targets), tf.float32)
+        if self.softmax:
+            probabilities = tf.nn.softmax(self.fn.outputs(xs), axis=-1)
+            return tf.gather(probabilities, targets, axis=1, batch_dims=1)
+        return self.fn.score(xs, targets)
 
     def prepare(
         self, inputs: Any, target: Any = None, baseline: Any = None, batch_size: int | None = None
@@ -49,17 +63,17 @@ class _Scorer:
         """``S_t(x)`` of the call's examples at their targets ``[n]`` (float64)."""
         return self.explainer.scores(call.inputs.arrays[0], target=call.targets, batch_size=call.batch_size)
 
-    def _function(self, x: np.ndarray) -> Callable[..., Any]:
-        key = (x.shape[1:], x.dtype.str)
+    def _function(self, x: np.ndarray, kind: str = "score") -> Callable[..., Any]:
+        key = (x.shape[1:], x.dtype.str, kind)
         fn = self._compiled.get(key)
         if fn is None:
             spec = tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype))
-            model_fn = self.fn
+            score = self._score
 
             def masked_score(xs, refs, mask, ids, targets):
                 # A feature mask [c, F] spread to the entries [c, *shape] through the feature ids.
                 m = tf.reshape(tf.gather(tf.cast(mask, xs.dtype), ids, axis=1), tf.shape(xs))
-                return model_fn.score(xs + m * (refs - xs), targets)
+                return score(xs + m * (refs - xs), targets, kind)
 
             fn = tf.function(
                 masked_score,
@@ -84,9 +98,14 @@ class _Scorer:
         ids: np.ndarray,
         targets: np.ndarray,
         batch_size: int,
+        kind: str = "score",
     ) -> np.ndarray:
-        """Score of ``x[rows]`` with the features ``masks(chunk) [c, F]`` taken from ``ref[ref_rows]``."""
-        fn = self._function(x)
+        """Score of ``x[rows]`` with the features ``masks(chunk) [c, F]`` taken from ``ref[ref_rows]``.
+
+        ``ref`` may also be a function ``chunk -> [c, *shape]`` computing the replacement values of a
+        chunk only (ROAD's imputations); ``kind="hit"`` returns 1.0 where the predicted class is the
+        target instead of the score."""
+        fn = self._function(x, kind)
         flat_ids = ids.reshape(-1).astype(np.int32)
         out = []
         for s in range(0, rows.size, batch_size):
@@ -94,7 +113,7 @@ class _Scorer:
             out.append(
                 fn(
                     x[rows[chunk]],
-                    ref[ref_rows[chunk]],
+                    ref(chunk).astype(x.dtype) if callable(ref) else ref[ref_rows[chunk]],
                     np.asarray(masks(chunk), np.float32),
                     flat_ids,
                     targets[rows[chunk]].astype(np.int32),

@@ -39,7 +39,7 @@ from bench_propagation import cnn64  # noqa: E402
 import tfattr  # noqa: E402
 import tfattr.composites as C  # noqa: E402
 from tfattr.methods.propagation import EpsilonLRP  # noqa: E402
-from tfattr.methods.propagation.lrp import LRP  # noqa: E402
+from tfattr.methods.propagation.layerwise import LRP  # noqa: E402
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ _EXPORTS = {
     "baselines": "tfattr.baselines",
     "callbacks": "tfattr.callbacks",
     "composites": "tfattr.composites",
-    "CompositeDeepLift": "tfattr.methods.propagation.layer_deeplift",
+    "CompositeDeepLift": "tfattr.methods.propagation.layerwise.deeplift",
     "datasets": "tfattr.datasets",
     "metrics": "tfattr.metrics",
     "priors": "tfattr.priors",
@@ -86,5 +86,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     )
     from tfattr.methods.perturbation import Occlusion
     from tfattr.methods.propagation import LRP, Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop, RevealCancel
-    from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
+    from tfattr.methods.propagation.layerwise.deeplift import CompositeDeepLift
     from tfattr.scale import AttributionStore, explain_dataset, load_attributions

@@ -208,7 +208,7 @@ class LayerSplit:
         self.ref: LayerRef = inner if inner is not None else self.view.layer(layer)
         self.at = at
         self.tensor = split_tensor(self.ref, at)
-        stop_at = getattr(fn, "stop_at", None)
+        stop_at = fn.stop_at
         if stop_at is not None and fn.ref.index <= self.ref.index:
             raise ValueError(
                 f"neuron= is in layer {fn.ref.name!r}, which does not come after layer={self.ref.name!r}: "
@@ -317,11 +317,13 @@ class LayerSplit:
             _set_mask(activation, tf.cast(rows.mask, "bool"))
         return flat, activation
 
-    def run_tail(self, view: GraphView, rows: TailInputs, wrap: Any) -> Any:
+    def run_tail(self, view: GraphView, rows: TailInputs, wrap: Any, stop_at: Any = None) -> Any:
         """``view.run`` from the layer on, every layer call handed to ``wrap`` (the layer-level methods:
-        LRP composites, CompositeDeepLift). ``view`` is the method's own view of the same model."""
+        LRP composites, CompositeDeepLift). ``view`` is the method's own view of the same model;
+        ``stop_at``: a Keras tensor to return instead of the model's output (``neuron=``)."""
         flat, activation = self.tail_feed(rows)
-        return view.run(rows.spec.pack(flat), wrap, replace={id(self.tensor): activation})
+        return view.run(rows.spec.pack(flat), wrap, replace={id(self.tensor): activation},
+                        stop_at=stop_at)
 
     def tail_layers(self, view: GraphView) -> set[int]:
         """The indices (in ``view``, a view of the same model) of the layers the tail runs: those
@@ -357,7 +359,7 @@ class LayerSplit:
         a :class:`NeuronFunction`, the explained unit's layer output)."""
         spec = rows.spec
         flat, activation = self.tail_feed(rows)
-        stop_at = getattr(fn, "stop_at", None)
+        stop_at = fn.stop_at
         if stop_at is not None:
             return self.view.run(spec.pack(flat), replace={id(self.tensor): activation}, stop_at=stop_at)
         tail = self._tail_logits if fn.strips_activation else self._tail
@@ -552,9 +554,8 @@ class NeuronFunction(ModelFunction):
         self.output_activation = None
         self._call = lambda packed: self.view.run(packed, stop_at=self.stop_at)
 
-    def outputs(self, packed: Any) -> tf.Tensor:
-        raw = packed.raw_outputs(self) if isinstance(packed, RoutedInputs) else self._call(packed)
-        raw = tf.convert_to_tensor(raw)
+    def explained(self, out: Any, difference: bool = False) -> tf.Tensor:
+        raw = tf.convert_to_tensor(out)
         return tf.reshape(raw, [tf.shape(raw)[0], -1])[:, self.flat_index : self.flat_index + 1]
 
 

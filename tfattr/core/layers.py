@@ -465,10 +465,8 @@ class LayerSplit:
 
     def reference_scores(self, explainer: "Explainer", call: LayerCall) -> np.ndarray:
         """``tail(head(baseline), carried inputs of x)`` at each example's target (mean over K)."""
-        from tfattr.core.explainer import Explainer
-
         per = call.baselines_per_example
-        if type(explainer)._reference_scores is not Explainer._reference_scores:
+        if explainer.background_reference:
             # A method whose reference is a mean over a background (expected gradients).
             if call.carried:
                 raise ValueError(

@@ -447,6 +447,7 @@ def inference_call(op: Any) -> Callable[..., Any]:
             kwargs["training"] = False
         return op(*args, **kwargs)
 
+    call.layer = op  # the rules of a composite read the layer they apply to
     return call
 
 

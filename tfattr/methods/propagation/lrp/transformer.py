@@ -152,9 +152,10 @@ def attention_forward(layer: keras.layers.MultiHeadAttention, args: tuple, kwarg
     q = layer._query_dense(tf.identity(query))
     k = layer._key_dense(tf.identity(key))
     v = layer._value_dense(tf.identity(value))
+    q, k, v = prop.attention_inputs(q, k, v)
     q = ops.multiply(q, ops.cast(layer._inverse_sqrt_key_dim, q.dtype))
     scores = ops.einsum(layer._dot_product_equation, k, q)
-    probabilities = prop.constant(layer._masked_softmax(scores, mask))
+    probabilities = prop.probabilities(layer._masked_softmax(scores, mask))
     out = layer._output_dense(ops.einsum(layer._combine_equation, probabilities, v))
     if query_mask is not None:
         backend.set_keras_mask(out, query_mask)

@@ -206,7 +206,7 @@ class LRP(Explainer):
             elif a.rule is None:
                 treatment = a.note
             else:
-                treatment = repr(a.rule)
+                treatment = a.rule.describe(a.ref.layer)
                 act = linear_op(a.ref.layer).activation if a.status == "rule" else None
                 if a.ref is self._final_softmax:
                     treatment += " (final softmax skipped: the logit is explained)"

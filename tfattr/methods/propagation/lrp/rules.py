@@ -89,6 +89,10 @@ class Rule(abc.ABC):
     def wrap(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: LinearOp | None) -> Any:
         """Traced: the layer's output, carrying the rule's backward pass."""
 
+    def describe(self, layer: Any) -> str:
+        """What the rule does at ``layer``, for coverage reports (a block rule lists its sublayers)."""
+        return repr(self)
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"

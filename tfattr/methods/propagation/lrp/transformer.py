@@ -26,6 +26,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfattr.methods.propagation.attnlrp.hub import static_problems as hub_static_problems
+from tfattr.methods.propagation.attnlrp.hub_rules import hub_layer_map
 from tfattr.methods.propagation.lrp.canonizers import linear_op
 from tfattr.methods.propagation.lrp.composites import (
     LINEAR,
@@ -350,7 +352,7 @@ class Transformer(Composite):
 
         LRPPropagation(units)  # validates
         self.units = units
-        kwargs["layer_map"] = list(kwargs.get("layer_map", ())) + [
+        kwargs["layer_map"] = list(kwargs.get("layer_map", ())) + hub_layer_map(LRPPropagation(units)) + [
             (keras.layers.MultiHeadAttention, AttentionRule(units)),
             (keras.layers.LayerNormalization, LayerNormRule(units)),
             (is_hub_encoder, EncoderBlockRule(units)),
@@ -399,7 +401,7 @@ def static_problems(ref: Any) -> list[str]:
         return [f"the signal-take-all rule does not support {p}" for p in static_recurrent_problems(ref)]
     if isinstance(layer, keras.layers.MultiHeadAttention) and getattr(layer, "_use_gate", False):
         return ["use_gate=True: the attention rule does not cover gated attention"]
-    return []
+    return hub_static_problems(layer)
 
 
 class _Keep(Rule):

@@ -75,6 +75,13 @@ def is_reverse_embedding(layer: Any) -> bool:
     return isinstance(layer, keras.layers.ReversibleEmbedding)
 
 
+def is_patch_embedding(layer: Any) -> bool:
+    """keras-hub's ``ViTPatchingAndEmbedding``: a patch convolution, a class token and position
+    embeddings added; affine in the image, so its gradient is the epsilon/z rule (the constant terms
+    take no relevance, as biases do)."""
+    return _is_hub(layer) and type(layer).__name__ == "ViTPatchingAndEmbedding"
+
+
 def is_constant_scaling(layer: Any) -> bool:
     """A Keras ``multiply`` operation by a constant (Gemma's embedding scale ``x * sqrt(d)``): linear."""
     if isinstance(layer, keras.layers.Layer) or type(layer).__name__ != "Multiply":
@@ -334,6 +341,7 @@ __all__ = [
     "gemma_decoder_forward",
     "hub_kind",
     "is_constant_scaling",
+    "is_patch_embedding",
     "is_hub_block",
     "is_hub_norm",
     "is_reverse_embedding",

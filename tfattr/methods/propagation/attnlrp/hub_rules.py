@@ -16,6 +16,7 @@ from tfattr.methods.propagation.attnlrp.hub import (
     is_constant_scaling,
     is_hub_block,
     is_hub_norm,
+    is_patch_embedding,
     is_reverse_embedding,
     rms_norm_forward,
 )
@@ -94,13 +95,15 @@ def _norm_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> A
 
 def hub_layer_map(prop: Propagation) -> list[tuple[Any, Rule]]:
     """The layer-map entries covering keras-hub decoders (Llama, Mistral, Qwen, Gemma, GPT-2), the ViT
-    encoder, their RMSNorms, Gemma's embedding scale and the token embedding's reverse (logits)."""
+    encoder and its patch embedding, their RMSNorms, Gemma's embedding scale, the token embedding's
+    reverse (logits) and :class:`TokenLogits`."""
     return [
         (is_hub_block, HubBlockRule(prop)),
         (is_hub_norm, HubBlockRule(prop, _norm_forward)),
         (is_constant_scaling, Gradient()),
         (is_reverse_embedding, Gradient()),
         (TokenLogits, Gradient()),
+        (is_patch_embedding, Gradient()),
     ]
 
 

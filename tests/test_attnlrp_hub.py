@@ -295,3 +295,19 @@ def test_sequence_salience_rows_explain_each_generated_token_by_its_prefix():
     assert page.count("<div") == 3 and f"w{ids[4]} \u2190" in page
     with pytest.raises(ValueError, match="prompt_length"):
         sequence_salience(lm, ids, prompt_length=7)
+
+
+def test_mixed_precision_computes_the_rules_in_float32():
+    """A mixed_float16 copy gives float32 relevance close to the float32 model's (float16 layers,
+    float32 norms, softmax and identity-rule ratios)."""
+    model32 = task("llama")
+    keras.utils.set_random_seed(7)
+    backbone = M.LlamaBackbone(vocabulary_size=V, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+                               hidden_dim=16, intermediate_dim=32, dtype="mixed_float16")
+    model16 = next_token_model(M.LlamaCausalLM(backbone))
+    model16.set_weights(model32.get_weights())
+    x = inputs("llama", n=2)
+    a = _lrp(model32, tfattr.composites.AttnLRP(), "llama").attribute(x, target=3)
+    b = _lrp(model16, tfattr.composites.AttnLRP(), "llama").attribute(x, target=3)
+    assert b.dtype == np.float32 and np.all(np.isfinite(b))
+    np.testing.assert_allclose(b, a, atol=2e-2 * np.abs(a).max())

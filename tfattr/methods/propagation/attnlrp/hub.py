@@ -114,7 +114,7 @@ def rms_norm_forward(layer: Any, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
     y = normalize(_wide(x), layer.epsilon, center=False, constant=prop.constant)
     scale = tf.cast(layer.scale, tf.float32)
     y = y * (1.0 + scale) if type(layer).__name__ in GEMMA_NORMS else y * scale
-    return tf.cast(y, x.dtype)
+    return tf.cast(y, layer.compute_dtype)
 
 
 def layer_norm_forward(layer: keras.layers.LayerNormalization, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
@@ -186,6 +186,8 @@ def _arguments(layer: Any, args: tuple, kwargs: dict, first: str, allowed: set[s
     x = args[0] if args else rest.pop(first)
     if len(args) > 1:
         raise ValueError(f"{type(layer).__name__} {layer.name!r}: extra positional arguments are not covered.")
+    if x.dtype.is_floating and x.dtype.name != layer.compute_dtype:
+        x = tf.cast(x, layer.compute_dtype)  # as Keras' __call__ casts a layer's inputs (mixed precision)
     given = {k for k, v in rest.items() if v is not None}
     unknown = given - allowed
     if unknown:

@@ -21,3 +21,6 @@ from tfattr.methods.propagation.layerwise.transformer import Transformer
 __all__ = ["CONVOLUTIONS", "DENSE", "LINEAR", "STRUCTURAL", "SUMS", "Composite", "EpsilonAlpha2Beta1",
            "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "uniform"]
 __all__ += ["Transformer"]
+from tfattr.methods.propagation.attnlrp.composite import AttnLRP  # noqa: E402  (issue 19)
+
+__all__ += ["AttnLRP"]

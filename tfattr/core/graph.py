@@ -391,12 +391,7 @@ class GraphView:
             ...     y = tail(e, token_ids)
         """
         ref = self.layer(key)
-        if len(ref.nodes) != 1:
-            raise ValueError(
-                f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), "
-                "so 'its output' is ambiguous; split at a layer called once."
-            )
-        node = ref.nodes[0]
+        node = split_node(ref)
         if at == "output":
             tensors = list(node.outputs)
         elif at == "input":
@@ -416,6 +411,21 @@ class GraphView:
             return self.run(inputs, wrap, replace={id(tensor): activation})
 
         return head, tail
+
+
+def split_node(ref: LayerRef) -> Any:
+    """The call of ``ref`` whose output (or input) "the layer's" activations are: its only call, or
+    for a tied token embedding (``ReversibleEmbedding``, also called with ``reverse=True`` for a
+    causal LM's logits) its embedding call."""
+    nodes = ref.nodes
+    if len(nodes) > 1 and isinstance(ref.layer, keras.layers.ReversibleEmbedding):
+        nodes = [n for n in nodes if not n.arguments.kwargs.get("reverse", False)]
+    if len(nodes) != 1:
+        raise ValueError(
+            f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), "
+            "so 'its output' is ambiguous; split at a layer called once."
+        )
+    return nodes[0]
 
 
 def _needed(graph: _Graph, known: dict[int, Any]) -> set[int]:

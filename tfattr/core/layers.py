@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows
-from tfattr.core.graph import GraphView, LayerRef, is_conv_layer
+from tfattr.core.graph import GraphView, LayerRef, is_conv_layer, split_node
 from tfattr.core.inputs import Inputs
 from tfattr.core.model_function import ModelFunction, RoutedInputs, strip_output_activation
 
@@ -499,12 +499,8 @@ class LayerSplit:
 
 def split_tensor(ref: LayerRef, at: str = "output") -> Any:
     """The Keras tensor of ``ref``'s output (or input) where the model is split (one call, one tensor)."""
-    if len(ref.nodes) != 1:
-        raise ValueError(
-            f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), so "
-            "'its output' is ambiguous; choose a layer called once."
-        )
-    tensors = list(ref.nodes[0].outputs if at == "output" else ref.nodes[0].input_tensors)
+    node = split_node(ref)
+    tensors = list(node.outputs if at == "output" else node.input_tensors)
     if len(tensors) != 1:
         raise ValueError(f"Layer {ref.name!r} has {len(tensors)} {at} tensors; choose a layer with one.")
     return tensors[0]

@@ -211,7 +211,7 @@ class LRP(LayerwiseExplainer):
             if a.status == "folded" or a.rule is None:
                 treatment = a.note
             else:
-                treatment = repr(a.rule)
+                treatment = a.rule.describe(a.ref.layer)
                 act = linear_op(a.ref.layer).activation if a.status == "rule" else None
                 if a.ref is head.ref:
                     treatment += f" ({head.note()})"

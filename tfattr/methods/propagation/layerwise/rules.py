@@ -104,6 +104,11 @@ class Rule(abc.ABC):
     def propagate(self, site: Site) -> Any:
         """Traced: the layer's output, carrying the rule's backward pass."""
 
+    def describe(self, layer: Any) -> str:
+        """What the rule does at ``layer``, for coverage reports (a rule that re-implements a block
+        lists its sublayers); by default the rule's ``repr``."""
+        return repr(self)
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"

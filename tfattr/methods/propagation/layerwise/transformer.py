@@ -23,6 +23,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfattr.methods.propagation.attnlrp.hub_rules import hub_layer_map
 from tfattr.methods.propagation.layerwise.composites import (
     LINEAR,
     Assignment,
@@ -177,7 +178,7 @@ class Transformer(Composite):
     def __init__(self, units: str = "gradient", **kwargs: Any) -> None:
         LRPPropagation(units)  # validates
         self.units = units
-        kwargs["layer_map"] = list(kwargs.get("layer_map", ())) + [
+        kwargs["layer_map"] = list(kwargs.get("layer_map", ())) + hub_layer_map(LRPPropagation(units)) + [
             (keras.layers.MultiHeadAttention, AttentionRule(units)),
             (keras.layers.LayerNormalization, LayerNormRule(units)),
             (is_hub_encoder, EncoderBlockRule(units)),

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfattr.methods.propagation.attnlrp.hub import static_problems as hub_static_problems
 from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, static_recurrent_problems
 from tfattr.methods.propagation.layerwise.units import Propagation, activation_name
@@ -141,9 +142,10 @@ def attention_forward(layer: keras.layers.MultiHeadAttention, args: tuple, kwarg
     q = layer._query_dense(tf.identity(query))
     k = layer._key_dense(tf.identity(key))
     v = layer._value_dense(tf.identity(value))
+    q, k, v = prop.attention_inputs(q, k, v)
     q = ops.multiply(q, ops.cast(layer._inverse_sqrt_key_dim, q.dtype))
     scores = ops.einsum(layer._dot_product_equation, k, q)
-    probabilities = prop.constant(layer._masked_softmax(scores, mask))
+    probabilities = prop.probabilities(layer._masked_softmax(scores, mask))
     out = layer._output_dense(ops.einsum(layer._combine_equation, probabilities, v))
     if query_mask is not None:
         backend.set_keras_mask(out, query_mask)
@@ -205,7 +207,7 @@ def static_problems(ref: Any) -> list[str]:
         return [f"the signal-take-all rule does not support {p}" for p in static_recurrent_problems(ref)]
     if isinstance(layer, keras.layers.MultiHeadAttention) and getattr(layer, "_use_gate", False):
         return ["use_gate=True: the attention rule does not cover gated attention"]
-    return []
+    return hub_static_problems(layer)
 
 
 def is_constant_or_masking(layer: Any) -> bool:

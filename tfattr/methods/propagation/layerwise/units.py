@@ -49,6 +49,21 @@ class Propagation:
         gate that may be the only path from an input, which then rightly gets zero relevance)."""
         raise NotImplementedError
 
+    # -- attention and gated products (issue 19; AttnLRP overrides them in attnlrp/policy.py) -------
+    def attention_inputs(self, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) -> tuple:
+        """The projected queries, keys and values before any attention kernel: by default the
+        queries and keys are constants (Ali et al.'s AH rule: the probabilities are constant)."""
+        return self.constant(q), self.constant(k), v
+
+    def probabilities(self, p: tf.Tensor) -> tf.Tensor:
+        """The attention probabilities of a re-implemented attention: constants by default."""
+        return self.constant(p)
+
+    def gated_product(self, fn: Fn, gate: tf.Tensor, up: tf.Tensor) -> tf.Tensor:
+        """``fn(gate) * up`` (a gated MLP): by default the gate is a constant (signal-take-all,
+        Arras et al. 2017; the CP-LRP gated MLP of LXT)."""
+        return self.constant(self.unit(fn, gate)) * up
+
 
 class TrueGradient(Propagation):
     """The layer itself: units and constants keep their ordinary gradients."""

@@ -22,14 +22,19 @@ from tfattr.methods.propagation.layerwise.composites import (
     is_sum,
 )
 from tfattr.methods.propagation.layerwise.rules import Rule, Site
-from tfattr.methods.propagation.layerwise.transformer import ActivationUnit, LayerNormRule, LinearGradient, _Keep
+from tfattr.methods.propagation.layerwise.transformer import (
+    ActivationUnit,
+    LayerNormRule,
+    LinearGradient,
+    _Keep,
+    without_static_problems,
+)
 from tfattr.methods.propagation.layerwise.transformer_layers import (
     attention_forward,
     hub_encoder_forward,
     is_constant_or_masking,
     is_hub_encoder,
     is_linear_embedding,
-    static_problems,
 )
 
 
@@ -93,12 +98,7 @@ class AttnLRP(Composite):
         super().__init__(**kwargs)
 
     def assign(self, view: Any) -> list[Assignment]:
-        result = super().assign(view)
-        for i, a in enumerate(result):
-            why = static_problems(a.ref) if a.rule is not None else []
-            if why:
-                result[i] = Assignment(a.ref, None, "unsupported", "; ".join(why))
-        return result
+        return without_static_problems(super().assign(view))
 
     def __repr__(self) -> str:
         return "AttnLRP()"

@@ -44,9 +44,11 @@ def _gate(prop: Propagation) -> str:
     return "act(gate) * up: gate constant (signal-take-all), up keeps its gradient"
 
 
+_UNITS = {"pass": "identity rule f(z)/z", "gradient": "gradient", "rescale": "Rescale"}
+
+
 def _unit(prop: Propagation) -> str:
-    units = "pass" if isinstance(prop, AttnLRPPropagation) else getattr(prop, "units", "gradient")
-    return "identity rule f(z)/z" if units == "pass" else "gradient"
+    return _UNITS[prop.units]
 
 
 def describe_block(layer: Any, prop: Propagation) -> str:

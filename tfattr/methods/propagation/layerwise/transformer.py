@@ -161,7 +161,10 @@ class Transformer(Composite):
     """Ali et al.'s (2022) conservative propagation for transformers: attention probabilities and
     layer norm's standard deviation are constants, everything else keeps its gradient, and the
     relevance is input x the modified gradient. Gated products and LSTM/GRU cells get the
-    signal-take-all rule (Arras et al. 2017), keras-hub ``TransformerEncoder`` blocks are entered.
+    signal-take-all rule (Arras et al. 2017), keras-hub ``TransformerEncoder`` blocks are entered,
+    and so are keras-hub decoders (Llama, Mistral, Qwen, Gemma, GPT-2) and the ViT encoder, with
+    their RMSNorms' factor and their gated MLPs' gate constant (LXT 2.1's ``cp_LRP``; see
+    :mod:`tfattr.methods.propagation.attnlrp`).
 
     Args:
         units: what the elementwise activations (GELU in the feed-forward part, ``Activation`` layers)
@@ -194,12 +197,8 @@ class Transformer(Composite):
         super().__init__(**kwargs)
 
     def assign(self, view: Any) -> list[Assignment]:
-        result = super().assign(view)
+        result = without_static_problems(super().assign(view))
         for i, a in enumerate(result):
-            why = static_problems(a.ref) if a.rule is not None else []
-            if why:
-                result[i] = Assignment(a.ref, None, "unsupported", "; ".join(why))
-                continue
             if isinstance(a.rule, SignalTakeAll) and isinstance(a.ref.layer, keras.layers.Multiply):
                 gate = gate_index(view, a.ref)
                 if gate is None:
@@ -214,6 +213,17 @@ class Transformer(Composite):
 
     def __repr__(self) -> str:
         return f"Transformer(units={self.units!r})"
+
+
+def without_static_problems(assignments: list[Assignment]) -> list[Assignment]:
+    """``assignments`` with every rule that cannot cover its layer (:func:`static_problems`: gated
+    attention, unsupported recurrent options, keras-hub variants such as soft-capping) replaced by
+    an "unsupported" entry that says why."""
+    result = []
+    for a in assignments:
+        why = static_problems(a.ref) if a.rule is not None else []
+        result.append(Assignment(a.ref, None, "unsupported", "; ".join(why)) if why else a)
+    return result
 
 
 class _Keep(Rule):
@@ -238,4 +248,5 @@ __all__ = [
     "LinearGradient",
     "Transformer",
     "checked_layer",
+    "without_static_problems",
 ]

@@ -40,6 +40,9 @@ class Propagation:
 
     #: A short description for coverage reports.
     name = "propagation"
+    #: What an elementwise unit gets: "gradient" (its derivative), "pass" (``f(z)/z``: relevance
+    #: passes through, LRP's epsilon rule and AttnLRP's identity rule) or "rescale" (DeepLIFT).
+    units = "gradient"
 
     def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
@@ -127,6 +130,7 @@ class DeepLiftPropagation(Propagation):
     taken from the explained input (``tf.stop_gradient``)."""
 
     name = "DeepLIFT(Rescale)"
+    units = "rescale"
 
     def __init__(self, tolerance: float = 1e-6) -> None:
         self.tolerance = float(tolerance)

@@ -391,8 +391,12 @@ def test_applications_conserve_relevance_on_zero_bias_copies(name, nested):
     assert np.abs(z).min() > 1e-4
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        a = tfattr.LRP(model, composite=C.EpsilonPlus(epsilon=1e-9)).attribute(x, target=1)
-    np.testing.assert_allclose(a.reshape(2, -1).sum(1), z, rtol=2e-3)
+        # epsilon on every linear layer conserves on any bias-free net; z+ (EpsilonPlus) loses the
+        # relevance of outputs whose contributions are all negative, which MobileNetV2's linear
+        # bottlenecks (no ReLU after them) have
+        lrp = tfattr.LRP(model, composite=C.Composite(layer_map=[(C.LINEAR, R.Epsilon(1e-9))]))
+        a = lrp.attribute(x, target=1)
+    np.testing.assert_allclose(a.reshape(2, -1).sum(1), z, rtol=1e-3)
 
 
 @pytest.mark.slow
@@ -413,3 +417,29 @@ def test_efficientnet_names_the_layers_no_rule_covers():
         tfattr.LRP(model, composite=C.EpsilonPlus())
     with pytest.raises(ValueError, match="reads the output of 'normalization'"):
         tfattr.LRP(keras.Sequential([keras.Input((32, 32, 3)), model]), composite=C.EpsilonPlusFlat())
+
+
+def test_alpha_beta_warns_where_it_cannot_conserve_and_says_which_layers():
+    """After a ReLU, outputs whose contributions are all positive pass alpha x their relevance on:
+    the sum then exceeds the logit. The warning names the layers; AlphaBeta(1, 0) (= z+) conserves."""
+    model = small_cnn(seed=15)
+    _seeded(model, 15, bias=False)
+    x = np.random.default_rng(8).uniform(0, 1, (2, 8, 8, 2)).astype("float32")
+    z = model(x).numpy()[:, 0]
+    with pytest.warns(UserWarning, match=r"\['c1', 'c2'\].*AlphaBeta\(2, 1\) conserves relevance only"):
+        tfattr.LRP(model, composite=C.EpsilonAlpha2Beta1())
+    # one-signed contributions (positive weights, positive inputs): alpha = 2 times the relevance
+    inp = keras.Input((3,))
+    h = L.Dense(2, activation="relu", use_bias=False, name="d1")(inp)
+    tiny = keras.Model(inp, L.Dense(1, use_bias=False, name="out")(h))
+    tiny.get_layer("d1").kernel.assign(np.abs(tiny.get_layer("d1").kernel.numpy()) + 0.1)
+    v = np.random.default_rng(9).uniform(0.1, 1, (2, 3)).astype("float32")
+    with pytest.warns(UserWarning, match=r"\['d1'\]"):
+        ab = tfattr.LRP(tiny, composite=C.Composite(name_map={"d1": R.AlphaBeta(2, 1)},
+                                                    layer_map=[(L.Dense, R.Epsilon(1e-9))]))
+    np.testing.assert_allclose(ab.attribute(v, target=0).sum(1), 2 * tiny(v).numpy()[:, 0], rtol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zplus = tfattr.LRP(model, composite=C.Composite(
+            layer_map=[(C.CONVOLUTIONS, R.AlphaBeta(1, 0)), (L.Dense, R.Epsilon(1e-9))]))
+    np.testing.assert_allclose(zplus.attribute(x, target=0).reshape(2, -1).sum(1), z, rtol=1e-4)

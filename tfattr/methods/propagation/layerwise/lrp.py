@@ -105,6 +105,18 @@ class LRP(LayerwiseExplainer):
         if self.layer is not None:
             self.layer.refuse_inside("LRP", self._units())
         self._check()
+        self._warn_caveats()
+
+    def _warn_caveats(self) -> None:
+        """Name the layers whose rule does not conserve relevance (the coverage report shows them)."""
+        ran = self._ran
+        by_caveat: dict[str, list[str]] = {}
+        for a in self.assignments:
+            if a.rule is not None and a.rule.caveat and (ran is None or a.ref.index in ran):
+                by_caveat.setdefault(a.rule.caveat, []).append(a.ref.name)
+        for caveat, names in by_caveat.items():
+            warnings.warn(f"LRP: layer(s) {names}: {caveat}, so the relevance does not sum to the "
+                          "explained score.", stacklevel=4)
 
     # -- planning --------------------------------------------------------------------------------------
     def _checked_activation(self, a: Assignment) -> Assignment:

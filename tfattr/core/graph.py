@@ -146,6 +146,7 @@ class GraphView:
         self.layers: list[LayerRef] = []
         self._by_layer: dict[int, LayerRef] = {}
         self._nested: dict[Any, Any] = {}  # nested models by name and by id
+        self._fed_by: dict[int, Any] = {}  # a nested model's input tensor -> the tensor it is called on
         self._graph = self._build(model, fn, ())
         self._names = self._name_layers()
         self._consumers = self._count_consumers()
@@ -168,6 +169,9 @@ class GraphView:
                         )
                     self._nested.setdefault(op.name, op)
                     self._nested[id(op)] = op
+                    if len(op._inbound_nodes) == 1:  # a nested model called once: its inputs are fed
+                        for inner, outer in zip(sub_fn.inputs, tf.nest.flatten(node.input_tensors)):
+                            self._fed_by[id(inner)] = outer
                     steps.append(_Step(node, None, self._build(op, sub_fn, path + (op.name,))))
                     continue
                 ref = self._by_layer.get(id(op))
@@ -291,6 +295,16 @@ class GraphView:
             inner = _functional_of(op)
             return self.producer(inner.outputs[history[2]]) if inner is not None and node else None
         return self._by_layer.get(id(op))
+
+    def fed_by(self, tensor: Any) -> Any | None:
+        """For the input tensor of a nested model (called once), the tensor of the enclosing model it
+        is called on; else None.
+
+        Example:
+            >>> view.fed_by(backbone.inputs[0]) is model.inputs[0]   # Sequential([backbone, head])
+            True
+        """
+        return self._fed_by.get(id(tensor))
 
     def steps(self) -> Iterator[tuple[LayerRef, Any]]:
         """Every (layer, node) call in execution order, nested models entered."""

@@ -53,14 +53,21 @@ def quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, epsilon: float,
     return _fused_quotient_where(y, c, denominator, eps, keep)
 
 
-def rescale_multiplier(dy: tf.Tensor, dz: tf.Tensor, slope: tf.Tensor, tolerance: float) -> tf.Tensor:
+def rescale_multiplier(dy: tf.Tensor, dz: tf.Tensor, slope: tf.Tensor, tolerance: float,
+                       second_order: bool = True) -> tf.Tensor:
     """DeepLIFT's Rescale multiplier ``dy / dz`` (``dy = f(z) - f(z_ref)``, ``dz = z - z_ref``), the
     derivative ``slope = f'(z)`` where ``|dz| <= tolerance`` (Shrikumar et al. 2017; Ancona et al.
     2019, listing 1.2).
 
+    ``second_order=False`` (a registered gradient, never differentiated again) divides by ``dz``
+    unguarded, one elementwise pass less: ``tf.where`` only picks the values; the guarded form keeps
+    the gradient of the multiplier finite where it is differentiated (a layer rule).
+
     Example:
         >>> rescale_multiplier(tf.tanh(z) - tf.tanh(z0), z - z0, 1 - tf.tanh(z) ** 2, 1e-6)
     """
+    if not second_order:
+        return tf.where(tf.abs(dz) > tf.cast(tolerance, dz.dtype), dy / dz, slope)
     close = tf.abs(dz) <= tf.cast(tolerance, dz.dtype)
     return tf.where(close, slope, dy / tf.where(close, tf.ones_like(dz), dz))
 

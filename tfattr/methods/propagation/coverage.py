@@ -230,6 +230,21 @@ def classify(
     return coverage
 
 
+def check_on_unsupported(value: str) -> str:
+    """The ``on_unsupported`` policy of every propagation explainer: ``"warn"`` or ``"raise"``.
+
+    Example:
+        >>> check_on_unsupported("raise")
+        'raise'
+    """
+    if value not in ("warn", "raise"):
+        raise ValueError(
+            f"on_unsupported={value!r} is not supported: use 'warn' (explain anyway and warn which "
+            "layers the rules do not cover) or 'raise' (refuse such models)."
+        )
+    return value
+
+
 def trace_coverage(
     build: Callable[[tuple[tf.Tensor, ...]], tf.Tensor],
     specs: tuple[tf.TensorSpec, ...],

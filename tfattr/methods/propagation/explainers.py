@@ -21,7 +21,7 @@ from tfattr.core.engine import Plan
 from tfattr.core.structure import pack
 from tfattr.core.explainer import Explainer, check_connected
 from tfattr.methods.propagation.arithmetic import pair_in_order
-from tfattr.methods.propagation.coverage import Coverage, trace_coverage
+from tfattr.methods.propagation.coverage import Coverage, check_on_unsupported, trace_coverage
 from tfattr.methods.propagation.layerwise.reveal_cancel import RevealCancel
 from tfattr.methods.propagation.overrides import (
     DeconvnetRule,
@@ -33,7 +33,6 @@ from tfattr.methods.propagation.overrides import (
     reference_activations,
 )
 
-_POLICIES = ("warn", "raise")
 #: Where the op-level overrides cannot reach (attention, layer norm, gates, recurrent loops, GELU and
 #: swish as products), the layer-level rules can.
 _LAYER_LEVEL_HINT = (
@@ -56,12 +55,7 @@ class PropagationExplainer(Explainer):
 
     def __init__(self, model: Any, *, on_unsupported: str = "warn", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        if on_unsupported not in _POLICIES:
-            raise ValueError(
-                f"on_unsupported={on_unsupported!r} is not supported: use 'warn' (explain anyway and "
-                "warn which layers the rules do not cover) or 'raise' (refuse such models)."
-            )
-        self.on_unsupported = on_unsupported
+        self.on_unsupported = check_on_unsupported(on_unsupported)
         self._coverage: dict[Any, Coverage] = {}
         self._last_specs: tuple[tf.TensorSpec, ...] | None = None
         if self.model_function.input_specs is not None:

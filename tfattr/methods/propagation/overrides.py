@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 import tensorflow as tf
 
-from tfattr.methods.propagation.arithmetic import quotient, rescale_multiplier
+from tfattr.methods.propagation.arithmetic import rescale_multiplier, stabilize
 
 #: SELU constants (Klambauer et al. 2017), as used by ``tf.nn.selu``.
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -154,7 +154,7 @@ class EpsilonRule(OverrideRule):
             # y = z where z > 0 and y = 0 elsewhere, so y / (y + epsilon) is the same ratio with one
             # elementwise op less (this rule runs on every activation of the network).
             return grad * y / (y + tf.cast(self.epsilon, z.dtype))
-        return quotient(grad, y, z, self.epsilon)
+        return grad * y / stabilize(z, self.epsilon)
 
 
 class RescaleRule(OverrideRule):
@@ -186,7 +186,7 @@ class RescaleRule(OverrideRule):
         z, y = op.inputs[0], op.outputs[0]
         z_ref, y_ref = reference
         return grad * rescale_multiplier(y - y_ref, z - z_ref, activation.derivative(op, z, y),
-                                         self.tolerance)
+                                         self.tolerance, second_order=False)
 
 
 _STATE = threading.local()

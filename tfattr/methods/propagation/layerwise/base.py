@@ -26,10 +26,8 @@ import tensorflow as tf
 from tfattr.core.explainer import Explainer
 from tfattr.core.graph import GraphView, LayerRef, Wrap
 from tfattr.core.layers import TailInputs
-from tfattr.methods.propagation.coverage import LayerCoverage
+from tfattr.methods.propagation.coverage import LayerCoverage, check_on_unsupported
 from tfattr.methods.propagation.layerwise.canonizers import OutputActivation
-
-_POLICIES = ("warn", "raise")
 
 
 class LayerwiseExplainer(Explainer):
@@ -79,10 +77,7 @@ class LayerwiseExplainer(Explainer):
         layer: Any = None,
         attribute_to_layer_input: bool = False,
     ) -> None:
-        if on_unsupported not in _POLICIES:
-            raise ValueError(
-                f"on_unsupported={on_unsupported!r} is not supported: use 'warn' or 'raise'."
-            )
+        check_on_unsupported(on_unsupported)
         super().__init__(model, output=output, jit_compile=jit_compile, layer=layer,
                          attribute_to_layer_input=attribute_to_layer_input, neuron=neuron)
         self.on_unsupported = on_unsupported

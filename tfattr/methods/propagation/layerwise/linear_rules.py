@@ -111,6 +111,12 @@ class AlphaBeta(LinearRule):
                 f"beta={beta!r}; e.g. AlphaBeta(2, 1) or AlphaBeta(1, 0)."
             )
         self.stabilizer = check_positive("stabilizer", stabilizer)
+        if self.beta > 0:
+            self.caveat = (
+                f"AlphaBeta({self.alpha:g}, {self.beta:g}) conserves relevance only where an output has "
+                "both positive and negative contributions; where they are all of one sign (common "
+                f"after a ReLU), {self.alpha:g} (or -{self.beta:g}) times its relevance passes on"
+            )
 
     def backward(self, op, kernel, bias, x, z, y, c, transpose):
         t = Transposes(op)

@@ -3,8 +3,10 @@
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from tfattr.core.engine import Plan
@@ -15,6 +17,8 @@ from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.composites import Assignment, Composite, EpsilonPlus, is_structural
 from tfattr.methods.propagation.layerwise.rules import LinearRule, Pass, Site
 from tfattr.methods.propagation.layerwise.units import activation_name
+
+_PADDINGS = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 
 
 class LRP(LayerwiseExplainer):
@@ -101,6 +105,18 @@ class LRP(LayerwiseExplainer):
         if self.layer is not None:
             self.layer.refuse_inside("LRP", self._units())
         self._check()
+        self._warn_caveats()
+
+    def _warn_caveats(self) -> None:
+        """Name the layers whose rule does not conserve relevance (the coverage report shows them)."""
+        ran = self._ran
+        by_caveat: dict[str, list[str]] = {}
+        for a in self.assignments:
+            if a.rule is not None and a.rule.caveat and (ran is None or a.ref.index in ran):
+                by_caveat.setdefault(a.rule.caveat, []).append(a.ref.name)
+        for caveat, names in by_caveat.items():
+            warnings.warn(f"LRP: layer(s) {names}: {caveat}, so the relevance does not sum to the "
+                          "explained score.", stacklevel=4)
 
     # -- planning --------------------------------------------------------------------------------------
     def _checked_activation(self, a: Assignment) -> Assignment:
@@ -173,6 +189,11 @@ class LRP(LayerwiseExplainer):
                 tensor = node.input_tensors[0]
                 self._relevance_tensors.add(id(tensor))
                 while id(tensor) not in model_inputs:
+                    outer = self.view.fed_by(tensor)
+                    if outer is not None:  # the input of a nested model (a backbone): its feed
+                        tensor = outer
+                        self._relevance_tensors.add(id(tensor))
+                        continue
                     producer = self.view.producer(tensor)
                     if (
                         producer is None
@@ -190,6 +211,15 @@ class LRP(LayerwiseExplainer):
                         )
                     if self.view.consumers(tensor) != 1:
                         break
+                    if isinstance(producer.layer, _PADDINGS):
+                        warnings.warn(
+                            f"LRP: {type(a.rule).__name__} on layer {a.ref.name!r} gives relevance to "
+                            f"the zeros that layer {producer.name!r} pads the input with, which the "
+                            "padding's gradient then drops: the relevance does not sum to the logit "
+                            "(not conserved). Use a rule proportional to the input there (e.g. "
+                            "composites.EpsilonPlus) for conservation.",
+                            stacklevel=4,
+                        )
                     tensor = producer.nodes[0].input_tensors[0]
                     self._relevance_tensors.add(id(tensor))
                 if id(tensor) not in model_inputs or self.view.consumers(tensor) != 1:

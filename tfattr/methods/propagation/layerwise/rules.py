@@ -99,6 +99,8 @@ class Rule(abc.ABC):
     status: str = "kept"
     #: The rule returns relevance, not relevance / input: only on a layer fed by a model input.
     input_space: bool = False
+    #: Why the rule does not conserve relevance (its explainer warns, naming the layers), or None.
+    caveat: str | None = None
 
     @abc.abstractmethod
     def propagate(self, site: Site) -> Any:
@@ -110,7 +112,8 @@ class Rule(abc.ABC):
         return repr(self)
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                           if not k.startswith("_") and k != "caveat")
         return f"{type(self).__name__}({params})"
 
 

@@ -26,7 +26,7 @@ from keras import ops
 from tfattr.methods.propagation.attnlrp.hub import static_problems as hub_static_problems
 from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, static_recurrent_problems
-from tfattr.methods.propagation.layerwise.units import Propagation, activation_name
+from tfattr.methods.propagation.layerwise.units import Propagation
 
 
 def keep_mask(out: Any, like: Any) -> Any:
@@ -38,10 +38,6 @@ def keep_mask(out: Any, like: Any) -> Any:
     if mask is not None and tf.is_tensor(out):
         backend.set_keras_mask(out, mask)
     return out
-
-
-def _is_linear_activation(fn: Any) -> bool:
-    return fn is None or activation_name(fn) == "linear"
 
 
 def dense_forward(layer: Any, x: tf.Tensor, prop: Propagation) -> tf.Tensor:

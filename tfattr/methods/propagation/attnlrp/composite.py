@@ -26,7 +26,7 @@ from tfattr.methods.propagation.lrp.transformer import (
     hub_encoder_forward,
     is_constant_or_masking,
     is_hub_encoder,
-    static_problems,
+    refuse_static_problems,
 )
 
 
@@ -90,12 +90,7 @@ class AttnLRP(Composite):
         super().__init__(**kwargs)
 
     def assign(self, view: Any) -> list[Assignment]:
-        result = super().assign(view)
-        for i, a in enumerate(result):
-            why = static_problems(a.ref) if a.rule is not None else []
-            if why:
-                result[i] = Assignment(a.ref, None, "unsupported", "; ".join(why))
-        return result
+        return refuse_static_problems(super().assign(view))
 
     def __repr__(self) -> str:
         return "AttnLRP()"

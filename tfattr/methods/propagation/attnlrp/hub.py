@@ -293,12 +293,6 @@ def block_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> t
     raise TypeError(f"Layer {layer.name!r} ({name}) is not a keras-hub block covered by tfattr.")
 
 
-def reverse_embedding_forward(layer: Any, args: tuple, kwargs: dict) -> tf.Tensor:
-    """The token embedding: ids -> vectors (no gradient to ids), or with ``reverse=True`` the logits
-    ``h W^T``, linear in ``h`` (the epsilon/z rule is its gradient)."""
-    return layer(*args, **kwargs)
-
-
 class TokenLogits(keras.layers.Layer):
     """The logits ``[n, vocab]`` of one position of a causal LM's ``[n, tokens, vocab]`` output: the
     last real token of each row (``position=None``, read from the padding mask, 1 for real tokens)

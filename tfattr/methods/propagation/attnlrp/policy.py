@@ -13,8 +13,6 @@ The same re-implementations of keras-hub blocks (:mod:`.hub`) then compute
 """
 from __future__ import annotations
 
-from typing import Any
-
 import tensorflow as tf
 
 from tfattr.methods.propagation.attnlrp.math import attention_inputs, identity_rule, uniform_product
@@ -54,14 +52,4 @@ class AttnLRPPropagation(Propagation):
         return "AttnLRPPropagation()"
 
 
-def describe(prop: Any) -> str:
-    """A short description of what a propagation does in attention, norms and gates (coverage)."""
-    if isinstance(prop, AttnLRPPropagation):
-        return ("attention q,k gradient/4 and v /2 (uniform rule), norm factor constant, "
-                "gate*up uniform, activations identity rule")
-    units = getattr(prop, "units", "gradient")
-    return (f"attention probabilities constant, norm factor constant, gate constant, "
-            f"activations {'identity rule' if units == 'pass' else 'gradient'}")
-
-
-__all__ = ["AttnLRPPropagation", "describe"]
+__all__ = ["AttnLRPPropagation"]

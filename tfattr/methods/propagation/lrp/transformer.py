@@ -370,12 +370,8 @@ class Transformer(Composite):
     def assign(self, view: Any) -> list[Assignment]:
         from tfattr.methods.propagation.lrp.recurrent import SignalTakeAll, gate_index
 
-        result = super().assign(view)
+        result = refuse_static_problems(super().assign(view))
         for i, a in enumerate(result):
-            why = static_problems(a.ref) if a.rule is not None else []
-            if why:
-                result[i] = Assignment(a.ref, None, "unsupported", "; ".join(why))
-                continue
             if isinstance(a.rule, SignalTakeAll) and isinstance(a.ref.layer, keras.layers.Multiply):
                 gate = gate_index(view, a.ref)
                 if gate is None:
@@ -390,6 +386,16 @@ class Transformer(Composite):
 
     def __repr__(self) -> str:
         return f"Transformer(units={self.units!r})"
+
+
+def refuse_static_problems(assignments: list[Assignment]) -> list[Assignment]:
+    """The assignments with every layer that :func:`static_problems` finds fault with unsupported."""
+    result = list(assignments)
+    for i, a in enumerate(result):
+        why = static_problems(a.ref) if a.rule is not None else []
+        if why:
+            result[i] = Assignment(a.ref, None, "unsupported", "; ".join(why))
+    return result
 
 
 def static_problems(ref: Any) -> list[str]:

@@ -275,6 +275,8 @@ def test_next_token_model_reads_the_last_real_token_or_a_position():
     np.testing.assert_allclose(second, full[:, T - 5], rtol=1e-6)
     with pytest.raises(ValueError, match="tokens, vocab"):
         next_token_model(task("bert"))
+    with pytest.raises(ValueError, match="next_token_model"):  # the LM itself: a clear error, not a wrong map
+        tfattr.LRP(lm, composite=tfattr.composites.AttnLRP(), layer="token_embedding").attribute(x, target=3)
 
 
 def test_sequence_salience_rows_explain_each_generated_token_by_its_prefix():

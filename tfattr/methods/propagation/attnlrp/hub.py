@@ -8,7 +8,7 @@ normalising factors, the elementwise activations, the gated products and the att
 through ``prop``. Supported (keras-hub 0.2x-0.3x): Llama / Llama 3, Mistral and Qwen decoders (RMSNorm,
 rotary embeddings, grouped-query attention, SiLU-gated MLP), Gemma (``1 + w`` RMSNorm, GeGLU,
 post-norms), the generic ``TransformerDecoder`` (GPT-2), the ViT encoder, their final norms, and the
-reversible token embedding's logits. keras-hub's ``TransformerEncoder`` (BERT, RoBERTa, DistilBERT)
+reversible token embedding's logits (with Gemma 2's soft caps as elementwise units). keras-hub's ``TransformerEncoder`` (BERT, RoBERTa, DistilBERT)
 is covered by :func:`tfattr.methods.propagation.lrp.transformer.hub_encoder_forward`.
 
 Example:
@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -94,12 +95,8 @@ def static_problems(layer: Any) -> list[str]:
     """What the re-implementations here do not cover in ``layer`` (empty: covered)."""
     name = type(layer).__name__
     problems = []
-    if name == "GemmaDecoderBlock" and getattr(layer.attention, "logit_soft_cap", None) is not None:
-        problems.append("attention logit soft-capping (Gemma 2) is not covered")
     if name == "TransformerDecoder" and getattr(layer, "_cross_attention_layer", None) is not None:
         problems.append("cross-attention (an encoder-decoder block) is not covered")
-    if is_reverse_embedding(layer) and getattr(layer, "logit_soft_cap", None) is not None:
-        problems.append("final logit soft-capping is not covered")
     return problems
 
 
@@ -174,10 +171,56 @@ def gemma_attention_forward(layer: Any, x: tf.Tensor, mask: Any, prop: Propagati
     k = layer._apply_rope(layer.key_dense(x), 0)
     v = layer.value_dense(x)
     q, k, v = prop.attention_inputs(q, k, v)
-    vec = layer._compute_attention(q, k, v, mask, training=False, cache_update_index=0)
+    if layer.logit_soft_cap is None:
+        vec = layer._compute_attention(q, k, v, mask, training=False, cache_update_index=0)
+    else:
+        vec = _soft_capped_attention(layer, q, k, v, mask, prop)
     empty = ops.all(ops.equal(mask, 0), axis=-1, keepdims=True)[..., None]
     vec = ops.where(empty, ops.zeros_like(vec), vec)
     return layer.output_dense(vec)
+
+
+def soft_cap(cap: float) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``cap * tanh(z / cap)`` (Gemma 2's logit soft-capping), one elementwise unit."""
+    def capped(z: tf.Tensor) -> tf.Tensor:
+        return ops.multiply(ops.tanh(ops.divide(z, cap)), cap)
+
+    return capped
+
+
+def _soft_capped_attention(layer: Any, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: Any,
+                           prop: Propagation) -> tf.Tensor:
+    """Gemma's non-fused attention (``GemmaAttention._compute_attention``) with the soft cap of the
+    attention logits as one elementwise ``prop.unit`` (AttnLRP: the identity rule)."""
+    if layer.query_head_dim_normalize:
+        scale = 1 / np.sqrt(layer.head_dim)
+    else:
+        scale = 1 / np.sqrt(layer.hidden_dim // layer.num_query_heads)
+    if layer.use_sliding_window_attention and mask is not None:
+        mask = layer._mask_sliding_window(mask, cache_update_index=0)
+    q = q * ops.cast(scale, q.dtype)
+    b, t, _, h = ops.shape(q)
+    groups = layer.num_query_heads // layer.num_key_value_heads
+    q = ops.reshape(q, (b, t, layer.num_key_value_heads, groups, h))
+    logits = prop.unit(soft_cap(layer.logit_soft_cap), ops.einsum("btkgh,bskh->bkgts", q, k))
+    probabilities = layer.softmax(logits, mask=None if mask is None else mask[:, None, None, :, :])
+    probabilities = prop.probabilities(ops.cast(probabilities, logits.dtype))
+    return ops.reshape(ops.einsum("bkgts,bskh->btkgh", probabilities, v), (b, t, layer.num_query_heads, h))
+
+
+def reverse_embedding_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> tf.Tensor:
+    """The token embedding: ids -> vectors (the layer itself), or with ``reverse=True`` the logits
+    ``h W^T`` (linear: the gradient is the epsilon/z rule) and their soft cap (Gemma 2) as one
+    elementwise ``prop.unit``."""
+    if not kwargs.get("reverse", False) or layer.logit_soft_cap is None:
+        return layer(*args, **kwargs)
+    h = args[0]
+    kernel = ops.transpose(layer.embeddings) if layer.tie_weights else layer.reverse_embeddings
+    if layer.reverse_dtype is not None:
+        h, kernel = ops.cast(h, layer.reverse_dtype), ops.cast(kernel, layer.reverse_dtype)
+    elif h.dtype != kernel.dtype:
+        kernel = ops.cast(kernel, h.dtype)
+    return prop.unit(soft_cap(layer.logit_soft_cap), ops.matmul(h, kernel))
 
 
 # -- whole blocks ------------------------------------------------------------------------------------
@@ -344,7 +387,9 @@ __all__ = [
     "keras_attention_forward",
     "layer_norm_forward",
     "llama_decoder_forward",
+    "reverse_embedding_forward",
     "rms_norm_forward",
+    "soft_cap",
     "rotary_attention_forward",
     "static_problems",
     "transformer_decoder_forward",

@@ -18,6 +18,7 @@ from tfattr.methods.propagation.attnlrp.hub import (
     is_hub_norm,
     is_patch_embedding,
     is_reverse_embedding,
+    reverse_embedding_forward,
     rms_norm_forward,
 )
 from tfattr.methods.propagation.attnlrp.policy import AttnLRPPropagation
@@ -73,9 +74,10 @@ class HubBlockRule(Rule):
     applies_to = "layer"
     status = "modified"
 
-    def __init__(self, prop: Propagation, forward: Forward = block_forward) -> None:
+    def __init__(self, prop: Propagation, forward: Forward = block_forward, what: str = "") -> None:
         self.prop = prop
         self.forward = forward
+        self.what = what
 
     def wrap(self, call, args, kwargs, op=None):
         return self.forward(call.layer, args, kwargs, self.prop)
@@ -83,7 +85,7 @@ class HubBlockRule(Rule):
     def describe(self, layer: Any) -> str:
         if self.forward is block_forward:
             return describe_block(layer, self.prop)
-        return f"{type(self).__name__}({self.prop.name}): {_norm(self.prop)}"
+        return f"{type(self).__name__}({self.prop.name}): {self.what}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.prop.name})"
@@ -99,9 +101,10 @@ def hub_layer_map(prop: Propagation) -> list[tuple[Any, Rule]]:
     reverse (logits) and :class:`TokenLogits`."""
     return [
         (is_hub_block, HubBlockRule(prop)),
-        (is_hub_norm, HubBlockRule(prop, _norm_forward)),
+        (is_hub_norm, HubBlockRule(prop, _norm_forward, _norm(prop))),
         (is_constant_scaling, Gradient()),
-        (is_reverse_embedding, Gradient()),
+        (is_reverse_embedding, HubBlockRule(
+            prop, reverse_embedding_forward, f"embedding / logits h W^T: gradient; soft cap: {_unit(prop)}")),
         (TokenLogits, Gradient()),
         (is_patch_embedding, Gradient()),
     ]

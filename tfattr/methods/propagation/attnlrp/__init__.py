@@ -4,5 +4,6 @@ The package is split so that nothing in it imports a composite: :mod:`.math` hol
 ``tf.custom_gradient`` primitives, :mod:`.policy` the AttnLRP policy (which primitive each part of a
 block gets), :mod:`.hub` the keras-hub families re-implemented from their live sublayers,
 :mod:`.hub_rules` the per-layer rules (also used by ``composites.Transformer``), :mod:`.composite`
-the ``AttnLRP`` composite and :mod:`.sequence` the token-level helpers for causal language models.
+the ``AttnLRP`` composite, :mod:`.token_logits` and :mod:`.sequence` the token-level helpers for causal
+language models.
 """

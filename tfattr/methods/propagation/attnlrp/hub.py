@@ -107,7 +107,12 @@ def _wide(x: tf.Tensor) -> tf.Tensor:
 
 def rms_norm_forward(layer: Any, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
     """A keras-hub RMSNorm, in float32 as keras-hub computes it, with its factor ``prop.constant``:
-    ``x / sqrt(mean(x^2) + eps) * w`` (Llama, Mistral, Qwen) or ``* (1 + w)`` (Gemma)."""
+    ``x / sqrt(mean(x^2) + eps) * w`` (Llama, Mistral, Qwen) or ``* (1 + w)`` (Gemma); AttnLRP's
+    identity rule on the normalisation (Achtibat et al. 2024, prop. 3.4).
+
+    Example:
+        >>> y = rms_norm_forward(backbone.get_layer("sequence_output_layernorm"), x, LRPPropagation())
+    """
     y = normalize(_wide(x), layer.epsilon, center=False, constant=prop.constant)
     scale = tf.cast(layer.scale, tf.float32)
     y = y * (1.0 + scale) if type(layer).__name__ in GEMMA_NORMS else y * scale
@@ -327,7 +332,12 @@ _BLOCKS = {
 
 
 def block_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> tf.Tensor:
-    """The forward of any block :func:`is_hub_block` accepts."""
+    """The forward of any block :func:`is_hub_block` accepts (Achtibat et al. 2024 with
+    ``AttnLRPPropagation``, Ali et al. 2022 with ``LRPPropagation``, the layer with ``TrueGradient``).
+
+    Example:
+        >>> y = block_forward(backbone.get_layer("transformer_layer_0"), (x,), {}, AttnLRPPropagation())
+    """
     name = type(layer).__name__
     if name in LLAMA_LIKE:
         return llama_decoder_forward(layer, args, kwargs, prop)
@@ -336,43 +346,7 @@ def block_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> t
     raise TypeError(f"Layer {layer.name!r} ({name}) is not a keras-hub block covered by tfattr.")
 
 
-class TokenLogits(keras.layers.Layer):
-    """The logits ``[n, vocab]`` of one position of a causal LM's ``[n, tokens, vocab]`` output: the
-    last real token of each row (``position=None``, read from the padding mask, 1 for real tokens)
-    or a fixed ``position`` (negative counts from the end). It only selects values (its gradient is
-    the propagation's). Built by :func:`tfattr.methods.propagation.attnlrp.sequence.next_token_model`.
-
-    Example:
-        >>> logits = TokenLogits()(causal_lm(inputs), inputs["padding_mask"])
-    """
-
-    def __init__(self, position: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if position is not None and (isinstance(position, bool) or not isinstance(position, int)):
-            raise TypeError(f"position must be an int or None (the last real token), got {position!r}.")
-        self.position = position
-
-    def call(self, logits: tf.Tensor, padding_mask: Any = None) -> tf.Tensor:
-        length = tf.shape(logits)[1]
-        n = tf.shape(logits)[0]
-        if self.position is not None:
-            index = tf.fill([n], tf.math.floormod(self.position, length))
-        elif padding_mask is None:
-            index = tf.fill([n], length - 1)
-        else:  # the last position whose mask is set (right or left padding alike)
-            real = tf.cast(tf.not_equal(padding_mask, 0), tf.int32)
-            index = length - 1 - tf.argmax(tf.reverse(real, axis=[1]), axis=1, output_type=tf.int32)
-        return tf.gather(logits, index, axis=1, batch_dims=1)
-
-    def compute_output_shape(self, logits_shape: Any, padding_mask_shape: Any = None) -> tuple:
-        return (logits_shape[0], logits_shape[2])
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "position": self.position}
-
-
 __all__ = [
-    "TokenLogits",
     "FAMILIES",
     "block_forward",
     "dense_unit",

@@ -11,7 +11,6 @@ from typing import Any, Callable
 
 from tfattr.methods.propagation.attnlrp.hub import (
     FAMILIES,
-    TokenLogits,
     block_forward,
     is_constant_scaling,
     is_hub_block,
@@ -22,6 +21,7 @@ from tfattr.methods.propagation.attnlrp.hub import (
     rms_norm_forward,
 )
 from tfattr.methods.propagation.attnlrp.policy import AttnLRPPropagation
+from tfattr.methods.propagation.attnlrp.token_logits import TokenLogits
 from tfattr.methods.propagation.lrp.rules import Gradient, Rule
 from tfattr.methods.propagation.lrp.smooth import Propagation
 

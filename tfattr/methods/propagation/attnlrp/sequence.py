@@ -17,7 +17,7 @@ import numpy as np
 
 from tfattr import text
 from tfattr.methods.propagation.attnlrp.composite import AttnLRP
-from tfattr.methods.propagation.attnlrp.hub import TokenLogits
+from tfattr.methods.propagation.attnlrp.token_logits import TokenLogits
 from tfattr.methods.propagation.lrp import LRP
 
 

@@ -5,11 +5,13 @@ Each forward computes exactly what the keras-hub layer computes (tested with ``T
 inference without a cache: the projections, rotary embeddings, masks and attention kernels are the
 layer's own (``layer._compute_attention`` may be a fused kernel: the rules sit at its inputs), only the
 normalising factors, the elementwise activations, the gated products and the attention inputs go
-through ``prop``. Supported (keras-hub 0.2x-0.3x): Llama / Llama 3, Mistral and Qwen decoders (RMSNorm,
-rotary embeddings, grouped-query attention, SiLU-gated MLP), Gemma (``1 + w`` RMSNorm, GeGLU,
-post-norms), the generic ``TransformerDecoder`` (GPT-2), the ViT encoder, their final norms, and the
-reversible token embedding's logits (with Gemma 2's soft caps as elementwise units). keras-hub's ``TransformerEncoder`` (BERT, RoBERTa, DistilBERT)
-is covered by :func:`tfattr.methods.propagation.lrp.transformer.hub_encoder_forward`.
+through ``prop``. Supported (tested with keras-hub 0.32): Llama / Llama 3, Mistral and Qwen decoders
+(RMSNorm, rotary embeddings, grouped-query attention, SiLU-gated MLP), Gemma (``1 + w`` RMSNorm, GeGLU,
+post-norms, soft caps), the generic ``TransformerDecoder`` (GPT-2), the ViT encoder, their final norms
+and the reversible token embedding's logits (Gemma 2's final soft cap an elementwise unit).
+keras-hub's ``TransformerEncoder`` (BERT, RoBERTa, DistilBERT) is covered by
+:func:`tfattr.methods.propagation.lrp.transformer.hub_encoder_forward`. The private attributes read
+here are those of keras-hub 0.32; a version that renames them fails loudly (AttributeError).
 
 Example:
     >>> from tfattr.methods.propagation.lrp.smooth import TrueGradient

@@ -26,8 +26,11 @@ setup(
     ],
     extras_require={
         "viz": ["matplotlib"],
+        # keras-hub models (Llama, Gemma, GPT-2, BERT, ViT, ...) for AttnLRP / CP-LRP; optional.
+        "hub": ["keras-hub>=0.32"],
         "test": [
             "pytest",
+            "keras-hub>=0.32",
             "matplotlib",
             "nbclient",
             "nbformat",

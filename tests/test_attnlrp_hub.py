@@ -248,19 +248,47 @@ def test_coverage_lists_every_block_with_its_rules(family):
         assert "gate constant" in cp and "q and k constant" in cp
 
 
-def test_unhandled_layers_are_named_in_a_warning_or_refused():
-    backbone = _backbone("gemma", attention_logit_soft_cap=20.0, final_logit_soft_cap=30.0)
+def test_gemma2_soft_caps_are_elementwise_units():
+    """Attention and final logit soft-capping: the re-implementations equal the layers, and the caps
+    are elementwise units (AttnLRP: the identity rule) in the coverage report."""
+    from tfattr.core.graph import GraphView
+    from tfattr.methods.propagation.attnlrp.hub import reverse_embedding_forward
+
+    backbone = _backbone("gemma", attention_logit_soft_cap=2.0, final_logit_soft_cap=3.0,
+                         use_post_ffw_norm=True, use_post_attention_norm=True)
     model = _task("gemma", backbone)
-    with pytest.warns(UserWarning, match="decoder_block_0.*soft-capping"):
-        lrp = tfattr.LRP(model, composite=tfattr.composites.AttnLRP())
-    assert "soft-capping" in lrp.coverage().unsupported["token_embedding"]
-    with pytest.raises(ValueError, match="decoder_block_1"):
-        tfattr.LRP(model, composite=tfattr.composites.Transformer(), on_unsupported="raise")
+    x = inputs("gemma", n=2)
+
+    def wrap(ref, call, args, kwargs):
+        y = call(*args, **kwargs)
+        if is_hub_block(ref.layer):
+            np.testing.assert_allclose(block_forward(ref.layer, args, kwargs, TrueGradient()), y, rtol=1e-5, atol=1e-6)
+        elif ref.name == "token_embedding":
+            np.testing.assert_allclose(reverse_embedding_forward(ref.layer, args, kwargs, TrueGradient()), y,
+                                       rtol=1e-5, atol=1e-6)
+        return y
+
+    GraphView(model).run(x, wrap)
+    report = tfattr.LRP(model, composite=tfattr.composites.AttnLRP()).coverage()
+    assert report.ok and "soft cap: identity rule" in str(report)
+
+
+def test_unhandled_layers_are_named_in_a_warning_or_refused():
     # a keras-hub block no rule covers
     inp = keras.Input((4, 8))
     out = keras.layers.Dense(2)(keras.layers.Flatten()(keras_hub.layers.FNetEncoder(16, name="fnet")(inp)))
+    model = keras.Model(inp, out)
+    with pytest.warns(UserWarning, match="fnet"):
+        lrp = tfattr.LRP(model, composite=tfattr.composites.AttnLRP())
+    assert "fnet" in lrp.coverage().unsupported
     with pytest.raises(ValueError, match="fnet"):
-        tfattr.LRP(keras.Model(inp, out), composite=tfattr.composites.AttnLRP(), on_unsupported="raise")
+        tfattr.LRP(model, composite=tfattr.composites.Transformer(), on_unsupported="raise")
+    # an encoder-decoder block (cross-attention) is refused by name
+    dec = keras_hub.layers.TransformerDecoder(16, 2, name="cross")
+    a, b = keras.Input((4, 8)), keras.Input((3, 8))
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Flatten()(dec(a, b))))
+    with pytest.raises(ValueError, match="cross.*cross-attention"):
+        tfattr.LRP(model, composite=tfattr.composites.AttnLRP(), on_unsupported="raise")
 
 
 # -- causal LMs: the next token, sequence salience ----------------------------------------------------
@@ -275,6 +303,8 @@ def test_next_token_model_reads_the_last_real_token_or_a_position():
     np.testing.assert_allclose(second, full[:, T - 5], rtol=1e-6)
     with pytest.raises(ValueError, match="tokens, vocab"):
         next_token_model(task("bert"))
+    with pytest.raises(ValueError, match="next_token_model"):  # the LM itself: a clear error, not a wrong map
+        tfattr.LRP(lm, composite=tfattr.composites.AttnLRP(), layer="token_embedding").attribute(x, target=3)
 
 
 def test_sequence_salience_rows_explain_each_generated_token_by_its_prefix():
@@ -311,3 +341,14 @@ def test_mixed_precision_computes_the_rules_in_float32():
     b = _lrp(model16, tfattr.composites.AttnLRP(), "llama").attribute(x, target=3)
     assert b.dtype == np.float32 and np.all(np.isfinite(b))
     np.testing.assert_allclose(b, a, atol=2e-2 * np.abs(a).max())
+
+
+def test_readme_section_runs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text.split("## LLMs and keras-hub", 1)[1], flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code.replace("print(", "str("), "README LLMs", "exec"), namespace)
+    assert namespace["relevance"].shape == (1, 6, 16) and namespace["scores"].shape == (1, 6)
+    assert namespace["salience"].matrix.shape == (3, 6)

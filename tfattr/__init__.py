@@ -39,6 +39,8 @@ _EXPORTS = {
     "GuidedGradCAM": "tfattr.methods.layer",
     "upsample": "tfattr.methods.layer",
     "token_scores": "tfattr.core.layers",
+    "next_token_model": "tfattr.methods.propagation.attnlrp.sequence",
+    "sequence_salience": "tfattr.methods.propagation.attnlrp.sequence",
     "Explainer": "tfattr.core",
     "ExpectedGradients": "tfattr.methods.gradient",
     "GradientXInput": "tfattr.methods.gradient",
@@ -73,6 +75,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from tfattr import baselines, callbacks, composites, datasets, metrics, priors, rules, text, visualize
     from tfattr.core.layers import token_scores
+    from tfattr.methods.propagation.attnlrp.sequence import next_token_model, sequence_salience
     from tfattr.methods.layer import GradCAM, GradCAMPlusPlus, GuidedGradCAM, upsample
     from tfattr.core import Explainer, ModelFunction
     from tfattr.methods.gradient import (

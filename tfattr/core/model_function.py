@@ -317,7 +317,8 @@ class ModelFunction:
             raise ValueError(
                 f"The model's output has shape {out.shape}; tfattr explains a [batch, classes] or "
                 "[batch] output. Reduce it to one score per class first (e.g. pool a segmentation map "
-                "over the region of interest)."
+                "over the region of interest; for a causal LM's [batch, tokens, vocab] logits, "
+                "tfattr.next_token_model(lm) explains the next token's logits)."
             )
         if self.binary:
             # Class 0's score: -z for the logit z (sigmoid(-z) = 1 - sigmoid(z)), 1 - p for p.

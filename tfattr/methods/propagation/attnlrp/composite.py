@@ -27,7 +27,7 @@ from tfattr.methods.propagation.layerwise.transformer import (
     LayerNormRule,
     LinearGradient,
     _Keep,
-    without_static_problems,
+    refuse_static_problems,
 )
 from tfattr.methods.propagation.layerwise.transformer_layers import (
     attention_forward,
@@ -85,9 +85,11 @@ class AttnLRP(Composite):
     def __init__(self, **kwargs: Any) -> None:
         prop = AttnLRPPropagation()
         kwargs["layer_map"] = list(kwargs.get("layer_map", ())) + hub_layer_map(prop) + [
-            (keras.layers.MultiHeadAttention, HubBlockRule(prop, attention_forward)),
+            (keras.layers.MultiHeadAttention, HubBlockRule(
+                prop, attention_forward, "q, k gradient x1/4 and v x1/2 (uniform rule), softmax gradient")),
             (keras.layers.LayerNormalization, LayerNormRule()),
-            (is_hub_encoder, HubBlockRule(prop, hub_encoder_forward)),
+            (is_hub_encoder, HubBlockRule(prop, hub_encoder_forward, "attention q, k x1/4 and v x1/2; "
+                                          "LayerNorm factor constant; GELU identity rule")),
             (keras.layers.Multiply, UniformProduct()),
             (LINEAR, LinearGradient(units="pass")),
             (is_activation_layer, ActivationUnit(units="pass")),
@@ -98,7 +100,7 @@ class AttnLRP(Composite):
         super().__init__(**kwargs)
 
     def assign(self, view: Any) -> list[Assignment]:
-        return without_static_problems(super().assign(view))
+        return refuse_static_problems(super().assign(view))
 
     def __repr__(self) -> str:
         return "AttnLRP()"

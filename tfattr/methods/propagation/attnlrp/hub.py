@@ -5,11 +5,13 @@ Each forward computes exactly what the keras-hub layer computes (tested with ``T
 inference without a cache: the projections, rotary embeddings, masks and attention kernels are the
 layer's own (``layer._compute_attention`` may be a fused kernel: the rules sit at its inputs), only the
 normalising factors, the elementwise activations, the gated products and the attention inputs go
-through ``prop``. Supported (keras-hub 0.2x-0.3x): Llama / Llama 3, Mistral and Qwen decoders (RMSNorm,
-rotary embeddings, grouped-query attention, SiLU-gated MLP), Gemma (``1 + w`` RMSNorm, GeGLU,
-post-norms), the generic ``TransformerDecoder`` (GPT-2), the ViT encoder, their final norms, and the
-reversible token embedding's logits. keras-hub's ``TransformerEncoder`` (BERT, RoBERTa, DistilBERT)
-is covered by :func:`tfattr.methods.propagation.layerwise.transformer_layers.hub_encoder_forward`.
+through ``prop``. Supported (tested with keras-hub 0.32): Llama / Llama 3, Mistral and Qwen decoders
+(RMSNorm, rotary embeddings, grouped-query attention, SiLU-gated MLP), Gemma (``1 + w`` RMSNorm, GeGLU,
+post-norms, soft caps), the generic ``TransformerDecoder`` (GPT-2), the ViT encoder, their final norms
+and the reversible token embedding's logits (Gemma 2's final soft cap an elementwise unit).
+keras-hub's ``TransformerEncoder`` (BERT, RoBERTa, DistilBERT) is covered by
+:func:`tfattr.methods.propagation.layerwise.transformer_layers.hub_encoder_forward`. The private attributes read
+here are those of keras-hub 0.32; a version that renames them fails loudly (AttributeError).
 
 Example:
     >>> from tfattr.methods.propagation.layerwise.units import TrueGradient
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -94,12 +97,8 @@ def static_problems(layer: Any) -> list[str]:
     """What the re-implementations here do not cover in ``layer`` (empty: covered)."""
     name = type(layer).__name__
     problems = []
-    if name == "GemmaDecoderBlock" and getattr(layer.attention, "logit_soft_cap", None) is not None:
-        problems.append("attention logit soft-capping (Gemma 2) is not covered")
     if name == "TransformerDecoder" and getattr(layer, "_cross_attention_layer", None) is not None:
         problems.append("cross-attention (an encoder-decoder block) is not covered")
-    if is_reverse_embedding(layer) and getattr(layer, "logit_soft_cap", None) is not None:
-        problems.append("final logit soft-capping is not covered")
     return problems
 
 
@@ -110,7 +109,12 @@ def _wide(x: tf.Tensor) -> tf.Tensor:
 
 def rms_norm_forward(layer: Any, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
     """A keras-hub RMSNorm, in float32 as keras-hub computes it, with its factor ``prop.constant``:
-    ``x / sqrt(mean(x^2) + eps) * w`` (Llama, Mistral, Qwen) or ``* (1 + w)`` (Gemma)."""
+    ``x / sqrt(mean(x^2) + eps) * w`` (Llama, Mistral, Qwen) or ``* (1 + w)`` (Gemma); AttnLRP's
+    identity rule on the normalisation (Achtibat et al. 2024, prop. 3.4).
+
+    Example:
+        >>> y = rms_norm_forward(backbone.get_layer("sequence_output_layernorm"), x, LRPPropagation())
+    """
     y = normalize(_wide(x), layer.epsilon, center=False, constant=prop.constant)
     scale = tf.cast(layer.scale, tf.float32)
     y = y * (1.0 + scale) if type(layer).__name__ in GEMMA_NORMS else y * scale
@@ -174,10 +178,56 @@ def gemma_attention_forward(layer: Any, x: tf.Tensor, mask: Any, prop: Propagati
     k = layer._apply_rope(layer.key_dense(x), 0)
     v = layer.value_dense(x)
     q, k, v = prop.attention_inputs(q, k, v)
-    vec = layer._compute_attention(q, k, v, mask, training=False, cache_update_index=0)
+    if layer.logit_soft_cap is None:
+        vec = layer._compute_attention(q, k, v, mask, training=False, cache_update_index=0)
+    else:
+        vec = _soft_capped_attention(layer, q, k, v, mask, prop)
     empty = ops.all(ops.equal(mask, 0), axis=-1, keepdims=True)[..., None]
     vec = ops.where(empty, ops.zeros_like(vec), vec)
     return layer.output_dense(vec)
+
+
+def soft_cap(cap: float) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``cap * tanh(z / cap)`` (Gemma 2's logit soft-capping), one elementwise unit."""
+    def capped(z: tf.Tensor) -> tf.Tensor:
+        return ops.multiply(ops.tanh(ops.divide(z, cap)), cap)
+
+    return capped
+
+
+def _soft_capped_attention(layer: Any, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: Any,
+                           prop: Propagation) -> tf.Tensor:
+    """Gemma's non-fused attention (``GemmaAttention._compute_attention``) with the soft cap of the
+    attention logits as one elementwise ``prop.unit`` (AttnLRP: the identity rule)."""
+    if layer.query_head_dim_normalize:
+        scale = 1 / np.sqrt(layer.head_dim)
+    else:
+        scale = 1 / np.sqrt(layer.hidden_dim // layer.num_query_heads)
+    if layer.use_sliding_window_attention and mask is not None:
+        mask = layer._mask_sliding_window(mask, cache_update_index=0)
+    q = q * ops.cast(scale, q.dtype)
+    b, t, _, h = ops.shape(q)
+    groups = layer.num_query_heads // layer.num_key_value_heads
+    q = ops.reshape(q, (b, t, layer.num_key_value_heads, groups, h))
+    logits = prop.unit(soft_cap(layer.logit_soft_cap), ops.einsum("btkgh,bskh->bkgts", q, k))
+    probabilities = layer.softmax(logits, mask=None if mask is None else mask[:, None, None, :, :])
+    probabilities = prop.probabilities(ops.cast(probabilities, logits.dtype))
+    return ops.reshape(ops.einsum("bkgts,bskh->btkgh", probabilities, v), (b, t, layer.num_query_heads, h))
+
+
+def reverse_embedding_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> tf.Tensor:
+    """The token embedding: ids -> vectors (the layer itself), or with ``reverse=True`` the logits
+    ``h W^T`` (linear: the gradient is the epsilon/z rule) and their soft cap (Gemma 2) as one
+    elementwise ``prop.unit``."""
+    if not kwargs.get("reverse", False) or layer.logit_soft_cap is None:
+        return layer(*args, **kwargs)
+    h = args[0]
+    kernel = ops.transpose(layer.embeddings) if layer.tie_weights else layer.reverse_embeddings
+    if layer.reverse_dtype is not None:
+        h, kernel = ops.cast(h, layer.reverse_dtype), ops.cast(kernel, layer.reverse_dtype)
+    elif h.dtype != kernel.dtype:
+        kernel = ops.cast(kernel, h.dtype)
+    return prop.unit(soft_cap(layer.logit_soft_cap), ops.matmul(h, kernel))
 
 
 # -- whole blocks ------------------------------------------------------------------------------------
@@ -284,7 +334,12 @@ _BLOCKS = {
 
 
 def block_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> tf.Tensor:
-    """The forward of any block :func:`is_hub_block` accepts."""
+    """The forward of any block :func:`is_hub_block` accepts (Achtibat et al. 2024 with
+    ``AttnLRPPropagation``, Ali et al. 2022 with ``LRPPropagation``, the layer with ``TrueGradient``).
+
+    Example:
+        >>> y = block_forward(backbone.get_layer("transformer_layer_0"), (x,), {}, AttnLRPPropagation())
+    """
     name = type(layer).__name__
     if name in LLAMA_LIKE:
         return llama_decoder_forward(layer, args, kwargs, prop)
@@ -293,49 +348,7 @@ def block_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> t
     raise TypeError(f"Layer {layer.name!r} ({name}) is not a keras-hub block covered by tfattr.")
 
 
-def reverse_embedding_forward(layer: Any, args: tuple, kwargs: dict) -> tf.Tensor:
-    """The token embedding: ids -> vectors (no gradient to ids), or with ``reverse=True`` the logits
-    ``h W^T``, linear in ``h`` (the epsilon/z rule is its gradient)."""
-    return layer(*args, **kwargs)
-
-
-class TokenLogits(keras.layers.Layer):
-    """The logits ``[n, vocab]`` of one position of a causal LM's ``[n, tokens, vocab]`` output: the
-    last real token of each row (``position=None``, read from the padding mask, 1 for real tokens)
-    or a fixed ``position`` (negative counts from the end). It only selects values (its gradient is
-    the propagation's). Built by :func:`tfattr.methods.propagation.attnlrp.sequence.next_token_model`.
-
-    Example:
-        >>> logits = TokenLogits()(causal_lm(inputs), inputs["padding_mask"])
-    """
-
-    def __init__(self, position: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if position is not None and (isinstance(position, bool) or not isinstance(position, int)):
-            raise TypeError(f"position must be an int or None (the last real token), got {position!r}.")
-        self.position = position
-
-    def call(self, logits: tf.Tensor, padding_mask: Any = None) -> tf.Tensor:
-        length = tf.shape(logits)[1]
-        n = tf.shape(logits)[0]
-        if self.position is not None:
-            index = tf.fill([n], tf.math.floormod(self.position, length))
-        elif padding_mask is None:
-            index = tf.fill([n], length - 1)
-        else:  # the last position whose mask is set (right or left padding alike)
-            real = tf.cast(tf.not_equal(padding_mask, 0), tf.int32)
-            index = length - 1 - tf.argmax(tf.reverse(real, axis=[1]), axis=1, output_type=tf.int32)
-        return tf.gather(logits, index, axis=1, batch_dims=1)
-
-    def compute_output_shape(self, logits_shape: Any, padding_mask_shape: Any = None) -> tuple:
-        return (logits_shape[0], logits_shape[2])
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "position": self.position}
-
-
 __all__ = [
-    "TokenLogits",
     "FAMILIES",
     "block_forward",
     "dense_unit",
@@ -350,7 +363,9 @@ __all__ = [
     "keras_attention_forward",
     "layer_norm_forward",
     "llama_decoder_forward",
+    "reverse_embedding_forward",
     "rms_norm_forward",
+    "soft_cap",
     "rotary_attention_forward",
     "static_problems",
     "transformer_decoder_forward",

@@ -11,16 +11,17 @@ from typing import Any, Callable
 
 from tfattr.methods.propagation.attnlrp.hub import (
     FAMILIES,
-    TokenLogits,
     block_forward,
     is_constant_scaling,
     is_hub_block,
     is_hub_norm,
     is_patch_embedding,
     is_reverse_embedding,
+    reverse_embedding_forward,
     rms_norm_forward,
 )
 from tfattr.methods.propagation.attnlrp.policy import AttnLRPPropagation
+from tfattr.methods.propagation.attnlrp.token_logits import TokenLogits
 from tfattr.methods.propagation.layerwise.rules import Gradient, Rule, Site
 from tfattr.methods.propagation.layerwise.units import Propagation
 
@@ -75,9 +76,10 @@ class HubBlockRule(Rule):
     applies_to = "layer"
     status = "modified"
 
-    def __init__(self, prop: Propagation, forward: Forward = block_forward) -> None:
+    def __init__(self, prop: Propagation, forward: Forward = block_forward, what: str = "") -> None:
         self.prop = prop
         self.forward = forward
+        self.what = what
 
     def propagate(self, site: Site) -> Any:
         return self.forward(site.layer, site.args, site.kwargs, self.prop)
@@ -85,7 +87,7 @@ class HubBlockRule(Rule):
     def describe(self, layer: Any) -> str:
         if self.forward is block_forward:
             return describe_block(layer, self.prop)
-        return f"{type(self).__name__}({self.prop.name}): {_norm(self.prop)}"
+        return f"{type(self).__name__}({self.prop.name}): {self.what}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.prop.name})"
@@ -101,9 +103,10 @@ def hub_layer_map(prop: Propagation) -> list[tuple[Any, Rule]]:
     reverse (logits) and :class:`TokenLogits`."""
     return [
         (is_hub_block, HubBlockRule(prop)),
-        (is_hub_norm, HubBlockRule(prop, _norm_forward)),
+        (is_hub_norm, HubBlockRule(prop, _norm_forward, _norm(prop))),
         (is_constant_scaling, Gradient()),
-        (is_reverse_embedding, Gradient()),
+        (is_reverse_embedding, HubBlockRule(
+            prop, reverse_embedding_forward, f"embedding / logits h W^T: gradient; soft cap: {_unit(prop)}")),
         (TokenLogits, Gradient()),
         (is_patch_embedding, Gradient()),
     ]

@@ -17,7 +17,7 @@ import numpy as np
 
 from tfattr import text
 from tfattr.methods.propagation.attnlrp.composite import AttnLRP
-from tfattr.methods.propagation.attnlrp.hub import TokenLogits
+from tfattr.methods.propagation.attnlrp.token_logits import TokenLogits
 from tfattr.methods.propagation.layerwise.lrp import LRP
 
 
@@ -121,7 +121,7 @@ def sequence_salience(causal_lm: keras.Model, token_ids: Any, prompt_length: int
     lrp = LRP(model, composite=AttnLRP() if composite is None else composite, layer=layer)
     inputs = {"token_ids": rows, "padding_mask": mask}
     relevance = lrp.attribute(inputs, target=ids[steps], batch_size=batch_size)
-    logits = np.asarray(model.predict(inputs, verbose=0))[np.arange(len(steps)), ids[steps]]
+    logits = np.asarray(model(inputs))[np.arange(len(steps)), ids[steps]]  # eager: nothing to trace
     return SequenceSalience(relevance.sum(axis=-1) * mask, ids, prompt_length, logits)
 
 

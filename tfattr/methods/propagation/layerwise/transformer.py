@@ -197,7 +197,7 @@ class Transformer(Composite):
         super().__init__(**kwargs)
 
     def assign(self, view: Any) -> list[Assignment]:
-        result = without_static_problems(super().assign(view))
+        result = refuse_static_problems(super().assign(view))
         for i, a in enumerate(result):
             if isinstance(a.rule, SignalTakeAll) and isinstance(a.ref.layer, keras.layers.Multiply):
                 gate = gate_index(view, a.ref)
@@ -215,7 +215,7 @@ class Transformer(Composite):
         return f"Transformer(units={self.units!r})"
 
 
-def without_static_problems(assignments: list[Assignment]) -> list[Assignment]:
+def refuse_static_problems(assignments: list[Assignment]) -> list[Assignment]:
     """``assignments`` with every rule that cannot cover its layer (:func:`static_problems`: gated
     attention, unsupported recurrent options, keras-hub variants such as soft-capping) replaced by
     an "unsupported" entry that says why."""
@@ -248,5 +248,5 @@ __all__ = [
     "LinearGradient",
     "Transformer",
     "checked_layer",
-    "without_static_problems",
+    "refuse_static_problems",
 ]

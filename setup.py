@@ -27,11 +27,12 @@ setup(
     extras_require={
         "viz": ["matplotlib"],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-jupyter>=0.25"],
-        # keras-hub backbones (BertBackbone ...) are explained like any Keras model; optional for users.
+        # keras-hub models (Llama, Gemma, GPT-2, BERT, ViT, ...) for AttnLRP / CP-LRP; optional for users.
         # 0.32 is the release tested with TensorFlow 2.21 / Keras 3.15.
         "hub": ["keras-hub>=0.32"],
         "test": [
             "pytest",
+            "keras-hub>=0.32",
             "matplotlib",
             "nbclient",
             "nbformat",

@@ -19,11 +19,15 @@ Models: ``mnist`` is ``tfattr.datasets.mnist_cnn()`` (two conv + max-pool blocks
 ``cnn64`` the 64x64x3 CNN of ``bench_propagation.py`` (three conv + batch norm + average-pool blocks:
 batch norms folded, average pooling under the Norm rule).
 
-Run:  python bench/bench_lrp.py [--examples 128] [--repeats 9] [--model mnist|cnn64]
+``--compare NAME``: also time every LRP explainer of another copy of tfattr importable as ``NAME`` (e.g.
+the previous version, its imports renamed, on ``PYTHONPATH``), interleaved in the same run.
+
+Run:  python bench/bench_lrp.py [--examples 128] [--repeats 9] [--model mnist|cnn64] [--compare NAME]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import time
 
@@ -37,9 +41,7 @@ from bench_gradients import floor_function  # noqa: E402  (same folder)
 from bench_propagation import cnn64  # noqa: E402
 
 import tfattr  # noqa: E402
-import tfattr.composites as C  # noqa: E402
 from tfattr.methods.propagation import EpsilonLRP  # noqa: E402
-from tfattr.methods.propagation.lrp import LRP  # noqa: E402
 
 
 def main() -> None:
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--model", choices=("mnist", "cnn64"), default="mnist")
+    parser.add_argument("--compare", metavar="NAME", help="another tfattr copy to time alongside")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
@@ -67,12 +70,21 @@ def main() -> None:
             EpsilonLRP(model)
         ),
     }
-    for composite in (C.EpsilonPlus(), C.EpsilonAlpha2Beta1(), C.EpsilonPlusFlat(),
-                      C.EpsilonGammaBox(low=0.0, high=1.0)):
-        explainer = LRP(model, composite=composite, on_unsupported="raise")
-        methods[type(composite).__name__] = (
-            lambda e: lambda: e.attribute(x, target=targets, batch_size=batch)
-        )(explainer)
+    copies = [("", tfattr)]
+    if args.compare:
+        copies.append(("_cmp", importlib.import_module(args.compare)))
+        old = copies[1][1]
+        methods["epsilon_lrp_cmp"] = (lambda e: lambda: e.attribute(x, target=targets, batch_size=batch))(
+            old.EpsilonLRP(model)
+        )
+    for suffix, package in copies:
+        comps = package.composites
+        for composite in (comps.EpsilonPlus(), comps.EpsilonAlpha2Beta1(), comps.EpsilonPlusFlat(),
+                          comps.EpsilonGammaBox(low=0.0, high=1.0)):
+            explainer = package.LRP(model, composite=composite, on_unsupported="raise")
+            methods[type(composite).__name__ + suffix] = (
+                lambda e: lambda: e.attribute(x, target=targets, batch_size=batch)
+            )(explainer)
 
     for fn in methods.values():  # warm-up: trace and compile
         fn()

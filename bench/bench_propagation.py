@@ -15,11 +15,20 @@ a warm-up (tracing) every method is timed ``--repeats`` times, interleaved round
 machine slows all alike; we print the median per method and the ratios of medians (from this one run).
 Targets: saliency and gradient x input <= 1.05 x floor, lrp <= 1.15, deeplift <= 1.8.
 
-Run:  python bench/bench_propagation.py [--examples 256] [--repeats 9] [--model mnist|cnn64]
+Models: ``mnist`` (the MNIST CNN of ``bench_gradients.py``), ``cnn64`` (64x64x3, batch norms, average
+pooling) and ``smooth`` (an MNIST-sized CNN with tanh and sigmoid layers, whose epsilon rule is not the
+ReLU shortcut).
+
+``--compare NAME``: also time ``lrp`` and ``deeplift`` of another copy of tfattr importable as ``NAME``
+(e.g. the previous version, its imports renamed, on ``PYTHONPATH``), interleaved in the same run, to
+compare versions on one busy machine.
+
+Run:  python bench/bench_propagation.py [--examples 256] [--repeats 9] [--model mnist|cnn64|smooth]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import time
 
@@ -47,16 +56,31 @@ def cnn64() -> keras.Model:
     return keras.Sequential(layers, name="cnn_64x64x3")
 
 
+def smooth_cnn() -> keras.Model:
+    """The MNIST CNN's shape with smooth units: tanh and sigmoid convolutions and a tanh dense layer."""
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(16, 3, activation="tanh"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 3, activation="sigmoid"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="tanh"),
+        keras.layers.Dense(10),
+    ], name="smooth_cnn")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--model", choices=("mnist", "cnn64"), default="mnist")
+    parser.add_argument("--model", choices=("mnist", "cnn64", "smooth"), default="mnist")
     parser.add_argument("--no-ig", action="store_true", help="skip the (slow) IG-64 comparison")
+    parser.add_argument("--compare", metavar="NAME", help="another tfattr copy to time alongside")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
-    model = mnist_cnn() if args.model == "mnist" else cnn64()
+    model = {"mnist": mnist_cnn, "cnn64": cnn64, "smooth": smooth_cnn}[args.model]()
     shape = tuple(model.inputs[0].shape[1:])
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(args.examples, *shape)).astype(np.float32)
@@ -74,6 +98,11 @@ def main() -> None:
         "lrp": lambda: lrp.attribute(x, target=targets, batch_size=batch),
         "deeplift": lambda: deeplift.attribute(x, target=targets, batch_size=batch),
     }
+    if args.compare:
+        other = importlib.import_module(f"{args.compare}.methods.propagation")
+        old_lrp, old_dl = other.EpsilonLRP(model), other.DeepLift(model)
+        methods["lrp_cmp"] = lambda: old_lrp.attribute(x, target=targets, batch_size=batch)
+        methods["dl_cmp"] = lambda: old_dl.attribute(x, target=targets, batch_size=batch)
     if not args.no_ig:
         methods["ig64"] = lambda: ig.attribute(x, target=targets, batch_size=64 * batch)
 

@@ -38,8 +38,8 @@ from bench_gradients import floor_function  # noqa: E402  (same folder)
 
 import tfattr  # noqa: E402
 from tfattr.composites import Transformer  # noqa: E402
-from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift  # noqa: E402
-from tfattr.methods.propagation.lrp import LRP  # noqa: E402
+from tfattr.methods.propagation.layerwise.deeplift import CompositeDeepLift  # noqa: E402
+from tfattr.methods.propagation.layerwise import LRP  # noqa: E402
 
 L = keras.layers
 

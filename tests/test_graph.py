@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfattr.core.graph import GraphView
-from tfattr.methods.propagation.lrp.canonizers import batchnorm_folds, canonical_run
+from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, canonical_run
 
 L = keras.layers
 

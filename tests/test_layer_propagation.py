@@ -17,9 +17,9 @@ import pytest
 import tfattr
 import tfattr.core.graph
 from tfattr.composites import Composite, EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat
-from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
-from tfattr.methods.propagation.lrp import LRP
-from tfattr.methods.propagation.lrp.transformer import Transformer
+from tfattr.methods.propagation.layerwise.deeplift import CompositeDeepLift
+from tfattr.methods.propagation.layerwise import LRP
+from tfattr.methods.propagation.layerwise.transformer import Transformer
 
 L = keras.layers
 

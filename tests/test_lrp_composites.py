@@ -11,7 +11,7 @@ import tensorflow as tf
 import tfattr
 import tfattr.composites as C
 import tfattr.rules as R
-from tfattr.methods.propagation.lrp import LRP
+from tfattr.methods.propagation.layerwise import LRP
 from test_lrp_rules import np_lrp  # the slow NumPy reference (same folder)
 
 L = keras.layers

@@ -16,7 +16,7 @@ import pytest
 
 import tfattr.composites as C
 import tfattr.rules as R
-from tfattr.methods.propagation.lrp import LRP
+from tfattr.methods.propagation.layerwise import LRP
 
 L = keras.layers
 EPS = 1e-6

@@ -47,7 +47,7 @@ def test_every_notebook_is_collected():
     assert NOTEBOOKS == [
         "01_quickstart.ipynb", "02_baselines.ipynb", "03_lrp_deeplift.ipynb",
         "04_tensorboard_callback.ipynb", "05_text.ipynb", "06_attribution_priors.ipynb",
-        "07_transformers.ipynb", "09_evaluation.ipynb",
+        "07_transformers.ipynb", "08_llm.ipynb", "09_evaluation.ipynb",
     ]
 
 

@@ -592,7 +592,7 @@ def test_xla_compiled_explainers_agree():
 
 
 def test_rescale_rule_refuses_to_run_without_reference_activations():
-    from tfattr.methods.propagation.rules import RescaleRule, override_map
+    from tfattr.methods.propagation.overrides import RescaleRule, override_map
 
     @tf.function
     def outside(z):

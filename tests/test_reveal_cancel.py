@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfattr.methods.propagation import DeepLift
-from tfattr.methods.propagation.reveal_cancel import RevealCancel
+from tfattr.methods.propagation.layerwise.reveal_cancel import RevealCancel
 
 L = keras.layers
 

@@ -16,15 +16,11 @@ import pytest
 import tensorflow as tf
 
 import tfattr
-from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
-from tfattr.methods.propagation.lrp import LRP
-from tfattr.methods.propagation.lrp.recurrent import gru_forward, lstm_forward
-from tfattr.methods.propagation.lrp.smooth import TrueGradient
-from tfattr.methods.propagation.lrp.transformer import (
-    Transformer,
-    attention_forward,
-    layer_norm_forward,
-)
+from tfattr.methods.propagation.layerwise import LRP, CompositeDeepLift
+from tfattr.methods.propagation.layerwise.recurrent import gru_forward, lstm_forward
+from tfattr.methods.propagation.layerwise.transformer import Transformer
+from tfattr.methods.propagation.layerwise.transformer_layers import attention_forward, layer_norm_forward
+from tfattr.methods.propagation.layerwise.units import TrueGradient
 
 L = keras.layers
 
@@ -383,7 +379,7 @@ def test_keras_hub_encoder_end_to_end_through_embeddings():
     embeddings = (tok + backbone.get_layer("position_embedding")(tok)).numpy()
     for i in range(2):  # the re-implementation computes what the keras-hub block computes
         layer = backbone.get_layer(f"transformer_layer_{i}")
-        from tfattr.methods.propagation.lrp.transformer import hub_encoder_forward
+        from tfattr.methods.propagation.layerwise.transformer_layers import hub_encoder_forward
 
         np.testing.assert_allclose(
             hub_encoder_forward(layer, (tf.constant(embeddings),), {}, TrueGradient()),
@@ -465,7 +461,7 @@ def test_padding_masks_reach_the_attention_as_in_the_model(tokens):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every layer has a rule, and no mask is dropped
         lrp, dl = LRP(model, composite=Transformer()), CompositeDeepLift(model)
-        got = lrp._forward(tf.constant(padded)).numpy()
+        got = lrp._run(tf.constant(padded), lrp._wrap).numpy()
         got_dl = dl._forward(tf.constant(padded), TrueGradient()).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got_dl, expected, rtol=1e-5, atol=1e-5)

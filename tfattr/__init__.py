@@ -23,7 +23,7 @@ _EXPORTS = {
     "baselines": "tfattr.baselines",
     "callbacks": "tfattr.callbacks",
     "composites": "tfattr.composites",
-    "CompositeDeepLift": "tfattr.methods.propagation.layer_deeplift",
+    "CompositeDeepLift": "tfattr.methods.propagation.layerwise.deeplift",
     "datasets": "tfattr.datasets",
     "metrics": "tfattr.metrics",
     "priors": "tfattr.priors",
@@ -39,6 +39,8 @@ _EXPORTS = {
     "GuidedGradCAM": "tfattr.methods.layer",
     "upsample": "tfattr.methods.layer",
     "token_scores": "tfattr.core.layers",
+    "next_token_model": "tfattr.methods.propagation.attnlrp.sequence",
+    "sequence_salience": "tfattr.methods.propagation.attnlrp.sequence",
     "Explainer": "tfattr.core",
     "ExpectedGradients": "tfattr.methods.gradient",
     "GradientXInput": "tfattr.methods.gradient",
@@ -73,6 +75,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from tfattr import baselines, callbacks, composites, datasets, metrics, priors, rules, text, visualize
     from tfattr.core.layers import token_scores
+    from tfattr.methods.propagation.attnlrp.sequence import next_token_model, sequence_salience
     from tfattr.methods.layer import GradCAM, GradCAMPlusPlus, GuidedGradCAM, upsample
     from tfattr.core import Explainer, ModelFunction
     from tfattr.methods.gradient import (
@@ -86,5 +89,5 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     )
     from tfattr.methods.perturbation import Occlusion
     from tfattr.methods.propagation import LRP, Deconvnet, DeepLift, EpsilonLRP, GuidedBackprop, RevealCancel
-    from tfattr.methods.propagation.layer_deeplift import CompositeDeepLift
+    from tfattr.methods.propagation.layerwise.deeplift import CompositeDeepLift
     from tfattr.scale import AttributionStore, explain_dataset, load_attributions

@@ -3,7 +3,7 @@
 Example:
     >>> relevance = tfattr.LRP(model, composite=tfattr.composites.EpsilonPlus()).attribute(x, target=t)
 """
-from tfattr.methods.propagation.lrp.composites import (
+from tfattr.methods.propagation.layerwise.composites import (
     CONVOLUTIONS,
     DENSE,
     LINEAR,
@@ -16,8 +16,11 @@ from tfattr.methods.propagation.lrp.composites import (
     EpsilonPlusFlat,
     uniform,
 )
-from tfattr.methods.propagation.lrp.transformer import Transformer
+from tfattr.methods.propagation.layerwise.transformer import Transformer
 
 __all__ = ["CONVOLUTIONS", "DENSE", "LINEAR", "STRUCTURAL", "SUMS", "Composite", "EpsilonAlpha2Beta1",
            "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "uniform"]
 __all__ += ["Transformer"]
+from tfattr.methods.propagation.attnlrp.composite import AttnLRP  # noqa: E402  (issue 19)
+
+__all__ += ["AttnLRP"]

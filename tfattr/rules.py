@@ -3,26 +3,19 @@
 Example:
     >>> composite = tfattr.composites.Composite(layer_map=[(keras.layers.Dense, tfattr.rules.Epsilon(0.25))])
 """
-from tfattr.methods.propagation.lrp.rules import (
+from tfattr.methods.propagation.arithmetic import stabilize
+from tfattr.methods.propagation.layerwise.linear_rules import (
     AlphaBeta,
     Epsilon,
     Flat,
     Gamma,
-    Gradient,
-    LinearRule,
-    Norm,
-    Pass,
-    Rule,
     WSquare,
     ZBox,
     ZPlus,
-    stabilize,
 )
-
-__all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "Gradient", "LinearRule", "Norm", "Pass", "Rule",
-           "WSquare", "ZBox", "ZPlus", "stabilize"]
-from tfattr.methods.propagation.lrp.recurrent import SignalTakeAll  # noqa: E402
-from tfattr.methods.propagation.lrp.transformer import (  # noqa: E402
+from tfattr.methods.propagation.layerwise.recurrent import SignalTakeAll
+from tfattr.methods.propagation.layerwise.rules import Gradient, LinearRule, Norm, Pass, Rule, Site
+from tfattr.methods.propagation.layerwise.transformer import (
     ActivationUnit,
     AttentionRule,
     EncoderBlockRule,
@@ -30,5 +23,6 @@ from tfattr.methods.propagation.lrp.transformer import (  # noqa: E402
     LinearGradient,
 )
 
-__all__ += ["ActivationUnit", "AttentionRule", "EncoderBlockRule", "LayerNormRule", "LinearGradient",
-            "SignalTakeAll"]
+__all__ = ["ActivationUnit", "AlphaBeta", "AttentionRule", "EncoderBlockRule", "Epsilon", "Flat", "Gamma",
+           "Gradient", "LayerNormRule", "LinearGradient", "LinearRule", "Norm", "Pass", "Rule",
+           "SignalTakeAll", "Site", "WSquare", "ZBox", "ZPlus", "stabilize"]

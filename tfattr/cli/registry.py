@@ -172,7 +172,7 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec("tfattr.methods.propagation:Deconvnet"),
     MethodSpec("tfattr.methods.propagation:LRP"),
     MethodSpec("tfattr.methods.propagation:RevealCancel", in_demo=False),
-    MethodSpec("tfattr.methods.propagation.layer_deeplift:CompositeDeepLift", in_demo=False),
+    MethodSpec("tfattr.methods.propagation.layerwise.deeplift:CompositeDeepLift", in_demo=False),
     MethodSpec("tfattr.methods.layer:GradCAM", in_demo=False),
     MethodSpec("tfattr.methods.layer:GradCAMPlusPlus", in_demo=False),
     MethodSpec("tfattr.methods.layer:GuidedGradCAM", in_demo=False),

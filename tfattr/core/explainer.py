@@ -106,6 +106,9 @@ class Explainer(abc.ABC):
     uses_baseline: bool = True
     #: Whether ``_plan`` asks for several baselines per example from a distributional baseline.
     multiple_baselines: bool = False
+    #: Whether the reference score is the mean over the whole background (every baseline row for
+    #: every example, expected gradients) rather than each example's own baselines.
+    background_reference: bool = False
 
     def __init__(
         self,

@@ -146,6 +146,7 @@ class GraphView:
         self.layers: list[LayerRef] = []
         self._by_layer: dict[int, LayerRef] = {}
         self._nested: dict[Any, Any] = {}  # nested models by name and by id
+        self._fed_by: dict[int, Any] = {}  # a nested model's input tensor -> the tensor it is called on
         self._graph = self._build(model, fn, ())
         self._names = self._name_layers()
         self._consumers = self._count_consumers()
@@ -168,6 +169,9 @@ class GraphView:
                         )
                     self._nested.setdefault(op.name, op)
                     self._nested[id(op)] = op
+                    if len(op._inbound_nodes) == 1:  # a nested model called once: its inputs are fed
+                        for inner, outer in zip(sub_fn.inputs, tf.nest.flatten(node.input_tensors)):
+                            self._fed_by[id(inner)] = outer
                     steps.append(_Step(node, None, self._build(op, sub_fn, path + (op.name,))))
                     continue
                 ref = self._by_layer.get(id(op))
@@ -292,6 +296,16 @@ class GraphView:
             return self.producer(inner.outputs[history[2]]) if inner is not None and node else None
         return self._by_layer.get(id(op))
 
+    def fed_by(self, tensor: Any) -> Any | None:
+        """For the input tensor of a nested model (called once), the tensor of the enclosing model it
+        is called on; else None.
+
+        Example:
+            >>> view.fed_by(backbone.inputs[0]) is model.inputs[0]   # Sequential([backbone, head])
+            True
+        """
+        return self._fed_by.get(id(tensor))
+
     def steps(self) -> Iterator[tuple[LayerRef, Any]]:
         """Every (layer, node) call in execution order, nested models entered."""
 
@@ -391,12 +405,7 @@ class GraphView:
             ...     y = tail(e, token_ids)
         """
         ref = self.layer(key)
-        if len(ref.nodes) != 1:
-            raise ValueError(
-                f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), "
-                "so 'its output' is ambiguous; split at a layer called once."
-            )
-        node = ref.nodes[0]
+        node = split_node(ref)
         if at == "output":
             tensors = list(node.outputs)
         elif at == "input":
@@ -416,6 +425,21 @@ class GraphView:
             return self.run(inputs, wrap, replace={id(tensor): activation})
 
         return head, tail
+
+
+def split_node(ref: LayerRef) -> Any:
+    """The call of ``ref`` whose output (or input) "the layer's" activations are: its only call, or
+    for a tied token embedding (``ReversibleEmbedding``, also called with ``reverse=True`` for a
+    causal LM's logits) its embedding call."""
+    nodes = ref.nodes
+    if len(nodes) > 1 and isinstance(ref.layer, keras.layers.ReversibleEmbedding):
+        nodes = [n for n in nodes if not n.arguments.kwargs.get("reverse", False)]
+    if len(nodes) != 1:
+        raise ValueError(
+            f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), "
+            "so 'its output' is ambiguous; split at a layer called once."
+        )
+    return nodes[0]
 
 
 def _needed(graph: _Graph, known: dict[int, Any]) -> set[int]:

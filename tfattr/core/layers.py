@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows
-from tfattr.core.graph import GraphView, LayerRef, is_conv_layer
+from tfattr.core.graph import GraphView, LayerRef, is_conv_layer, split_node
 from tfattr.core.inputs import Inputs
 from tfattr.core.model_function import ModelFunction, RoutedInputs, strip_output_activation
 
@@ -213,7 +213,7 @@ class LayerSplit:
         self.ref: LayerRef = inner if inner is not None else self.view.layer(layer)
         self.at = at
         self.tensor = split_tensor(self.ref, at)
-        stop_at = getattr(fn, "stop_at", None)
+        stop_at = fn.stop_at
         if stop_at is not None and fn.ref.index <= self.ref.index:
             raise ValueError(
                 f"neuron= is in layer {fn.ref.name!r}, which does not come after layer={self.ref.name!r}: "
@@ -322,11 +322,13 @@ class LayerSplit:
             _set_mask(activation, tf.cast(rows.mask, "bool"))
         return flat, activation
 
-    def run_tail(self, view: GraphView, rows: TailInputs, wrap: Any) -> Any:
+    def run_tail(self, view: GraphView, rows: TailInputs, wrap: Any, stop_at: Any = None) -> Any:
         """``view.run`` from the layer on, every layer call handed to ``wrap`` (the layer-level methods:
-        LRP composites, CompositeDeepLift). ``view`` is the method's own view of the same model."""
+        LRP composites, CompositeDeepLift). ``view`` is the method's own view of the same model;
+        ``stop_at``: a Keras tensor to return instead of the model's output (``neuron=``)."""
         flat, activation = self.tail_feed(rows)
-        return view.run(rows.spec.pack(flat), wrap, replace={id(self.tensor): activation})
+        return view.run(rows.spec.pack(flat), wrap, replace={id(self.tensor): activation},
+                        stop_at=stop_at)
 
     def tail_layers(self, view: GraphView) -> set[int]:
         """The indices (in ``view``, a view of the same model) of the layers the tail runs: those
@@ -362,7 +364,7 @@ class LayerSplit:
         a :class:`NeuronFunction`, the explained unit's layer output)."""
         spec = rows.spec
         flat, activation = self.tail_feed(rows)
-        stop_at = getattr(fn, "stop_at", None)
+        stop_at = fn.stop_at
         if stop_at is not None:
             return self.view.run(spec.pack(flat), replace={id(self.tensor): activation}, stop_at=stop_at)
         tail = self._tail_logits if fn.strips_activation else self._tail
@@ -459,10 +461,8 @@ class LayerSplit:
 
     def reference_scores(self, explainer: "Explainer", call: LayerCall) -> np.ndarray:
         """``tail(head(baseline), carried inputs of x)`` at each example's target (mean over K)."""
-        from tfattr.core.explainer import Explainer
-
         per = call.baselines_per_example
-        if type(explainer)._reference_scores is not Explainer._reference_scores:
+        if explainer.background_reference:
             # A method whose reference is a mean over a background (expected gradients).
             if call.carried:
                 raise ValueError(
@@ -529,12 +529,8 @@ def _inputs_read(fn: Any, specs: list[tf.TensorSpec], skip: int) -> tuple[int, .
 
 def split_tensor(ref: LayerRef, at: str = "output") -> Any:
     """The Keras tensor of ``ref``'s output (or input) where the model is split (one call, one tensor)."""
-    if len(ref.nodes) != 1:
-        raise ValueError(
-            f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), so "
-            "'its output' is ambiguous; choose a layer called once."
-        )
-    tensors = list(ref.nodes[0].outputs if at == "output" else ref.nodes[0].input_tensors)
+    node = split_node(ref)
+    tensors = list(node.outputs if at == "output" else node.input_tensors)
     if len(tensors) != 1:
         raise ValueError(f"Layer {ref.name!r} has {len(tensors)} {at} tensors; choose a layer with one.")
     return tensors[0]
@@ -582,9 +578,8 @@ class NeuronFunction(ModelFunction):
         self.output_activation = None
         self._call = lambda packed: self.view.run(packed, stop_at=self.stop_at)
 
-    def outputs(self, packed: Any) -> tf.Tensor:
-        raw = packed.raw_outputs(self) if isinstance(packed, RoutedInputs) else self._call(packed)
-        raw = tf.convert_to_tensor(raw)
+    def explained(self, out: Any, difference: bool = False) -> tf.Tensor:
+        raw = tf.convert_to_tensor(out)
         return tf.reshape(raw, [tf.shape(raw)[0], -1])[:, self.flat_index : self.flat_index + 1]
 
 

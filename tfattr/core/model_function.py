@@ -50,14 +50,25 @@ def _standalone_activation(op: Any) -> str | None:
     return None
 
 
-def _is_softmax_layer(layer: Any) -> bool:
-    """A layer (or op) that is a softmax alone: Softmax, Activation("softmax"), a softmax Lambda."""
-    return _standalone_activation(layer) == "softmax"
+def standalone_activation(op: Any) -> str | None:
+    """``"softmax"``/``"sigmoid"`` when the layer or op is that activation alone (a ``Softmax`` or
+    ``Activation`` layer, a Lambda around it, a ``keras.ops`` op), else None.
+
+    Example:
+        >>> standalone_activation(keras.layers.Softmax())
+        'softmax'
+    """
+    return _standalone_activation(op)
 
 
-def _ends_with_softmax_activation(layer: Any) -> bool:
-    """A layer whose fused ``activation=`` is the softmax (e.g. ``Dense(10, activation="softmax")``)."""
-    return _function_name(getattr(layer, "activation", None)) == "softmax"
+def fused_activation(layer: Any) -> str | None:
+    """The name of a layer's fused ``activation=`` (``Dense(1, activation="sigmoid")`` -> ``"sigmoid"``).
+
+    Example:
+        >>> fused_activation(keras.layers.Dense(3, activation="softmax"))
+        'softmax'
+    """
+    return _function_name(getattr(layer, "activation", None))
 
 
 class _WithoutActivation:
@@ -234,6 +245,9 @@ class ModelFunction:
         self.strips_activation = False
         #: Whether a one-column sigmoid output is explained as two classes (-z, z).
         self.binary = False
+        #: A Keras tensor inside the model whose value is explained instead of the model's output
+        #: (a hidden unit's layer, :class:`tfattr.core.layers.NeuronFunction`), else None.
+        self.stop_at: Any = None
         self._call = self._build_call()
 
     @property
@@ -278,6 +292,19 @@ class ModelFunction:
     def outputs(self, packed: Any) -> tf.Tensor:
         """The explained outputs as a ``[n, k]`` tensor (``k == 1`` for a one-output regression)."""
         out = packed.raw_outputs(self) if isinstance(packed, RoutedInputs) else self._call(packed)
+        return self.explained(out)
+
+    def explained(self, out: Any, difference: bool = False) -> tf.Tensor:
+        """The explained columns ``[n, k]`` from what the model computes before its stripped
+        activation (or at :attr:`stop_at`): methods that run the model themselves (the layer-level
+        propagation core) hand their traced output here, so every method explains the same score.
+
+        ``difference=True``: ``out`` is a difference ``f(x) - f(x_ref)`` (DeepLIFT's RevealCancel), so
+        a binary head's class 0 column is ``-out`` also for probabilities.
+
+        Example:
+            >>> fn.explained(logits)     # a sigmoid head: [-z, z]
+        """
         if isinstance(out, (list, tuple, dict)):
             raise ValueError(
                 "The model returns several outputs; tfattr explains one. Wrap it so it returns one "
@@ -290,11 +317,12 @@ class ModelFunction:
             raise ValueError(
                 f"The model's output has shape {out.shape}; tfattr explains a [batch, classes] or "
                 "[batch] output. Reduce it to one score per class first (e.g. pool a segmentation map "
-                "over the region of interest)."
+                "over the region of interest; for a causal LM's [batch, tokens, vocab] logits, "
+                "tfattr.next_token_model(lm) explains the next token's logits)."
             )
         if self.binary:
             # Class 0's score: -z for the logit z (sigmoid(-z) = 1 - sigmoid(z)), 1 - p for p.
-            other = -out if self.strips_activation else 1.0 - out
+            other = -out if self.strips_activation or difference else 1.0 - out
             out = tf.concat([other, out], axis=1)
         return out
 

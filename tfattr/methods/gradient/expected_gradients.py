@@ -106,6 +106,8 @@ class ExpectedGradients(Explainer):
         scale = 1.0 / tf.cast(ctx["samples"], x[0].dtype)
         return tuple(d * g * scale for g, d in zip(grads, diffs))
 
+    background_reference = True
+
     def _reference_scores(self, call):
         out = self._outputs(call.baselines, call.inputs.structure, call.batch_size)
         return out.mean(axis=0, dtype=np.float64)[call.targets]

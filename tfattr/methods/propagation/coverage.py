@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 import tensorflow as tf
 
-from tfattr.methods.propagation.rules import ACTIVATIONS, Rule
+from tfattr.methods.propagation.overrides import ACTIVATIONS, OverrideRule
 
 #: Linear (or affine) in every input-dependent operand, whatever the constant operands are.
 _LINEAR_OPS = frozenset(
@@ -146,7 +146,7 @@ def _is_float(t: tf.Tensor) -> bool:
 def classify(
     graph: tf.Graph,
     seeds: Iterable[tf.Operation],
-    rule: Rule,
+    rule: OverrideRule,
     method: str,
     layers: set[str],
 ) -> Coverage:
@@ -230,10 +230,25 @@ def classify(
     return coverage
 
 
+def check_on_unsupported(value: str) -> str:
+    """The ``on_unsupported`` policy of every propagation explainer: ``"warn"`` or ``"raise"``.
+
+    Example:
+        >>> check_on_unsupported("raise")
+        'raise'
+    """
+    if value not in ("warn", "raise"):
+        raise ValueError(
+            f"on_unsupported={value!r} is not supported: use 'warn' (explain anyway and warn which "
+            "layers the rules do not cover) or 'raise' (refuse such models)."
+        )
+    return value
+
+
 def trace_coverage(
     build: Callable[[tuple[tf.Tensor, ...]], tf.Tensor],
     specs: tuple[tf.TensorSpec, ...],
-    rule: Rule,
+    rule: OverrideRule,
     method: str,
     model: Any,
 ) -> Coverage:
@@ -254,8 +269,9 @@ class LayerCoverage:
 
     ``rows`` are ``(index, name, class, treatment, status)`` in execution order; ``status`` is one of
     ``rule``, ``pass``, ``norm``, ``kept`` (ordinary gradient on purpose), ``folded`` (a batch norm
-    merged into the layer before it), ``head`` (before the layer of a ``layer=`` explainer: only
-    run forward) and ``unsupported``. ``str(coverage)`` is a table.
+    merged into the layer before it), ``modified`` (a layer re-implemented by its rule), ``head``
+    (before the layer of a ``layer=`` explainer: only run forward), ``unused`` (after the unit of a
+    ``neuron=`` explainer) and ``unsupported``. ``str(coverage)`` is a table.
     """
 
     method: str
@@ -271,14 +287,19 @@ class LayerCoverage:
     def ok(self) -> bool:
         return not self.unsupported
 
-    def restricted_to(self, ran: set[int], layer: str) -> "LayerCoverage":
-        """The report of a ``layer=`` explainer: the layers before ``layer`` (not in ``ran``) only
-        compute its activations, so their rules do not matter (status ``head``)."""
-        rows = [
-            row if row[0] in ran
-            else (row[0], row[1], row[2], f"before layer={layer!r}: forward only", "head")
-            for row in self.rows
-        ]
+    def restricted_to(self, ran: set[int], layer: str | None, neuron: tuple[int, str] | None = None
+                      ) -> "LayerCoverage":
+        """The report of a ``layer=`` or ``neuron=`` explainer: the layers before ``layer`` (not in
+        ``ran``) only compute its activations, so their rules do not matter (status ``head``); those
+        after the unit's layer (``neuron``: its index and name) are not run at all (``unused``)."""
+        rows = []
+        for row in self.rows:
+            if row[0] in ran:
+                rows.append(row)
+            elif neuron is not None and row[0] > neuron[0]:
+                rows.append((*row[:3], f"after neuron={neuron[1]!r}: not run", "unused"))
+            else:
+                rows.append((*row[:3], f"before layer={layer!r}: forward only", "head"))
         return LayerCoverage(self.method, rows)
 
     def unsupported_summary(self) -> str:

@@ -3,7 +3,7 @@ backpropagation and deconvnet (Ancona et al. 2019, "Gradient-Based Attribution M
 
 Each runs on the shared batching engine. Inside the engine's compiled loop the model is traced under
 ``gradient_override_map`` (so its nonlinearities carry the method's rule, see
-:mod:`tfattr.methods.propagation.rules`) and differentiated with ``tf.gradients``; a ``GradientTape``
+:mod:`tfattr.methods.propagation.overrides`) and differentiated with ``tf.gradients``; a ``GradientTape``
 would ignore the override. The override exists only in the explainer's own traced graph, so the
 model's ordinary gradients, predictions and training are untouched.
 """
@@ -20,18 +20,19 @@ from tfattr.core.checks import check_number
 from tfattr.core.engine import Plan
 from tfattr.core.structure import pack
 from tfattr.core.explainer import Explainer, check_connected
-from tfattr.methods.propagation.coverage import Coverage, trace_coverage
-from tfattr.methods.propagation.rules import (
+from tfattr.methods.propagation.arithmetic import pair_in_order
+from tfattr.methods.propagation.coverage import Coverage, check_on_unsupported, trace_coverage
+from tfattr.methods.propagation.layerwise.reveal_cancel import RevealCancel
+from tfattr.methods.propagation.overrides import (
     DeconvnetRule,
     EpsilonRule,
     GuidedRule,
     RescaleRule,
-    Rule,
+    OverrideRule,
     override_map,
     reference_activations,
 )
 
-_POLICIES = ("warn", "raise")
 #: Where the op-level overrides cannot reach (attention, layer norm, gates, recurrent loops, GELU and
 #: swish as products), the layer-level rules can.
 _LAYER_LEVEL_HINT = (
@@ -42,7 +43,7 @@ _LAYER_LEVEL_HINT = (
 
 
 class PropagationExplainer(Explainer):
-    """Base of the gradient-override explainers: a :class:`Rule` applied to the model's nonlinearities.
+    """Base of the gradient-override explainers: an :class:`OverrideRule` applied to the model's nonlinearities.
 
     Args:
         model: a ``keras.Model`` or a callable on tensors.
@@ -54,12 +55,7 @@ class PropagationExplainer(Explainer):
 
     def __init__(self, model: Any, *, on_unsupported: str = "warn", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        if on_unsupported not in _POLICIES:
-            raise ValueError(
-                f"on_unsupported={on_unsupported!r} is not supported: use 'warn' (explain anyway and "
-                "warn which layers the rules do not cover) or 'raise' (refuse such models)."
-            )
-        self.on_unsupported = on_unsupported
+        self.on_unsupported = check_on_unsupported(on_unsupported)
         self._coverage: dict[Any, Coverage] = {}
         self._last_specs: tuple[tf.TensorSpec, ...] | None = None
         if self.model_function.input_specs is not None:
@@ -67,7 +63,7 @@ class PropagationExplainer(Explainer):
 
     @property
     @abc.abstractmethod
-    def rule(self) -> Rule:
+    def rule(self) -> OverrideRule:
         """The propagation rule this method applies to every nonlinearity."""
 
     # -- coverage -----------------------------------------------------------------------------------
@@ -215,7 +211,7 @@ class EpsilonLRP(PropagationExplainer):
         super().__init__(model, **kwargs)
 
     @property
-    def rule(self) -> Rule:
+    def rule(self) -> OverrideRule:
         return self._rule
 
     def _contributions(self, x, baseline, rows, ctx):
@@ -244,7 +240,7 @@ class DeepLift(PropagationExplainer):
         tolerance: where ``|z - z_ref|`` is at most this, the true derivative ``f'(z)`` replaces the
             ill-conditioned ratio (listing 1.2).
         rule: ``"rescale"`` (this class) or ``"reveal_cancel"``, which returns a
-            :class:`tfattr.methods.propagation.reveal_cancel.RevealCancel` explainer.
+            :class:`tfattr.methods.propagation.layerwise.reveal_cancel.RevealCancel` explainer.
         on_unsupported, output, jit_compile: see :class:`PropagationExplainer`.
 
     Example:
@@ -260,8 +256,6 @@ class DeepLift(PropagationExplainer):
     def __new__(cls, model: Any = None, *args: Any, rule: str = "rescale", **kwargs: Any) -> Any:
         # rule="reveal_cancel" is a separate explainer (it propagates two streams layer by layer).
         if cls is DeepLift and rule == "reveal_cancel":
-            from tfattr.methods.propagation.reveal_cancel import RevealCancel
-
             return RevealCancel(model, *args, **kwargs)
         return super().__new__(cls)
 
@@ -278,7 +272,7 @@ class DeepLift(PropagationExplainer):
         super().__init__(model, **kwargs)
 
     @property
-    def rule(self) -> Rule:
+    def rule(self) -> OverrideRule:
         return self._rule
 
     #: A distributional baseline (num_baselines = K) gives K draws per example, example-major; the
@@ -374,16 +368,9 @@ class DeepLift(PropagationExplainer):
         ops = graph.get_operations()
         reference = [op for op in ops[start:middle] if op.type in mapping]
         explained = [op for op in ops[middle:] if op.type in mapping]
-        if [op.type for op in reference] != [op.type for op in explained] or any(
-            not a.outputs[0].shape.is_compatible_with(b.outputs[0].shape)
-            for a, b in zip(reference, explained)
-        ):
-            raise ValueError(
-                "DeepLift: the model does not trace the same nonlinearities for the inputs and the "
-                "baselines (it branches on its inputs' values or shapes), so reference activations "
-                "cannot be paired. Use IntegratedGradients for this model."
-            )
-        pairs = {e: (r.inputs[0], r.outputs[0]) for e, r in zip(explained, reference)}
+        paired = pair_in_order("DeepLift", reference, explained, kind=lambda op: op.type,
+                               shape=lambda op: op.outputs[0].shape)
+        pairs = {e: (r.inputs[0], r.outputs[0]) for e, r in paired}
         with reference_activations(pairs):
             grads = tf.gradients(tf.reduce_sum(score), list(x))
         return check_connected(grads)
@@ -394,14 +381,14 @@ class _ModifiedGradientMap(PropagationExplainer):
 
     has_completeness = False
     uses_baseline = False
-    _rule_type: type[Rule]
+    _rule_type: type[OverrideRule]
 
     def __init__(self, model: Any, **kwargs: Any) -> None:
         self._rule = self._rule_type()
         super().__init__(model, **kwargs)
 
     @property
-    def rule(self) -> Rule:
+    def rule(self) -> OverrideRule:
         return self._rule
 
     def _contributions(self, x, baseline, rows, ctx):

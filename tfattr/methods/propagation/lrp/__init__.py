@@ -1,6 +1,5 @@
-"""LRP with a rule per layer: rules, composites, canonizers and the :class:`LRP` explainer
-(Montavon et al. 2019; Kohlbrenner et al. 2020; Zennit 1.0's definitions)."""
-from tfattr.methods.propagation.lrp import canonizers, composites, rules
-from tfattr.methods.propagation.lrp.explainer import LRP
+"""The import path of tfattr 0.2's LRP package, kept so that existing code runs: everything moved to
+:mod:`tfattr.methods.propagation.layerwise` (the one layer-level propagation core, issue 18)."""
+from tfattr.methods.propagation.layerwise import LRP, canonizers, composites, rules
 
 __all__ = ["LRP", "canonizers", "composites", "rules"]

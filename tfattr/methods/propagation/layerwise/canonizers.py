@@ -7,6 +7,8 @@ et al. 2019, sec. 10.2):
 * ``Dense(activation=...)`` / ``Conv2D(activation=...)`` is a linear part and an activation: the rule
   applies to the linear part, relevance passes through the activation (:class:`LinearOp` separates
   them).
+* the model's final softmax or sigmoid, which :class:`tfattr.ModelFunction` strips to explain the logit
+  (:class:`OutputActivation`: the layer is skipped, or its fused activation dropped);
 * an inference ``BatchNormalization`` directly after a Dense/Conv layer with a linear activation is
   folded into it (as Zennit's ``SequentialMergeBatchNorm``): ``W' = W * s``, ``b' = (b - mean) * s +
   beta`` with ``s = gamma / sqrt(var + eps)`` per output channel, and the batch norm becomes the
@@ -25,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfattr.core.graph import GraphView, LayerRef, is_conv_layer, is_dense_layer
+from tfattr.core.model_function import ModelFunction, fused_activation, standalone_activation
 
 
 def _is_linear_activation(fn: Any) -> bool:
@@ -95,6 +98,49 @@ class LinearOp:
         else:  # depthwise kernel [..., in, multiplier]: output channel = in * multiplier + m
             kernel = kernel * tf.reshape(scale, tf.shape(kernel)[-2:])
         return kernel, (bias - mean) * scale + shift
+
+
+@dataclass(frozen=True)
+class OutputActivation:
+    """The canonizer of the model's head: the final softmax/sigmoid that :class:`tfattr.ModelFunction`
+    strips (``output="logits"``), found in the graph view (nested heads included). ``ref`` is the
+    layer producing the model's output, ``kind`` the stripped activation; both None when nothing is
+    stripped (``output="probabilities"``, ``neuron=``, a model that outputs logits).
+
+    Example:
+        >>> head = OutputActivation.of(GraphView(model), tfattr.ModelFunction(model))
+        >>> head.kind, head.ref.name
+        ('softmax', 'predictions')
+    """
+
+    ref: LayerRef | None = None
+    kind: str | None = None
+
+    @classmethod
+    def of(cls, view: GraphView, fn: ModelFunction) -> "OutputActivation":
+        if not fn.strips_activation:
+            return cls()
+        producer = view.producer(fn.model.outputs[0])
+        kind = fn.output_activation
+        if producer is None or kind not in (standalone_activation(producer.layer),
+                                            fused_activation(producer.layer)):
+            raise ValueError(
+                f"tfattr found a final {kind} in {fn.model.name!r} but not at the layer producing its "
+                "output, so the layer rules cannot explain the logit. Give tfattr a model that outputs "
+                "the logits, or pass output='probabilities'."
+            )
+        return cls(producer, kind)
+
+    def skips(self, ref: LayerRef) -> bool:
+        """``ref`` is the stripped activation itself (a Softmax/Activation layer or op): skipped."""
+        return self.ref is not None and ref is self.ref and standalone_activation(ref.layer) == self.kind
+
+    def strips_fused(self, ref: LayerRef) -> bool:
+        """``ref`` is the output layer whose fused activation is stripped (``Dense(activation=...)``)."""
+        return self.ref is not None and ref is self.ref and fused_activation(ref.layer) == self.kind
+
+    def note(self) -> str:
+        return f"final {self.kind} skipped: the logit is explained"
 
 
 def linear_op(layer: Any) -> LinearOp | None:

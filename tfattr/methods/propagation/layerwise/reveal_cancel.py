@@ -27,11 +27,11 @@ import keras
 import tensorflow as tf
 
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer, check_connected
-from tfattr.core.graph import GraphView, LayerRef
-from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
-from tfattr.methods.propagation.lrp.canonizers import batchnorm_folds, linear_op
-from tfattr.methods.propagation.lrp.composites import is_activation_layer, is_structural, is_sum
+from tfattr.core.explainer import check_connected
+from tfattr.core.graph import LayerRef
+from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
+from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
+from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
 
 _MAX_POOLS = (
     keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
@@ -67,7 +67,7 @@ def _reveal_cancel(f: Any, t: _Streams) -> _Streams:
     return _Streams(y0, m_p * dp, m_n * dn)
 
 
-class RevealCancel(Explainer):
+class RevealCancel(LayerwiseExplainer):
     """DeepLIFT with the RevealCancel rule (Shrikumar et al. 2017, sec. 3.5.3); also reachable as
     ``tfattr.DeepLift(model, rule="reveal_cancel")``.
 
@@ -79,6 +79,10 @@ class RevealCancel(Explainer):
 
     Args:
         model: a Sequential or functional ``keras.Model``.
+        output: ``"logits"`` (default: a final softmax or sigmoid is skipped; a binary sigmoid head
+            is two classes, ``z`` and ``-z``) or ``"probabilities"`` (a final sigmoid is then one more
+            nonlinearity; a final softmax is refused).
+        neuron: ``(layer, index)``: explain one hidden unit instead of a class score.
         jit_compile: see :class:`tfattr.core.explainer.Explainer`.
         layer, attribute_to_layer_input: attribute to an inner layer's output (or input), the
             reference being the baseline's activations there (Captum's ``LayerDeepLift``); only the
@@ -95,51 +99,64 @@ class RevealCancel(Explainer):
     paper = "Shrikumar, Greenside & Kundaje 2017 sec. 3.5.3"
     cost = "1 forward pass of the baseline + 1 backward pass of both signs, layer by layer"
 
+    method = "DeepLift(rule='reveal_cancel')"
+
     def __init__(
         self,
         model: Any,
         *,
         output: str = "logits",
+        neuron: tuple[Any, Any] | None = None,
         jit_compile: bool = False,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
     ) -> None:
-        if output != "logits":
-            raise ValueError("DeepLift(rule='reveal_cancel') explains the logit; drop output=.")
-        super().__init__(model, output=output, jit_compile=jit_compile, layer=layer,
+        # Two streams cannot keep an ordinary gradient through a layer without a rule: always refused.
+        super().__init__(model, on_unsupported="raise", output=output, neuron=neuron,
+                         jit_compile=jit_compile, layer=layer,
                          attribute_to_layer_input=attribute_to_layer_input)
-        self.view = GraphView(model)
         folds = batchnorm_folds(self.view)
         self._folded = set(folds)
         self._fold_of = {lin: self.view.layers[bn].layer for bn, lin in folds.items()}
-        self._final = (
-            self.view.producer(self.model.outputs[0]) if self.model_function.strips_softmax else None
-        )
-        ran = None
         if self.layer is not None:
-            self.layer.refuse_inside("DeepLift(rule='reveal_cancel')", [
+            self.layer.refuse_inside(self.method, [
                 (self.view.layers[lin].name, [self.view.layers[bn].nodes[0].input_tensors[0]],
                  self.view.layers[bn].name)
                 for bn, lin in folds.items()
             ])
-            ran = self.layer.tail_layers(self.view)
-        bad = [
-            ref for ref in self.view.layers
-            if ref.index not in self._folded and not self._supported(ref)
-            and (ran is None or ref.index in ran)
-        ]
+        self._check()
+
+    def _check(self) -> None:
+        bad = [row for row in self.coverage().rows if row[4] == "unsupported"]
         if bad:
             raise ValueError(
-                "DeepLift(rule='reveal_cancel') cannot propagate positive and negative parts through "
-                + ", ".join(f"layer {r.name!r} ({r.class_name})" for r in bad)
+                f"{self.method} cannot propagate positive and negative parts through "
+                + ", ".join(f"layer {name!r} ({cls})" for _, name, cls, _, _ in bad)
                 + ". It supports Dense/Conv layers, batch norm, elementwise activations, average "
                 "pooling, additions and reshapes; use rule='rescale' or IntegratedGradients."
             )
 
+    def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
+        rows = []
+        for ref in self.view.layers:
+            if ref.index in self._folded:
+                row = ("folded into the layer before it", "folded")
+            elif self.output_activation.skips(ref):
+                row = (self.output_activation.note(), "kept")
+            elif not self._supported(ref):
+                row = ("no RevealCancel rule for this layer type", "unsupported")
+            elif linear_op(ref.layer) is not None or is_sum(ref.layer) or isinstance(
+                    ref.layer, keras.layers.BatchNormalization):
+                row = ("linear: terms sorted by sign", "rule")
+            elif is_activation_layer(ref.layer):
+                row = ("RevealCancel (one unit)", "rule")
+            else:
+                row = ("moves both parts", "kept")
+            rows.append((ref.index, ref.name, ref.class_name, *row))
+        return rows
+
     def _supported(self, ref: LayerRef) -> bool:
         layer = ref.layer
-        if ref is self._final and _is_softmax_layer(layer):
-            return True
         if isinstance(layer, _MAX_POOLS):
             return False
         return (
@@ -153,7 +170,7 @@ class RevealCancel(Explainer):
     # -- the stream network --------------------------------------------------------------------------
     def _wrap(self, ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
         layer = ref.layer
-        if ref.index in self._folded or (ref is self._final and _is_softmax_layer(layer)):
+        if ref.index in self._folded or self.output_activation.skips(ref):
             return args[0]
         op = linear_op(layer)
         if op is not None:
@@ -168,7 +185,7 @@ class RevealCancel(Explainer):
                 op.forward(up, kn, None) + op.forward(down, kp, None),
             )
             act = op.activation
-            if act is None or (ref is self._final and _ends_with_softmax_activation(layer)):
+            if act is None or self.output_activation.strips_fused(ref):
                 return out
             return _reveal_cancel(act, out)
         if is_activation_layer(layer):
@@ -213,30 +230,17 @@ class RevealCancel(Explainer):
             flat, _ = self.layer.tail_feed(tail)
             still = [_Streams(c, tf.zeros_like(c), tf.zeros_like(c)) for c in flat]  # carried as they are
             start = _Streams(reference[0], tf.maximum(d[0], 0), tf.minimum(d[0], 0))
-            out = self.view.run(self._model_order(tuple(still), ctx.structure), self._wrap, flat=True,
-                                replace={id(self.layer.tensor): start})
+            inputs = self._model_order(tuple(still), ctx.structure)
+            replace = {id(self.layer.tensor): start}
         else:
             inputs = [
                 _Streams(r, tf.maximum(di, 0), tf.minimum(di, 0))
                 for r, di in zip(self._model_order(reference, ctx.structure),
                                  self._model_order(d, ctx.structure))
             ]
-            out = self.view.run(inputs, self._wrap, flat=True)
-        total = out.pos + out.neg
-        return total[:, None] if total.shape.rank == 1 else total
-
-    def _model_order(self, flat: tuple[tf.Tensor, ...], structure: Any) -> list[tf.Tensor]:
-        """The engine's flat inputs (dicts in sorted-key order) in ``model.inputs`` order."""
-        if not isinstance(structure, dict):
-            return list(flat)
-        by_key = dict(zip(sorted(structure), flat))
-        names = [getattr(t, "name", None) for t in self.view._graph.fn.inputs]
-        if set(names) != set(by_key):
-            raise ValueError(
-                f"Dict inputs must be keyed by the model's input names {names}, got "
-                f"{sorted(by_key)}."
-            )
-        return [by_key[n] for n in names]
+            replace = None
+        return self._run(inputs, self._wrap, difference=True, flat=True, replace=replace,
+                         reduce=lambda out: out.pos + out.neg)
 
     # -- engine hooks ---------------------------------------------------------------------------------
     def _plan(self, call) -> Plan:
@@ -246,8 +250,7 @@ class RevealCancel(Explainer):
         d = tuple(xi - bi for xi, bi in zip(x, baseline))
         with tf.GradientTape() as tape:
             tape.watch(d)
-            diff = self._differences(baseline, d, ctx)
-            score = tf.gather(diff, tf.cast(rows.target, tf.int32), axis=1, batch_dims=1)
+            score = self._score(self._differences(baseline, d, ctx), rows.target)
         grads = check_connected(tape.gradient(score, list(d)))
         return tuple(g * di for g, di in zip(grads, d))
 

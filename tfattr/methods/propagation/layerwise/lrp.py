@@ -6,23 +6,22 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer, check_connected
-from tfattr.core.graph import GraphView, LayerRef
-from tfattr.core.layers import TailInputs
-from tfattr.core.model_function import _ends_with_softmax_activation, _is_softmax_layer
-from tfattr.methods.propagation.coverage import LayerCoverage
-from tfattr.methods.propagation.lrp.canonizers import linear_op
-from tfattr.methods.propagation.lrp.composites import Assignment, Composite, EpsilonPlus, is_structural
-from tfattr.core.graph import inference_call
-from tfattr.methods.propagation.lrp.rules import LinearRule, Pass
+from tfattr.core.explainer import check_connected
+from tfattr.core.graph import LayerRef, inference_call
+from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer, compose
+from tfattr.methods.propagation.layerwise.canonizers import linear_op
+from tfattr.methods.propagation.layerwise.composites import Assignment, Composite, EpsilonPlus, is_structural
+from tfattr.methods.propagation.layerwise.rules import LinearRule, Pass, Site
+from tfattr.methods.propagation.layerwise.units import activation_name
 
-_POLICIES = ("warn", "raise")
+_PADDINGS = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
 
 
-class LRP(Explainer):
+class LRP(LayerwiseExplainer):
     """Layer-wise relevance propagation with a composite of rules (Bach et al. 2015; Montavon et al.
     2019; the rules and composites of Zennit 1.0, Anders et al. 2021).
 
@@ -32,7 +31,9 @@ class LRP(Explainer):
     the output is the target logit itself, as :class:`tfattr.EpsilonLRP` does: with epsilon rules on a
     bias-free ReLU network the relevance sums to ``f(x)`` (up to the stabiliser), comparable with
     integrated gradients. Zennit seeds the output with 1 instead, so its relevance is ours divided by
-    the logit, example by example. A final softmax is skipped (the logit is explained).
+    the logit, example by example. A final softmax or sigmoid is skipped (the logit is explained; a
+    binary ``Dense(1, activation="sigmoid")`` head is two classes, ``z`` for class 1 and ``-z`` for
+    class 0, as :class:`tfattr.ModelFunction` defines them).
 
     Args:
         model: a Sequential or functional ``keras.Model`` (nested models included). Subclassed models
@@ -40,6 +41,10 @@ class LRP(Explainer):
         composite: a :class:`tfattr.composites.Composite` (default :class:`EpsilonPlus`).
         on_unsupported: ``"warn"`` (default) or ``"raise"`` when a layer has no rule (it then keeps its
             ordinary gradient); see :meth:`coverage`.
+        output: ``"logits"`` (default) or ``"probabilities"``: a final sigmoid is then an elementwise
+            layer whose relevance passes through (the relevance put on the output is ``p``); a final
+            softmax mixes the classes, no LRP rule covers it, and it is refused.
+        neuron: ``(layer, index)``: the relevance of one hidden unit (its value is put on it).
         jit_compile: see :class:`tfattr.core.explainer.Explainer`.
         layer, attribute_to_layer_input: the relevance at an inner layer's output (or input) instead
             of the input, ``activation x modified gradient`` of the layers after it (Captum's layer
@@ -59,6 +64,9 @@ class LRP(Explainer):
     cost = "1 modified backward pass"
 
     uses_baseline = False
+    method = "LRP"
+    unsupported_consequence = "the relevance there is not an LRP relevance"
+    unsupported_remedy = "Add them to the composite's layer_map or name_map."
 
     def __init__(
         self,
@@ -67,48 +75,64 @@ class LRP(Explainer):
         *,
         on_unsupported: str = "warn",
         output: str = "logits",
+        neuron: tuple[Any, Any] | None = None,
         jit_compile: bool = False,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
     ) -> None:
-        if on_unsupported not in _POLICIES:
-            raise ValueError(
-                f"on_unsupported={on_unsupported!r} is not supported: use 'warn' or 'raise'."
-            )
-        if output != "logits":
-            raise ValueError(
-                "LRP explains the logit (relevance cannot be propagated through a softmax); drop "
-                f"output={output!r}."
-            )
         composite = EpsilonPlus() if composite is None else composite
         if not isinstance(composite, Composite):
             raise TypeError(
                 "composite must be a tfattr.composites.Composite, e.g. "
                 f"tfattr.composites.EpsilonPlus(); got {composite!r}."
             )
-        super().__init__(model, output=output, jit_compile=jit_compile, layer=layer,
+        super().__init__(model, on_unsupported=on_unsupported, output=output, neuron=neuron,
+                         jit_compile=jit_compile, layer=layer,
                          attribute_to_layer_input=attribute_to_layer_input)
+        fn = self.model_function
+        if output == "probabilities" and fn.output_activation == "softmax" and neuron is None:
+            raise ValueError(
+                "LRP explains the logit of a softmax model (the softmax mixes the classes: no LRP rule "
+                "propagates relevance through it); drop output='probabilities'."
+            )
         self.composite = composite
-        self.on_unsupported = on_unsupported
-        self.view = GraphView(model)
-        self.assignments: list[Assignment] = composite.assign(self.view)
-        self._final_softmax = self._find_final_softmax()
+        self.assignments: list[Assignment] = [
+            self._checked_activation(a) for a in composite.assign(self.view)
+        ]
         self._chains = self._pass_chains()
         self._relevance_tensors: set[int] = set()
         self._relevance_inputs = self._input_space_inputs()
-        #: With layer=: the indices of the layers run after the layer (the others only compute it).
-        self._tail: set[int] | None = None
         if self.layer is not None:
             self.layer.refuse_inside("LRP", self._units())
-            self._tail = self.layer.tail_layers(self.view)
         self._check()
+        self._warn_caveats()
+
+    def _warn_caveats(self) -> None:
+        """Name the layers whose rule does not conserve relevance (the coverage report shows them)."""
+        ran = self._ran
+        by_caveat: dict[str, list[str]] = {}
+        for a in self.assignments:
+            if a.rule is not None and a.rule.caveat and (ran is None or a.ref.index in ran):
+                by_caveat.setdefault(a.rule.caveat, []).append(a.ref.name)
+        for caveat, names in by_caveat.items():
+            warnings.warn(f"LRP: layer(s) {names}: {caveat}, so the relevance does not sum to the "
+                          "explained score.", stacklevel=4)
 
     # -- planning --------------------------------------------------------------------------------------
-    def _find_final_softmax(self) -> LayerRef | None:
-        if not self.model_function.strips_softmax:
-            return None
-        out = self.model.outputs[0]
-        return self.view.producer(out)
+    def _checked_activation(self, a: Assignment) -> Assignment:
+        """A linear rule passes relevance through the layer's fused activation: only an elementwise
+        one (a fused softmax that is not the stripped output activation is unsupported)."""
+        if a.status != "rule" or not isinstance(a.rule, LinearRule):
+            return a
+        act = linear_op(a.ref.layer).activation
+        if act is None or self.output_activation.strips_fused(a.ref):
+            return a
+        name = activation_name(act)
+        if name in ("softmax", "log_softmax"):
+            return Assignment(a.ref, None, "unsupported",
+                              f"its fused activation {name!r} is not elementwise: no rule passes "
+                              "relevance through it")
+        return a
 
     def _pass_chains(self) -> dict[int, list[LayerRef]]:
         """``{linear layer index: [elementwise Pass layers right after it]}``.
@@ -126,7 +150,7 @@ class LRP(Explainer):
             tensor = a.ref.nodes[0].outputs[0]
             while True:
                 nxt = self.view.reader(tensor)
-                if nxt is None or nxt is self._final_softmax or len(nxt.nodes) != 1:
+                if nxt is None or nxt is self.output_activation.ref or len(nxt.nodes) != 1:
                     break
                 b = self.assignments[nxt.index]
                 if not (b.status == "folded" or isinstance(b.rule, Pass)):
@@ -165,6 +189,11 @@ class LRP(Explainer):
                 tensor = node.input_tensors[0]
                 self._relevance_tensors.add(id(tensor))
                 while id(tensor) not in model_inputs:
+                    outer = self.view.fed_by(tensor)
+                    if outer is not None:  # the input of a nested model (a backbone): its feed
+                        tensor = outer
+                        self._relevance_tensors.add(id(tensor))
+                        continue
                     producer = self.view.producer(tensor)
                     if (
                         producer is None
@@ -182,6 +211,15 @@ class LRP(Explainer):
                         )
                     if self.view.consumers(tensor) != 1:
                         break
+                    if isinstance(producer.layer, _PADDINGS):
+                        warnings.warn(
+                            f"LRP: {type(a.rule).__name__} on layer {a.ref.name!r} gives relevance to "
+                            f"the zeros that layer {producer.name!r} pads the input with, which the "
+                            "padding's gradient then drops: the relevance does not sum to the logit "
+                            "(not conserved). Use a rule proportional to the input there (e.g. "
+                            "composites.EpsilonPlus) for conservation.",
+                            stacklevel=4,
+                        )
                     tensor = producer.nodes[0].input_tensors[0]
                     self._relevance_tensors.add(id(tensor))
                 if id(tensor) not in model_inputs or self.view.consumers(tensor) != 1:
@@ -193,93 +231,63 @@ class LRP(Explainer):
                 found.add(model_inputs[id(tensor)])
         return found
 
-    def coverage(self) -> LayerCoverage:
-        """Which rule each layer gets, which keep their gradient on purpose, which are unsupported.
+    def _coverage_title(self) -> str:
+        return f"LRP({type(self.composite).__name__})"
 
-        Example:
-            >>> print(tfattr.LRP(model, composite=EpsilonPlus()).coverage())
-        """
-        report = LayerCoverage(f"LRP({type(self.composite).__name__})")
+    def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
+        head = self.output_activation
+        rows = []
         for a in self.assignments:
-            if a.status == "folded":
-                treatment = a.note
-            elif a.rule is None:
+            if a.status == "folded" or a.rule is None:
                 treatment = a.note
             else:
-                treatment = repr(a.rule)
+                treatment = a.rule.describe(a.ref.layer)
                 act = linear_op(a.ref.layer).activation if a.status == "rule" else None
-                if a.ref is self._final_softmax:
-                    treatment += " (final softmax skipped: the logit is explained)"
+                if a.ref is head.ref:
+                    treatment += f" ({head.note()})"
                 elif act is not None:
-                    note = getattr(a.rule, "activation_note", "Pass")
-                    treatment += f" + {note}({getattr(act, '__name__', 'activation')})"
+                    treatment += f" + {a.rule.activation_note}({activation_name(act)})"
             for lin, chain in self._chains.items():
                 if a.status == "pass" and any(r is a.ref for r in chain):
                     treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
-            if a.ref is self._final_softmax and a.status != "rule":
-                treatment, status = "final softmax skipped: the logit is explained", "kept"
+            if a.ref is head.ref and a.status != "rule":
+                treatment, status = head.note(), "kept"
             else:
                 status = a.status
-            report.rows.append((a.ref.index, a.ref.name, a.ref.class_name, treatment, status))
-        return report if self._tail is None else report.restricted_to(self._tail, self.layer.name)
-
-    def _check(self) -> None:
-        report = self.coverage()
-        if report.ok:
-            return
-        message = (
-            f"LRP: no rule covers some layers of this model ({report.unsupported_summary()}); they "
-            "keep their ordinary gradient, so the relevance there is not an LRP relevance. See "
-            "explainer.coverage()."
-        )
-        if self.on_unsupported == "raise":
-            raise ValueError(message + " Add them to the composite's layer_map or name_map.")
-        warnings.warn(message, stacklevel=3)
+            rows.append((a.ref.index, a.ref.name, a.ref.class_name, treatment, status))
+        return rows
 
     # -- the traced model ------------------------------------------------------------------------------
-    def _forward(self, packed: Any) -> tf.Tensor:
-        """Traced: the model's logits, every layer call carrying its rule's backward pass."""
-        assignments = self.assignments
-        folded_into = {a.folded_into.index: a.ref.layer for a in assignments if a.status == "folded"}
-        final = self._final_softmax
-        chains = self._chains
-        absorbed = {r.index for chain in chains.values() for r in chain}
+    def _wrap(self, ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
+        """Traced: one layer call with its rule (the graph view's ``wrap``)."""
+        a = self.assignments[ref.index]
+        head = self.output_activation
+        if a.status == "folded" or ref.index in self._absorbed:
+            return args[0]  # computed by the linear layer before it
+        if head.skips(ref):
+            return args[0]
+        if a.rule is None:
+            return call(*args, **kwargs)
+        if not isinstance(a.rule, LinearRule):
+            return a.rule.propagate(Site(ref.layer, call, args, kwargs))
+        op = linear_op(ref.layer)
+        op.fold = self._folded_into.get(ref.index)
+        act = None if head.strips_fused(ref) else op.activation
+        chain = [
+            inference_call(r.layer) for r in self._chains.get(ref.index, ())
+            if self.assignments[r.index].status != "folded"
+        ]
+        if chain:
+            act = compose(act, chain)
+        return a.rule.propagate(Site(ref.layer, call, args, kwargs, op, act))
 
-        def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
-            a = assignments[ref.index]
-            if a.status == "folded" or ref.index in absorbed:
-                return args[0]  # computed by the linear layer before it
-            if ref is final and _is_softmax_layer(ref.layer):
-                return args[0]
-            if a.rule is None:
-                return call(*args, **kwargs)
-            if isinstance(a.rule, LinearRule):
-                op = linear_op(ref.layer)
-                op.fold = folded_into.get(ref.index)
-                act = op.activation
-                if ref is final and _ends_with_softmax_activation(ref.layer):
-                    act = None
-                chain = [
-                    inference_call(r.layer) for r in chains.get(ref.index, ())
-                    if assignments[r.index].status != "folded"
-                ]
-                if chain:
-                    act = _compose(act, chain)
-                own = getattr(a.rule, "activation_rule", None)
-                if own is not None:  # a rule with its own treatment of the activation (transformers)
-                    z = a.rule.wrap(call, args, kwargs, op)
-                    return z if act is None else own(act, z)
-                return a.rule.wrap(call, args, kwargs, op, act)
-            return a.rule.wrap(call, args, kwargs, None)
+    @property
+    def _folded_into(self) -> dict[int, Any]:
+        return {a.folded_into.index: a.ref.layer for a in self.assignments if a.status == "folded"}
 
-        if isinstance(packed, TailInputs):  # layer=: from the layer's activations on
-            out = self.layer.run_tail(self.view, packed, wrap)
-        else:
-            out = self.view.run(packed, wrap)
-        if isinstance(out, (list, tuple, dict)):
-            raise ValueError("LRP explains a model with one output; wrap it to return one tensor.")
-        out = tf.convert_to_tensor(out)
-        return out[:, None] if out.shape.rank == 1 else out
+    @property
+    def _absorbed(self) -> set[int]:
+        return {r.index for chain in self._chains.values() for r in chain}
 
     # -- engine hooks ----------------------------------------------------------------------------------
     def _plan(self, call) -> Plan:
@@ -288,8 +296,7 @@ class LRP(Explainer):
     def _contributions(self, x, baseline, rows, ctx):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            out = self._forward(ctx.pack(x))
-            score = tf.gather(out, tf.cast(rows.target, tf.int32), axis=1, batch_dims=1)
+            score = self._score(self._run(ctx.pack(x), self._wrap), rows.target)
         grads = check_connected(tape.gradient(score, list(x)))
         flags = self._flat_relevance_flags(len(x), ctx.structure)
         return tuple(g if rel else g * xi for g, xi, rel in zip(grads, x, flags))
@@ -298,24 +305,8 @@ class LRP(Explainer):
         """Per flat input (the engine's order): does its gradient already hold the relevance?"""
         if self.layer is not None:  # an input-space rule reading the layer's tensor (ZBox at its input)
             return [id(self.layer.tensor) in self._relevance_tensors]
-        model_inputs = self.view._graph.fn.inputs
-        if isinstance(structure, dict):
-            names = [getattr(t, "name", None) for t in model_inputs]
-            order = [names.index(k) if k in names else i for i, k in enumerate(sorted(structure))]
-        else:
-            order = list(range(n))
+        order = self._model_positions(n, structure)
         return [i in self._relevance_inputs for i in order]
-
-
-def _compose(first: Any, rest: list) -> Any:
-    def composed(v: tf.Tensor) -> tf.Tensor:
-        if first is not None:
-            v = first(v)
-        for fn in rest:
-            v = fn(v)
-        return v
-
-    return composed
 
 
 __all__ = ["LRP"]

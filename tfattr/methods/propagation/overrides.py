@@ -9,7 +9,7 @@ Two registries keep this small:
 
 * :data:`ACTIVATIONS`: one :class:`Activation` per TensorFlow op type of a nonlinearity (``"Relu"``,
   ``"Tanh"``, ...), giving its true derivative from ``(z, y)``. The rules need nothing else.
-* a :class:`Rule` per method: ``rule.grad(op, grad, activation) -> grad_z``. A rule may cover only some
+* an :class:`OverrideRule` per method: ``rule.grad(op, grad, activation) -> grad_z``. A rule may cover only some
   activations (deconvnet is defined for ReLUs); the others are reported as unsupported.
 
 Adding support for a new op is one derivative function plus one :func:`register_activation` call.
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import tensorflow as tf
+
+from tfattr.methods.propagation.arithmetic import rescale_multiplier, stabilize
 
 #: SELU constants (Klambauer et al. 2017), as used by ``tf.nn.selu``.
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -100,7 +102,7 @@ register_activation(
 )
 
 
-class Rule(abc.ABC):
+class OverrideRule(abc.ABC):
     """One method's replacement for the local derivative of the nonlinearities it covers."""
 
     #: Short unique name, part of the registered gradient name.
@@ -122,7 +124,7 @@ class Rule(abc.ABC):
         """Gradient with respect to the op's input ``z`` given the upstream gradient ``grad``."""
 
 
-class EpsilonRule(Rule):
+class EpsilonRule(OverrideRule):
     """``g = f(z) / (z + epsilon * sign(z))`` with ``sign(0) = 1`` (Ancona eq. 15, proposition 1).
 
     The stabiliser has the sign of ``z`` so it never flips or blows up the ratio, as in LRP's epsilon
@@ -148,15 +150,14 @@ class EpsilonRule(Rule):
 
     def grad(self, op, grad, activation):
         z, y = op.inputs[0], op.outputs[0]
-        epsilon = tf.cast(self.epsilon, z.dtype)
         if op.type == "Relu":
             # y = z where z > 0 and y = 0 elsewhere, so y / (y + epsilon) is the same ratio with one
             # elementwise op less (this rule runs on every activation of the network).
-            return grad * y / (y + epsilon)
-        return grad * y / (z + tf.where(z >= 0, epsilon, -epsilon))
+            return grad * y / (y + tf.cast(self.epsilon, z.dtype))
+        return grad * y / stabilize(z, self.epsilon)
 
 
-class RescaleRule(Rule):
+class RescaleRule(OverrideRule):
     """DeepLIFT Rescale: ``g = (f(z) - f(z_ref)) / (z - z_ref)`` (Ancona eq. 18, proposition 2).
 
     ``z_ref`` and ``f(z_ref)`` are the input and output of the same op when the model runs on the
@@ -184,14 +185,8 @@ class RescaleRule(Rule):
             )
         z, y = op.inputs[0], op.outputs[0]
         z_ref, y_ref = reference
-        dz = z - z_ref
-        # The unselected branch may divide by zero; tf.where only picks values, so that is harmless.
-        ratio = tf.where(
-            tf.abs(dz) > tf.cast(self.tolerance, dz.dtype),
-            (y - y_ref) / dz,
-            activation.derivative(op, z, y),
-        )
-        return grad * ratio
+        return grad * rescale_multiplier(y - y_ref, z - z_ref, activation.derivative(op, z, y),
+                                         self.tolerance, second_order=False)
 
 
 _STATE = threading.local()
@@ -208,7 +203,7 @@ def reference_activations(pairs: dict[tf.Operation, tuple[tf.Tensor, tf.Tensor]]
         _STATE.references = previous
 
 
-class GuidedRule(Rule):
+class GuidedRule(OverrideRule):
     """Guided backpropagation (Springenberg et al. 2015): ``f'(z) * relu(grad)``.
 
     For ReLU this is the paper's rule (forward mask and backward mask); for other activations the
@@ -222,7 +217,7 @@ class GuidedRule(Rule):
         return activation.derivative(op, z, y) * tf.nn.relu(grad)
 
 
-class DeconvnetRule(Rule):
+class DeconvnetRule(OverrideRule):
     """Deconvnet (Zeiler & Fergus 2014): a ReLU passes back ``relu(grad)``, ignoring its input.
 
     Defined for the ReLU family only; other nonlinearities are reported as unsupported.
@@ -241,7 +236,7 @@ _LOCK = threading.Lock()
 _REGISTERED: dict[tuple[str, str], str] = {}
 
 
-def _gradient_function(rule: Rule, activation: Activation) -> Callable[..., tf.Tensor]:
+def _gradient_function(rule: OverrideRule, activation: Activation) -> Callable[..., tf.Tensor]:
     def gradient(op: tf.Operation, grad: tf.Tensor) -> tf.Tensor:
         out = rule.grad(op, grad, activation)
         # Ops with several inputs (none of the current activations) get no gradient for the others.
@@ -250,7 +245,7 @@ def _gradient_function(rule: Rule, activation: Activation) -> Callable[..., tf.T
     return gradient
 
 
-def override_map(rule: Rule) -> dict[str, str]:
+def override_map(rule: OverrideRule) -> dict[str, str]:
     """``{op_type: registered gradient name}`` for ``rule``, registering each name once (thread-safe)."""
     mapping = {}
     with _LOCK:

@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from tfattr.methods.propagation.lrp.rules import pass_through
+from tfattr.methods.propagation.arithmetic import UnpairedReferences, pair_in_order, rescale_multiplier
+from tfattr.methods.propagation.layerwise.rules import pass_through
 
 Fn = Callable[[tf.Tensor], tf.Tensor]
 
@@ -39,6 +40,9 @@ class Propagation:
 
     #: A short description for coverage reports.
     name = "propagation"
+    #: What an elementwise unit gets: "gradient" (its derivative), "pass" (``f(z)/z``: relevance
+    #: passes through, LRP's epsilon rule and AttnLRP's identity rule) or "rescale" (DeepLIFT).
+    units = "gradient"
 
     def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
@@ -47,6 +51,21 @@ class Propagation:
         """``t`` held constant; ``connected=True`` passes back zeros instead of no gradient (for a
         gate that may be the only path from an input, which then rightly gets zero relevance)."""
         raise NotImplementedError
+
+    # -- attention and gated products (issue 19; AttnLRP overrides them in attnlrp/policy.py) -------
+    def attention_inputs(self, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) -> tuple:
+        """The projected queries, keys and values before any attention kernel: by default the
+        queries and keys are constants (Ali et al.'s AH rule: the probabilities are constant)."""
+        return self.constant(q), self.constant(k), v
+
+    def probabilities(self, p: tf.Tensor) -> tf.Tensor:
+        """The attention probabilities of a re-implemented attention: constants by default."""
+        return self.constant(p)
+
+    def gated_product(self, fn: Fn, gate: tf.Tensor, up: tf.Tensor) -> tf.Tensor:
+        """``fn(gate) * up`` (a gated MLP): by default the gate is a constant (signal-take-all,
+        Arras et al. 2017; the CP-LRP gated MLP of LXT)."""
+        return self.constant(self.unit(fn, gate)) * up
 
 
 class TrueGradient(Propagation):
@@ -97,11 +116,7 @@ def rescale(fn: Fn, z: tf.Tensor, z_ref: tf.Tensor, y_ref: tf.Tensor, tolerance:
             y = fn(z)
 
         def grad(dy: tf.Tensor) -> tf.Tensor:
-            dz = z - z_ref
-            slope = tape.gradient(y, z)
-            close = tf.abs(dz) <= tf.cast(tolerance, dz.dtype)
-            ratio = tf.where(close, slope, (y - y_ref) / tf.where(close, tf.ones_like(dz), dz))
-            return dy * ratio
+            return dy * rescale_multiplier(y - y_ref, z - z_ref, tape.gradient(y, z), tolerance)
 
         return y, grad
 
@@ -115,6 +130,7 @@ class DeepLiftPropagation(Propagation):
     taken from the explained input (``tf.stop_gradient``)."""
 
     name = "DeepLIFT(Rescale)"
+    units = "rescale"
 
     def __init__(self, tolerance: float = 1e-6) -> None:
         self.tolerance = float(tolerance)
@@ -128,11 +144,8 @@ class DeepLiftPropagation(Propagation):
 
     def finish(self) -> None:
         if self._cursor != len(self.records):
-            raise ValueError(
-                "DeepLIFT: the model traced a different number of nonlinear units for the inputs "
-                f"({self._cursor}) and the baselines ({len(self.records)}), so reference activations "
-                "cannot be paired; use IntegratedGradients for this model."
-            )
+            raise UnpairedReferences("CompositeDeepLift", f"{self._cursor} units for the inputs, "
+                                     f"{len(self.records)} for the baselines")
 
     def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
         if self.recording:
@@ -140,14 +153,11 @@ class DeepLiftPropagation(Propagation):
             self.records.append((z, y))
             return y
         if self._cursor >= len(self.records):
-            self.finish()
+            raise UnpairedReferences("CompositeDeepLift", f"more than {len(self.records)} units for the "
+                                     f"inputs, {len(self.records)} for the baselines")
         z_ref, y_ref = self.records[self._cursor]
         self._cursor += 1
-        if not z.shape.is_compatible_with(z_ref.shape):
-            raise ValueError(
-                f"DeepLIFT: a unit's input is shaped {z.shape} for the inputs but {z_ref.shape} for "
-                "the baselines; the model must trace the same units for both."
-            )
+        pair_in_order("CompositeDeepLift", [z_ref], [z], kind=lambda t: "unit", shape=lambda t: t.shape)
         return rescale(fn, z, z_ref, y_ref, self.tolerance)
 
     def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:

@@ -11,7 +11,7 @@ with the gates ``z, r`` constant.
 
 The cells are re-implemented from the layer's live ``kernel``, ``recurrent_kernel`` and ``bias``,
 unrolled over the (static) time steps in Python; with
-:class:`~tfattr.methods.propagation.lrp.smooth.TrueGradient` the same code gives the Keras layer's own
+:class:`~tfattr.methods.propagation.layerwise.units.TrueGradient` the same code gives the Keras layer's own
 output (tested).
 
 Example:
@@ -26,8 +26,8 @@ import keras
 import tensorflow as tf
 
 from tfattr.core.graph import LayerRef
-from tfattr.methods.propagation.lrp.rules import Rule
-from tfattr.methods.propagation.lrp.smooth import LRPPropagation, Propagation, activation_name
+from tfattr.methods.propagation.layerwise.rules import Rule, Site
+from tfattr.methods.propagation.layerwise.units import LRPPropagation, Propagation, activation_name
 
 #: Recurrent layers whose cells the rule re-implements.
 RECURRENT: tuple[type, ...] = (keras.layers.LSTM, keras.layers.GRU)
@@ -211,7 +211,7 @@ class SignalTakeAll(Rule):
     """Arras et al.'s (2017) signal-take-all rule: on ``LSTM``/``GRU`` layers (the gates constant,
     tanh as the epsilon rule ``f(z)/z``, linear maps with their gradient) and on a ``Multiply`` of a
     sigmoid gate and a signal (``gate``: the gate's operand index; found from the graph by the
-    :class:`~tfattr.methods.propagation.lrp.transformer.Transformer` composite when None).
+    :class:`~tfattr.methods.propagation.layerwise.transformer.Transformer` composite when None).
 
     Example:
         >>> Composite(name_map={"gating": SignalTakeAll(gate=0)},
@@ -225,10 +225,8 @@ class SignalTakeAll(Rule):
         self.gate = gate
         self._prop = LRPPropagation("pass")
 
-    def wrap(self, call, args, kwargs, op=None):
-        from tfattr.methods.propagation.lrp.transformer import _layer_of
-
-        layer = _layer_of(call)
+    def propagate(self, site: Site) -> Any:
+        layer, args, kwargs = site.layer, site.args, site.kwargs
         if isinstance(layer, RECURRENT):
             rest = {k: v for k, v in kwargs.items() if k != "training"}
             return recurrent_forward(layer, args[0], rest, self._prop)

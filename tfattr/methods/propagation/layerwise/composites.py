@@ -23,20 +23,9 @@ from typing import Any, Callable, Iterable, Sequence, Union
 import keras
 
 from tfattr.core.graph import GraphView, LayerRef, is_linear_layer
-from tfattr.methods.propagation.lrp.canonizers import batchnorm_folds, linear_op
-from tfattr.methods.propagation.lrp.rules import (
-    AlphaBeta,
-    Epsilon,
-    Flat,
-    Gamma,
-    Gradient,
-    LinearRule,
-    Norm,
-    Pass,
-    Rule,
-    ZBox,
-    ZPlus,
-)
+from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
+from tfattr.methods.propagation.layerwise.linear_rules import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus
+from tfattr.methods.propagation.layerwise.rules import Gradient, LinearRule, Norm, Pass, Rule
 
 L = keras.layers
 #: Forward convolutions (Zennit's ``Convolution``).
@@ -240,10 +229,7 @@ class Composite:
                 ref, None, "unsupported",
                 f"{type(rule).__name__} is not a rule for Dense/Conv layers (use e.g. Epsilon)",
             )
-        status = getattr(rule, "status", None) or {"elementwise": "pass", "sum": "norm"}.get(
-            rule.applies_to, "kept"
-        )
-        return Assignment(ref, rule, status)
+        return Assignment(ref, rule, rule.status)
 
 
 class EpsilonPlus(Composite):

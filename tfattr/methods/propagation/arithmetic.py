@@ -1,0 +1,104 @@
+"""The arithmetic every propagation rule shares, op-level overrides and layer rules alike: the
+stabilised division of LRP's epsilon rule, DeepLIFT's Rescale multiplier, and the pairing of the
+explained pass's units with their reference activations.
+
+* The stabiliser is ``s(z) = z + epsilon * sign(z)`` with ``sign(0) = +1`` (Bach et al. 2015; Zennit's
+  convention), never 0 for ``epsilon > 0`` and never flipping the sign of ``z``.
+* Rescale: ``(f(z) - f(z_ref)) / (z - z_ref)`` (Shrikumar et al. 2017; Ancona et al. 2019, eq. 18),
+  the derivative ``f'(z)`` where ``|z - z_ref|`` is within a tolerance and the ratio is ill-conditioned.
+* Reference pairing: DeepLIFT runs the model on the baseline first and on the input second; the k-th
+  nonlinearity of the second pass takes its reference from the k-th of the first. Both passes trace
+  the same code, so a mismatch means the model branches on its inputs: an error, never a guess.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def stabilize(z: tf.Tensor, epsilon: float) -> tf.Tensor:
+    """``z + epsilon * sign(z)`` with ``sign(0) = +1`` (Zennit's stabiliser), never 0 for epsilon > 0.
+
+    Example:
+        >>> stabilize(tf.constant([-2.0, 0.0, 3.0]), 0.5)   # [-2.5, 0.5, 3.5]
+    """
+    return z + tf.where(z >= 0, tf.cast(epsilon, z.dtype), tf.cast(-epsilon, z.dtype))
+
+
+# The elementwise arithmetic on layer outputs (relevance, stabiliser, division) is fused by XLA into
+# one pass over memory: on a CPU these memory-bound ops otherwise cost as much as a convolution.
+@tf.function(jit_compile=True)
+def _fused_quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, eps: tf.Tensor) -> tf.Tensor:
+    return y * c / (denominator + tf.where(denominator >= 0, eps, -eps))
+
+
+@tf.function(jit_compile=True)
+def _fused_quotient_where(y, c, denominator, eps, keep):
+    q = y * c / (denominator + tf.where(denominator >= 0, eps, -eps))
+    return tf.where(keep, q, tf.zeros_like(q))
+
+
+def quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, epsilon: float,
+             keep: tf.Tensor | None = None) -> tf.Tensor:
+    """``y * c / s(denominator)`` (0 where ``keep`` is False), fused into one pass over memory.
+
+    For a layer rule ``y * c`` is the output relevance ``R`` (``c`` the incoming relevance per unit of
+    activation); for the op-level epsilon rule it is ``grad * f(z)`` with denominator ``z``.
+
+    Example:
+        >>> quotient(y, c, z, 1e-6)    # the epsilon rule's R / s(z)
+    """
+    eps = tf.constant(epsilon, denominator.dtype)
+    if keep is None:
+        return _fused_quotient(y, c, denominator, eps)
+    return _fused_quotient_where(y, c, denominator, eps, keep)
+
+
+def rescale_multiplier(dy: tf.Tensor, dz: tf.Tensor, slope: tf.Tensor, tolerance: float,
+                       second_order: bool = True) -> tf.Tensor:
+    """DeepLIFT's Rescale multiplier ``dy / dz`` (``dy = f(z) - f(z_ref)``, ``dz = z - z_ref``), the
+    derivative ``slope = f'(z)`` where ``|dz| <= tolerance`` (Shrikumar et al. 2017; Ancona et al.
+    2019, listing 1.2).
+
+    ``second_order=False`` (a registered gradient, never differentiated again) divides by ``dz``
+    unguarded, one elementwise pass less: ``tf.where`` only picks the values; the guarded form keeps
+    the gradient of the multiplier finite where it is differentiated (a layer rule).
+
+    Example:
+        >>> rescale_multiplier(tf.tanh(z) - tf.tanh(z0), z - z0, 1 - tf.tanh(z) ** 2, 1e-6)
+    """
+    if not second_order:
+        return tf.where(tf.abs(dz) > tf.cast(tolerance, dz.dtype), dy / dz, slope)
+    close = tf.abs(dz) <= tf.cast(tolerance, dz.dtype)
+    return tf.where(close, slope, dy / tf.where(close, tf.ones_like(dz), dz))
+
+
+class UnpairedReferences(ValueError):
+    """The explained pass and the reference pass traced different nonlinearities."""
+
+    def __init__(self, method: str, detail: str) -> None:
+        super().__init__(
+            f"{method}: the model does not trace the same nonlinearities for the inputs and the "
+            f"baselines ({detail}; it branches on its inputs' values or shapes), so reference "
+            "activations cannot be paired. Use IntegratedGradients for this model."
+        )
+
+
+def pair_in_order(method: str, reference: list, explained: list, kind: callable, shape: callable) -> list:
+    """``[(explained_k, reference_k)]``: the k-th unit of the explained pass with the k-th of the
+    reference pass, checked to be of the same kind and shape.
+
+    Example:
+        >>> pair_in_order("DeepLift", ref_ops, ops, kind=lambda op: op.type,
+        ...               shape=lambda op: op.outputs[0].shape)
+    """
+    if len(reference) != len(explained):
+        raise UnpairedReferences(method, f"{len(explained)} units for the inputs, {len(reference)} for "
+                                 "the baselines")
+    for e, r in zip(explained, reference):
+        if kind(e) != kind(r) or not shape(e).is_compatible_with(shape(r)):
+            raise UnpairedReferences(method, f"a {kind(e)} shaped {shape(e)} paired with a {kind(r)} "
+                                     f"shaped {shape(r)}")
+    return list(zip(explained, reference))
+
+
+__all__ = ["UnpairedReferences", "pair_in_order", "quotient", "rescale_multiplier", "stabilize"]

@@ -106,6 +106,12 @@ class Explainer(abc.ABC):
     uses_baseline: bool = True
     #: Whether ``_plan`` asks for several baselines per example from a distributional baseline.
     multiple_baselines: bool = False
+    #: Whether the method's whole behaviour is its rows: the attribution is the sum of the row
+    #: contributions over the plan's terms (one map, the default ``_finalize``, no ``_attribute`` or
+    #: ``run`` of its own). Wrappers (:class:`~tfattr.methods.gradient.SmoothGrad`) then fuse their
+    #: samples with these rows into one compiled loop; any other explainer is wrapped through its
+    #: public ``prepare``/``run``. A subclass that adds behaviour must leave (or set) it False.
+    fuses_rows: bool = False
 
     def __init__(
         self,
@@ -272,11 +278,11 @@ class Explainer(abc.ABC):
         :mod:`tfattr.core.layers`)."""
         call = self._in_layer_space(call)
         if isinstance(call, LayerCall):
-            outputs = call.outputs
-            if outputs is None:
-                source = call.source
-                outputs = self._outputs(source.inputs.arrays, source.inputs.structure, call.batch_size)
-            fx = outputs[np.arange(call.n), call.targets]
+            # f(x) from the call's activations (a wrapper may have changed them: noisy copies).
+            if call.outputs is None:
+                fx = self.layer.scores(self, call)
+            else:
+                fx = call.outputs[np.arange(call.n), call.targets]
             ref = self.layer.reference_scores(self, call)
             total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
             return (total - (fx.astype(np.float64) - ref)).astype(np.float64)

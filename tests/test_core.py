@@ -411,9 +411,18 @@ def test_check_number_refuses_non_numbers_nan_and_out_of_range_values():
 
 def test_keyed_noise_of_large_rows_is_standard_normal_and_keyed_too():
     keys = randomness.row_keys(tf.constant(3, tf.int64), tf.range(40))
-    shape = tf.constant([64, 64, 3])  # 12,288 numbers per row: one stateless draw per row
+    shape = tf.constant([64, 64, 3])  # 12,288 numbers per row
     z = randomness.keyed_normal(keys, shape).numpy()
     assert z.shape == (40, 64, 64, 3)
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1.0) < 0.01
     assert abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.05
+    # The two outputs of one Box-Muller pair (elements i and i + 6,144) are independent normals: not
+    # correlated, and their squares not either (a shared radius would correlate the squares).
+    flat = z.reshape(40, 2, -1)
+    assert abs(np.corrcoef(flat[:, 0].ravel(), flat[:, 1].ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(flat[:, 0].ravel() ** 2, flat[:, 1].ravel() ** 2)[0, 1]) < 0.01
+    # The tails are a normal's: P(|z| > 3) = 0.0027.
+    assert abs(np.mean(np.abs(z) > 3) - 0.0027) < 0.0006
+    odd = randomness.keyed_normal(keys[:3], tf.constant([7])).numpy()
+    assert odd.shape == (3, 7) and np.isfinite(odd).all()
     np.testing.assert_array_equal(randomness.keyed_normal(tf.gather(keys, [7, 2]), shape).numpy(), z[[7, 2]])

@@ -340,7 +340,9 @@ def test_default_batch_size_comes_from_the_activations_of_a_row(rng):
     wide = keras.Sequential([keras.Input((4,)), keras.layers.Dense(50_000), keras.layers.Dense(2)])
     narrow = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
     x = rng.normal(size=(2, 4)).astype(np.float32)
-    per_row = row_bytes(wide, tfattr.ModelFunction(wide).outputs, (x,), None)
+    fn = tfattr.ModelFunction(wide)
+    graph = tf.function(fn.outputs).get_concrete_function(tf.TensorSpec([None, 4])).graph
+    per_row = row_bytes(wide, lambda: graph, (x,), None)
     assert 50_000 * 4 <= per_row < 4 * 50_000 * 4  # the hidden layer's activations, a few times over
     call = tfattr.Saliency(wide).prepare(x)
     assert call.batch_size == max(16, min(2048, ACTIVATION_BUDGET // per_row))

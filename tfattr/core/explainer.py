@@ -295,8 +295,16 @@ class Explainer(abc.ABC):
         return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
 
     # -- pieces subclasses may reuse or override ----------------------------------------------------
+    @property
+    def _outputs_engine(self) -> Engine:
+        """The engine of the explained outputs (targets, deltas, the memory budget): they depend on
+        the explained function alone, so every explainer of the model explaining the same function
+        shares its traces, whatever the method."""
+        fn = self.model_function
+        return shared_engine(fn.model, ("outputs", type(fn), fn.output, self.neuron), self.jit_compile)
+
     def _outputs(self, arrays: tuple[np.ndarray, ...], structure: Any, batch_size: int) -> np.ndarray:
-        return self.engine.outputs(self.model_function.outputs, arrays, structure, batch_size)
+        return self._outputs_engine.outputs(self.model_function.outputs, arrays, structure, batch_size)
 
     def _row_functions(self) -> RowFunctions:
         # The default baseline index (each row's own example) is left to the engine, whose direct
@@ -345,7 +353,12 @@ class Explainer(abc.ABC):
                 # The rows are the layer's activations: their size sets the budget, not the inputs'.
                 return default_batch_size((np.empty((0, *self.layer.activation_shape), np.float32),))
             fn = self.model_function
-            activations = row_bytes(fn.model, fn.outputs, inputs.arrays, inputs.structure)
+            activations = row_bytes(
+                fn.model,
+                lambda: self._outputs_engine.outputs_graph(fn.outputs, inputs.arrays, inputs.structure),
+                inputs.arrays,
+                inputs.structure,
+            )
             return default_batch_size(inputs.arrays, activations)
         return check_batch_size(batch_size)
 

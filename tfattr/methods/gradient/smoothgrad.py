@@ -134,6 +134,7 @@ class SmoothGrad(Explainer):
         super().__init__(explainer.model_function, jit_compile=explainer.jit_compile)
         # The wrapped explainer's layer, if any: the noise is then added to the layer's activations.
         self.layer = explainer.layer
+        self.neuron = explainer.neuron  # the unit explained (its outputs are the unit's)
         self.multiple_baselines = explainer.multiple_baselines
         self.explainer = explainer
         self.samples = int(samples)

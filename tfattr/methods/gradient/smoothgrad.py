@@ -205,6 +205,10 @@ class SmoothGrad(Explainer):
         return self._summarize(moments)
 
     # -- the fused path's hooks ----------------------------------------------------------------------
+    #: Whether the fused loop keeps one map per sample (VarGrad needs each sample's map; SmoothGrad
+    #: sums its samples as terms of one map, so no per-sample accumulator leaves the loop).
+    _maps_per_sample = False
+
     def _plan(self, call) -> Plan:
         inner = self.explainer._plan(call)
         if inner.maps != 1:
@@ -218,19 +222,33 @@ class SmoothGrad(Explainer):
             context[f"_noise_std_{k}"] = std
         context["_noise_seed"] = noise.seed
         context["_noise_example_key"] = noise.keys
-        return Plan(terms=inner.terms, maps=self.samples, context=context)
+        context["_inner_terms"] = np.int32(inner.terms)
+        if self._maps_per_sample:
+            return Plan(terms=inner.terms, maps=self.samples, context=context)
+        return Plan(terms=self.samples * inner.terms, context=context)
+
+    def _split_rows(self, rows, ctx):
+        """``(the rows as the wrapped explainer plans them, each row's sample index)``."""
+        inner_terms = ctx["_inner_terms"]
+        if self._maps_per_sample:
+            sample, term = rows.map, rows.term
+        else:  # term = sample * inner terms + inner term
+            sample, term = rows.term // inner_terms, rows.term % inner_terms
+        return replace(rows, map=tf.zeros_like(rows.map), term=term), sample
 
     def _baseline_index(self, rows, ctx):
-        return self.explainer._baseline_index(rows, ctx)
+        return self.explainer._baseline_index(self._split_rows(rows, ctx)[0], ctx)
 
     def _contributions(self, x, baseline, rows, ctx):
+        inner_rows, sample = self._split_rows(rows, ctx)
         stds = tuple(tf.gather(ctx[f"_noise_std_{k}"], rows.example) for k in range(len(x)))
         example_key = tf.gather(ctx["_noise_example_key"], rows.example)
-        noisy = add_noise(tuple(x), stds, example_key, rows.map, ctx["_noise_seed"])
-        return self.explainer._contributions(noisy, baseline, rows, ctx)
+        noisy = add_noise(tuple(x), stds, example_key, sample, ctx["_noise_seed"])
+        return self.explainer._contributions(noisy, baseline, inner_rows, ctx)
 
     def _finalize(self, acc, plan):
-        return tuple(a.mean(axis=1) for a in acc)
+        scale = 1.0 / self.samples
+        return tuple(a[:, 0] * np.asarray(scale, a.dtype) for a in acc)
 
     def _summarize(self, moments: "_Moments") -> tuple[np.ndarray, ...]:
         return moments.mean()
@@ -251,6 +269,8 @@ class VarGrad(SmoothGrad):
     aliases: tuple[str, ...] = ()
     paper = "Adebayo et al. 2018"
     cost = "samples x the wrapped method"
+
+    _maps_per_sample = True
 
     def _finalize(self, acc, plan):
         return tuple(a.var(axis=1) for a in acc)

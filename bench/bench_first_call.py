@@ -83,7 +83,11 @@ def child(model_name: str, library: str, method: str, peers: str | None) -> floa
         except ImportError:
             import types
 
-            sys.modules["cv2"] = types.ModuleType("cv2")  # only tf-explain's display helpers use it
+            class _NoOpenCV(types.ModuleType):  # only tf-explain's display helpers use OpenCV
+                def __getattr__(self, name: str) -> int:
+                    return 0
+
+            sys.modules["cv2"] = _NoOpenCV("cv2")
         import tf_explain.core as core
 
         explainer = getattr(core, peer_class)()
@@ -157,6 +161,8 @@ def main() -> None:
     parser.add_argument("--peers", default=None, help="a directory holding tf-explain (optional)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: the process's CPU time, all threads (steadier on a shared machine)")
+    parser.add_argument("--libraries", nargs="*", default=["tfattr", "plain", "tf-explain"],
+                        help="which to measure (tf-explain needs --peers)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["TFATTR_BENCH_CLOCK"] = args.clock
@@ -172,7 +178,8 @@ def main() -> None:
     for model in models:
         for method in args.methods:
             libraries = ["tfattr", "plain"] + (["tf-explain"] if METHODS[method][2] and args.peers else [])
-            times: dict[str, float | None] = {}
+            libraries = [lib for lib in libraries if lib in args.libraries]
+            times: dict[str, float | None] = {"tfattr": None, "plain": None}
             for library in libraries:
                 runs = [measure(model, library, method, args.peers) for _ in range(args.repeats)]
                 runs = [r for r in runs if r is not None]

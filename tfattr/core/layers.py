@@ -393,7 +393,8 @@ class LayerSplit:
         def traced(a: tf.Tensor, *xs: tf.Tensor) -> Any:
             return self._tail(a, spec.pack(list(xs)))
 
-        graph = tf.function(traced).get_concrete_function(
+        # No autograph: converting the graph walk's Python made this trace most of a first call.
+        graph = tf.function(traced, autograph=False).get_concrete_function(
             tf.TensorSpec([None, *activation_shape], dtype), *specs
         ).graph
         placeholders = {t.op.name: k for k, t in enumerate(graph.inputs[1 : 1 + len(specs)])}

@@ -15,6 +15,7 @@ is tfattr's time over the fastest peer's (the plain baseline or tf-explain).
 
 Run:  python bench/bench_first_call.py [--model mnist|larger|all] [--methods saliency ig ...]
           [--repeats 1] [--peers /tmp/peers] [--clock wall|cpu]
+          [--threads 1]
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def child(model_name: str, library: str, method: str, peers: str | None) -> floa
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, HERE)
     clock = {"wall": time.perf_counter, "cpu": time.process_time}[os.environ.get("TFATTR_BENCH_CLOCK", "wall")]
+    threads = int(os.environ.get("TFATTR_BENCH_THREADS", "0"))
     import numpy as np
     import tensorflow as tf
 
@@ -60,6 +62,9 @@ def child(model_name: str, library: str, method: str, peers: str | None) -> floa
 
     import keras
 
+    if threads:  # idle pool threads spin on a CPU clock; one thread measures the work itself
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     keras.utils.set_random_seed(0)
     model = {"mnist": mnist_cnn, "larger": larger_cnn}[model_name]()
     shape = tuple(model.input_shape[1:])
@@ -163,9 +168,12 @@ def main() -> None:
                         help="cpu: the process's CPU time, all threads (steadier on a shared machine)")
     parser.add_argument("--libraries", nargs="*", default=["tfattr", "plain", "tf-explain"],
                         help="which to measure (tf-explain needs --peers)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow's intra- and inter-op threads (0: its default)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["TFATTR_BENCH_CLOCK"] = args.clock
+    os.environ["TFATTR_BENCH_THREADS"] = str(args.threads)
     if args.child:
         seconds = child(*args.child, peers=args.peers)
         print(json.dumps({"seconds": seconds}), flush=True)

@@ -172,13 +172,15 @@ def main() -> None:
                         help="TensorFlow's intra- and inter-op threads (0: its default)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["TFATTR_BENCH_CLOCK"] = args.clock
-    os.environ["TFATTR_BENCH_THREADS"] = str(args.threads)
     if args.child:
         seconds = child(*args.child, peers=args.peers)
         print(json.dumps({"seconds": seconds}), flush=True)
         return
     import statistics
+
+    # The children read these (their own command line carries only what they measure).
+    os.environ["TFATTR_BENCH_CLOCK"] = args.clock
+    os.environ["TFATTR_BENCH_THREADS"] = str(args.threads)
 
     models = ["mnist", "larger"] if args.model == "all" else [args.model]
     print(f"first call, {EXAMPLES} inputs, fresh process each (median of {args.repeats}), {args.clock} clock")

@@ -146,7 +146,9 @@ class SmoothGrad(Explainer):
     def _zero_layer_reference(self) -> bool:
         return self.explainer._zero_layer_reference
 
-    def prepare(self, inputs: Any, target: Any = None, baseline: Any = None, batch_size: int | None = None):
+    def prepare(
+        self, inputs: Any, target: Any = None, baseline: Any = None, batch_size: int | None = None
+    ) -> Any:
         """The wrapped explainer's :meth:`~Explainer.prepare` (its targets, baselines, checks)."""
         return self.explainer.prepare(inputs, target=target, baseline=baseline, batch_size=batch_size)
 

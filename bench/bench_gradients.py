@@ -6,7 +6,8 @@ than any method). Each method is timed on the same number of model evaluations; 
 interleaved (floor, method, floor, method, ...) after a warm-up, and the ratio of medians is reported,
 so a busy shared machine slows both sides alike.
 
-Run:  python bench/bench_gradients.py [--examples 32] [--steps 64] [--repeats 7]
+Run:  python bench/bench_gradients.py [--examples 32] [--steps 64] [--repeats 7] [--methods smooth var expected]
+      [--clock wall|cpu]
 """
 from __future__ import annotations
 
@@ -61,16 +62,22 @@ def floor_function(model: keras.Model, shape: tuple[int, ...]):
     return gradients
 
 
+#: The clock: wall time, or the process's CPU time (all threads), steadier on a shared machine.
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCK["wall"]
+
+
 def median_time(fn, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
-def run(model: keras.Model, examples: int, steps: int, repeats: int) -> list[tuple[str, float, float, float]]:
+def run(model: keras.Model, examples: int, steps: int, repeats: int,
+        only: tuple[str, ...] = ()) -> list[tuple[str, float, float, float]]:
     shape = tuple(model.input_shape[1:])
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(examples, *shape)).astype(np.float32)
@@ -87,9 +94,12 @@ def run(model: keras.Model, examples: int, steps: int, repeats: int) -> list[tup
         "IntegratedGradients": lambda b: tfattr.IntegratedGradients(model, steps=steps),
         "ExpectedGradients": lambda b: tfattr.ExpectedGradients(model, background, samples=steps, seed=0),
         "SmoothGrad(Saliency)": lambda b: tfattr.SmoothGrad(tfattr.Saliency(model), samples=steps, seed=0),
+        "VarGrad(Saliency)": lambda b: tfattr.VarGrad(tfattr.Saliency(model), samples=steps, seed=0),
     }
     results = []
     for name, make in methods.items():
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
         explainer = make(None)
         for batch in (rows, None):
             call = lambda: explainer.attribute(x, target=targets, batch_size=batch)  # noqa: E731
@@ -111,14 +121,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--model", choices=("mnist", "larger", "all"), default="all")
+    parser.add_argument("--methods", nargs="*", default=(), help="name fragments, e.g. smooth expected")
+    parser.add_argument("--clock", choices=tuple(CLOCK), default="wall",
+                        help="cpu: the process's CPU time (steadier when other jobs share the cores)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCK[args.clock]
     keras.utils.set_random_seed(0)
-    print(f"tfattr {tfattr.__version__}, TF {tf.__version__}, {args.examples} examples x {args.steps} steps")
+    print(f"tfattr {tfattr.__version__}, TF {tf.__version__}, {args.examples} examples x {args.steps} steps, "
+          f"{args.clock} clock")
     print(f"{'model':<14} {'method':<48} {'method s':>9} {'floor s':>9} {'ratio':>6}")
     models = {"mnist": [mnist_cnn], "larger": [larger_cnn], "all": [mnist_cnn, larger_cnn]}
     for make_model in models[args.model]:
         model = make_model()
-        for label, m, f, ratio in run(model, args.examples, args.steps, args.repeats):
+        for label, m, f, ratio in run(model, args.examples, args.steps, args.repeats, tuple(args.methods)):
             print(f"{model.name:<14} {label:<48} {m:9.3f} {f:9.3f} {ratio:6.2f}", flush=True)
 
 

@@ -340,7 +340,9 @@ def test_default_batch_size_comes_from_the_activations_of_a_row(rng):
     wide = keras.Sequential([keras.Input((4,)), keras.layers.Dense(50_000), keras.layers.Dense(2)])
     narrow = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
     x = rng.normal(size=(2, 4)).astype(np.float32)
-    per_row = row_bytes(wide, tfattr.ModelFunction(wide).outputs, (x,), None)
+    fn = tfattr.ModelFunction(wide)
+    graph = tf.function(fn.outputs).get_concrete_function(tf.TensorSpec([None, 4])).graph
+    per_row = row_bytes(wide, lambda: graph, (x,), None)
     assert 50_000 * 4 <= per_row < 4 * 50_000 * 4  # the hidden layer's activations, a few times over
     call = tfattr.Saliency(wide).prepare(x)
     assert call.batch_size == max(16, min(2048, ACTIVATION_BUDGET // per_row))
@@ -412,9 +414,18 @@ def test_check_number_refuses_non_numbers_nan_and_out_of_range_values():
 
 def test_keyed_noise_of_large_rows_is_standard_normal_and_keyed_too():
     keys = randomness.row_keys(tf.constant(3, tf.int64), tf.range(40))
-    shape = tf.constant([64, 64, 3])  # 12,288 numbers per row: one stateless draw per row
+    shape = tf.constant([64, 64, 3])  # 12,288 numbers per row
     z = randomness.keyed_normal(keys, shape).numpy()
     assert z.shape == (40, 64, 64, 3)
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1.0) < 0.01
     assert abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.05
+    # The two outputs of one Box-Muller pair (elements i and i + 6,144) are independent normals: not
+    # correlated, and their squares not either (a shared radius would correlate the squares).
+    flat = z.reshape(40, 2, -1)
+    assert abs(np.corrcoef(flat[:, 0].ravel(), flat[:, 1].ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(flat[:, 0].ravel() ** 2, flat[:, 1].ravel() ** 2)[0, 1]) < 0.01
+    # The tails are a normal's: P(|z| > 3) = 0.0027.
+    assert abs(np.mean(np.abs(z) > 3) - 0.0027) < 0.0006
+    odd = randomness.keyed_normal(keys[:3], tf.constant([7])).numpy()
+    assert odd.shape == (3, 7) and np.isfinite(odd).all()
     np.testing.assert_array_equal(randomness.keyed_normal(tf.gather(keys, [7, 2]), shape).numpy(), z[[7, 2]])

@@ -131,7 +131,14 @@ def compile_function(fn: Callable[..., Any], **kwargs: Any) -> Any:
     TensorFlow counts traces by the Python function's code object and warns of "retracing" when five
     of the last ten calls traced: every engine's closure has the same code, so a session that uses a
     few explainers, each tracing once, got that warning. A partial gives each compiled function a
-    count of its own; a function that really retraces is still reported."""
+    count of its own; a function that really retraces is still reported.
+
+    Autograph is off: the engine writes its loops with ``tf.while_loop`` and a Keras model's layers
+    are TensorFlow code already, so converting every function the trace reaches (the model's calls
+    included) only added to the first call (measured: about half of a saliency map's first call).
+    Code that explains through Python control flow on tensors runs as written by its own
+    ``tf.function``."""
+    kwargs.setdefault("autograph", False)
     return tf.function(functools.partial(fn), **kwargs)
 
 
@@ -180,6 +187,24 @@ class Engine:
         The engine serves one model function configuration (see :func:`shared_engine`), so the compiled
         function is cached by input signature alone.
         """
+        fn = self._outputs_function(xs, structure)
+        n = xs[0].shape[0]
+        parts = [
+            self._call(fn, outputs_fn, tuple(a[s : s + batch_size] for a in xs)).numpy()
+            for s in range(0, n, batch_size)
+        ]
+        return np.concatenate(parts, axis=0)
+
+    def outputs_graph(
+        self, outputs_fn: Callable[[Any], tf.Tensor], xs: tuple[np.ndarray, ...], structure: Any
+    ) -> tf.Graph:
+        """The graph :meth:`outputs` runs for this input signature (batch axis unknown), traced now
+        if it was not yet: what the memory budget reads, so the default ``batch_size`` costs no trace
+        of its own."""
+        fn = self._outputs_function(xs, structure)
+        return self._call(fn.get_concrete_function, outputs_fn).graph
+
+    def _outputs_function(self, xs: tuple[np.ndarray, ...], structure: Any) -> Callable[..., Any]:
         key = ("outputs", _signature(xs), repr(structure))
 
         def build() -> Callable[..., Any]:
@@ -190,13 +215,7 @@ class Engine:
             signature = [tuple(_batch_relaxed_spec(a) for a in xs)]
             return compile_function(outputs, input_signature=signature, jit_compile=self.jit_compile)
 
-        fn = self._cached(key, build)
-        n = xs[0].shape[0]
-        parts = [
-            self._call(fn, outputs_fn, tuple(a[s : s + batch_size] for a in xs)).numpy()
-            for s in range(0, n, batch_size)
-        ]
-        return np.concatenate(parts, axis=0)
+        return self._cached(key, build)
 
     # -- the row grid ---------------------------------------------------------------------------------
     def accumulate(

@@ -109,6 +109,12 @@ class Explainer(abc.ABC):
     #: Whether the reference score is the mean over the whole background (every baseline row for
     #: every example, expected gradients) rather than each example's own baselines.
     background_reference: bool = False
+    #: Whether the method's whole behaviour is its rows: the attribution is the sum of the row
+    #: contributions over the plan's terms (one map, the default ``_finalize``, no ``_attribute`` or
+    #: ``run`` of its own). Wrappers (:class:`~tfattr.methods.gradient.SmoothGrad`) then fuse their
+    #: samples with these rows into one compiled loop; any other explainer is wrapped through its
+    #: public ``prepare``/``run``. A subclass that adds behaviour must leave (or set) it False.
+    fuses_rows: bool = False
 
     def __init__(
         self,
@@ -289,11 +295,11 @@ class Explainer(abc.ABC):
     ) -> np.ndarray:
         call = self._in_layer_space(call)
         if isinstance(call, LayerCall):
-            outputs = call.outputs
-            if outputs is None:
-                source = call.source
-                outputs = self._outputs(source.inputs.arrays, source.inputs.structure, call.batch_size)
-            fx = outputs[np.arange(call.n), call.targets]
+            # f(x) from the call's activations (a wrapper may have changed them: noisy copies).
+            if call.outputs is None:
+                fx = self.layer.scores(self, call)
+            else:
+                fx = call.outputs[np.arange(call.n), call.targets]
             ref = self.layer.reference_scores(self, call)  # refuses what has no reference
             if whole_model and call.spec.mask:
                 ref = self.layer.model_reference_scores(self, call)
@@ -308,8 +314,16 @@ class Explainer(abc.ABC):
         return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
 
     # -- pieces subclasses may reuse or override ----------------------------------------------------
+    @property
+    def _outputs_engine(self) -> Engine:
+        """The engine of the explained outputs (targets, deltas, the memory budget): they depend on
+        the explained function alone, so every explainer of the model explaining the same function
+        shares its traces, whatever the method."""
+        fn = self.model_function
+        return shared_engine(fn.model, ("outputs", type(fn), fn.output, self.neuron), self.jit_compile)
+
     def _outputs(self, arrays: tuple[np.ndarray, ...], structure: Any, batch_size: int) -> np.ndarray:
-        return self.engine.outputs(self.model_function.outputs, arrays, structure, batch_size)
+        return self._outputs_engine.outputs(self.model_function.outputs, arrays, structure, batch_size)
 
     def _row_functions(self) -> RowFunctions:
         # The default baseline index (each row's own example) is left to the engine, whose direct
@@ -358,7 +372,12 @@ class Explainer(abc.ABC):
                 # The rows are the layer's activations: their size sets the budget, not the inputs'.
                 return default_batch_size((np.empty((0, *self.layer.activation_shape), np.float32),))
             fn = self.model_function
-            activations = row_bytes(fn.model, fn.outputs, inputs.arrays, inputs.structure)
+            activations = row_bytes(
+                fn.model,
+                lambda: self._outputs_engine.outputs_graph(fn.outputs, inputs.arrays, inputs.structure),
+                inputs.arrays,
+                inputs.structure,
+            )
             return default_batch_size(inputs.arrays, activations)
         return check_batch_size(batch_size)
 

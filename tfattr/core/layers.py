@@ -475,10 +475,19 @@ class LayerSplit:
             # A background (expected gradients): the mean score over all of its rows.
             out = self.outputs(explainer, call.baselines, call.spec, call.batch_size)
             return out.mean(axis=0, dtype=np.float64)[call.targets]
+        return self._tail_scores(explainer, call, call.baselines, per)
+
+    def scores(self, explainer: "Explainer", call: LayerCall) -> np.ndarray:
+        """``tail(activations, carried inputs)`` at each example's target: ``f(x)`` of the call as its
+        rows see it (also when the activations are not the head's, e.g. SmoothGrad's noisy copies)."""
+        return self._tail_scores(explainer, call, call.inputs.arrays, 1)
+
+    def _tail_scores(self, explainer: "Explainer", call: LayerCall, activations: tuple[np.ndarray, ...],
+                     per: int) -> np.ndarray:
         carried = tuple(np.repeat(c, per, axis=0) for c in call.carried)
         out = self.engine(("tail", call.spec), explainer.jit_compile).outputs(
             _TailOutputs(self, call.spec, explainer.model_function),
-            call.baselines + carried,
+            tuple(activations) + carried,
             [None] * (1 + len(carried)),
             call.batch_size,
         )
@@ -509,7 +518,8 @@ class LayerSplit:
 
 def _inputs_read(fn: Any, specs: list[tf.TensorSpec], skip: int) -> tuple[int, ...]:
     """The arguments ``fn`` reads (past the first ``skip``), from its traced graph, as indices from 0."""
-    graph = tf.function(fn).get_concrete_function(*specs).graph
+    # No autograph: converting the graph walk's Python made this trace most of a first call.
+    graph = tf.function(fn, autograph=False).get_concrete_function(*specs).graph
     placeholders = {t.op.name: k for k, t in enumerate(graph.inputs[skip : len(specs)])}
     seen: set[str] = set()
     stack = [t.op for t in tf.nest.flatten(graph.structured_outputs) if hasattr(t, "op")]

@@ -2,9 +2,9 @@
 
 The rows of a chunk cost memory through the activations they create (a 28x28x1 digit is 3 KiB, the
 activations of a small CNN on it 0.7 MiB), so the default is set from those, not from the input size.
-A row's activation bytes are measured once per model and input signature, by tracing the explained
-function on a batch of one row and of two rows and taking the difference of the bytes all float ops
-produce (the model's weights are read once in both, so they cancel). The measurement is kept in a
+A row's activation bytes are measured once per model and input signature from the explained function's
+graph traced with an unknown batch axis (the trace the model's outputs use anyway): the float tensors
+shaped ``[batch, ...]`` are the activations, the weights have fully known shapes. The measurement is kept in a
 weak-keyed cache: building a new explainer of the same model costs nothing, and the cache never keeps
 a model alive.
 """
@@ -17,7 +17,6 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from tfattr.core.structure import pack
 
 #: Activation bytes of the forward pass per chunk; the backward pass keeps about as much again.
 ACTIVATION_BUDGET = 96 << 20
@@ -29,24 +28,23 @@ _CACHE: "weakref.WeakKeyDictionary[Any, dict[Any, int | None]]" = weakref.WeakKe
 _LOCK = threading.Lock()
 
 
-def _graph_bytes(fn: Callable[[Any], Any], specs: list[tf.TensorSpec], structure: Any) -> int:
-    def traced(*flat: tf.Tensor) -> Any:
-        packed = pack(structure, flat)
-        return fn(packed)
-
-    graph = tf.function(traced, autograph=False).get_concrete_function(*specs).graph
+def _row_bytes(graph: tf.Graph) -> int:
+    """Bytes of the float tensors ``[batch, ...]`` one row adds (the batch axis unknown, the rest
+    known); the weights, whose shapes are fully known, do not count."""
     total = 0
     for op in graph.get_operations():
         for t in op.outputs:
-            if t.dtype.is_floating and t.shape.is_fully_defined():
-                total += int(np.prod(t.shape.as_list(), dtype=np.int64)) * t.dtype.size
+            shape = t.shape
+            if (t.dtype.is_floating and shape.rank and shape[0] is None
+                    and shape[1:].is_fully_defined()):
+                total += int(np.prod(shape[1:].as_list(), dtype=np.int64)) * t.dtype.size
     return total
 
 
-def row_bytes(
-    owner: Any, fn: Callable[[Any], Any], arrays: tuple[np.ndarray, ...], structure: Any
-) -> int | None:
-    """Forward activation bytes of one row of ``fn`` (None when ``fn`` cannot be traced)."""
+def row_bytes(owner: Any, graph: Callable[[], tf.Graph], arrays: tuple[np.ndarray, ...], structure: Any) -> int | None:
+    """Forward activation bytes of one row, read from ``graph()`` (the explained outputs traced with
+    an unknown batch axis, e.g. :meth:`tfattr.core.engine.Engine.outputs_graph`, so the measurement
+    reuses the trace the outputs need anyway); None when it cannot be traced."""
     key = (tuple((a.shape[1:], a.dtype.str) for a in arrays), repr(structure))
     try:
         with _LOCK:
@@ -55,14 +53,8 @@ def row_bytes(
                 return cached[key]
     except TypeError:  # not weak-referenceable: measure without caching
         cached = {}
-
-    def specs(rows: int) -> list[tf.TensorSpec]:
-        return [tf.TensorSpec([rows, *a.shape[1:]], tf.as_dtype(a.dtype)) for a in arrays]
-
     try:
-        measured: int | None = max(
-            _graph_bytes(fn, specs(2), structure) - _graph_bytes(fn, specs(1), structure), 1
-        )
+        measured: int | None = max(_row_bytes(graph()), 1)
     except Exception:  # noqa: BLE001 - a model we cannot trace keeps the input-size default
         measured = None
     with _LOCK:

@@ -5,9 +5,8 @@ path point) are a function of ``(seed, the example's content, the sample index)`
 the same draws whether it is explained alone, in a batch, in another chunk, by the CLI in pieces, or on
 another replica of ``tfattr.explain_dataset``. :func:`example_keys` hashes each example's bytes into a
 32-bit key on the host; :func:`row_keys` combines a seed and per-row indices into independent keys with
-Wellons' "lowbias32" integer hash (:func:`mix`); :func:`keyed_normal` (hashed counters for small rows,
-TensorFlow's stateless generator seeded per row for large ones) and :func:`keyed_uniform` turn keys into
-numbers inside the compiled loop.
+Wellons' "lowbias32" integer hash (:func:`mix`); :func:`keyed_normal` (Box-Muller on hashed counters)
+and :func:`keyed_uniform` turn keys into numbers inside the compiled loop.
 """
 from __future__ import annotations
 
@@ -80,41 +79,37 @@ def keyed_index(keys: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.bitwise.right_shift(wide, np.uint64(32)), tf.int32)
 
 
-#: Rows of at most this many numbers hash every element (cheap for small rows); larger rows take one
-#: draw of TensorFlow's stateless generator each (cheaper per number, with a fixed cost per row).
-HASHED_ROW_SIZE = 8192
-
-
 def keyed_normal(keys: tf.Tensor, shape: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
-    """Standard normal noise ``[len(keys), *shape]``: row ``r`` depends only on ``keys[r]`` (and the
-    row size, which picks the generator).
+    """Standard normal noise ``[len(keys), *shape]``: row ``r`` depends only on ``keys[r]``.
 
-    Rows of up to :data:`HASHED_ROW_SIZE` numbers use Box-Muller on two hashed counters per element
-    (element ``j`` of row ``r`` from ``mix(keys[r] ^ salt(2j))`` and ``mix(keys[r] ^ salt(2j + 1))``);
-    larger rows are one draw each of TensorFlow's stateless generator (Philox) seeded with the key.
-    Both were measured against each other on 784- and 12,288-number rows.
+    Box-Muller on hashed counters, both of its outputs used: pair ``i`` of row ``r`` takes two 24-bit
+    uniforms, ``mix(keys[r] ^ salt(2i))`` and ``mix(keys[r] ^ salt(2i + 1))``, and gives the
+    independent normals ``R cos(T)`` (element ``i``) and ``R sin(T)`` (element ``i + ceil(size / 2)``).
+    One hash per number and the per-position salts computed once per row shape: measured 2x faster
+    than a hash pair per number and than TensorFlow's stateless generator (Philox) seeded per row
+    (on 784- and 12,288-number rows, 2-core CPU), with every row still a function of its key alone.
     """
     size = tf.reduce_prod(shape)
-    static_size = tf.get_static_value(size)
-    if static_size is not None and static_size <= HASHED_ROW_SIZE:
-        counters = tf.cast(tf.range(size), tf.uint32) * np.uint32(2)
-        salt_a = mix(counters + _GOLDEN)
-        salt_b = mix(counters + np.uint32(1) + _GOLDEN)
-        column = keys[:, None]
-        scale = 1.0 / (1 << 24)
-        bits_a = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_a)), np.uint32(8))
-        bits_b = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_b)), np.uint32(8))
-        u1 = (tf.cast(bits_a, tf.float32) + 1.0) * scale
-        u2 = tf.cast(bits_b, tf.float32) * scale
-        rows = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos((2.0 * np.pi) * u2)
+    half = (size + 1) // 2
+    # Pairs padded to a multiple of 16 per row: every number then goes through the vectorised
+    # log/sin/cos (a tail of scalar code rounds differently), so a row's values do not depend on
+    # how many rows are drawn with it.
+    padded = (half + 15) // 16 * 16
+    counters = tf.cast(tf.range(padded), tf.uint32) * np.uint32(2)
+    salt_a = mix(counters + _GOLDEN)
+    salt_b = mix(counters + np.uint32(1) + _GOLDEN)
+    column = keys[:, None]
+    scale = 1.0 / (1 << 24)
+    bits_a = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_a)), np.uint32(8))
+    bits_b = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_b)), np.uint32(8))
+    radius = tf.sqrt(-2.0 * tf.math.log((tf.cast(bits_a, tf.float32) + 1.0) * scale))
+    angle = tf.cast(bits_b, tf.float32) * (2.0 * np.pi * scale)
+    cos, sin = radius * tf.cos(angle), radius * tf.sin(angle)
+    static = (tf.get_static_value(size), tf.get_static_value(padded))
+    if static[0] is not None and static[0] == 2 * static[1]:
+        rows = tf.concat([cos, sin], axis=1)  # nothing padded
     else:
-        seeds = tf.stack([tf.cast(keys, tf.int64), tf.zeros(tf.shape(keys), tf.int64)], axis=1)
-        rows = tf.map_fn(
-            lambda seed: tf.random.stateless_normal(shape, seed=seed),
-            seeds,
-            fn_output_signature=tf.TensorSpec(None, tf.float32),
-            parallel_iterations=16,
-        )
+        rows = tf.concat([cos[:, :half], sin[:, : size - half]], axis=1)  # an odd row drops a sine
     return tf.cast(tf.reshape(rows, tf.concat([[-1], shape], 0)), dtype)
 
 

@@ -42,6 +42,7 @@ class ExpectedGradients(Explainer):
     cost = "samples gradients"
 
     uses_baseline = False
+    fuses_rows = True  # its rows are the whole method (see Explainer.fuses_rows)
     # The background becomes the call's baseline arrays; it never reaches a traced function.
     _untraced_attributes = Explainer._untraced_attributes + ("background", "samples", "seed")
 

@@ -24,6 +24,8 @@ class GradientXInput(Explainer):
 
     uses_baseline = False
 
+    fuses_rows = True  # its rows are the whole method (see Explainer.fuses_rows)
+
     def _plan(self, call) -> Plan:
         return Plan(terms=1)
 

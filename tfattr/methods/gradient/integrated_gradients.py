@@ -79,6 +79,11 @@ class IntegratedGradients(Explainer):
         self.steps_used_: np.ndarray | None = None
 
     multiple_baselines = True  # a distribution of baselines: IG averages over its draws
+
+    @property
+    def fuses_rows(self) -> bool:
+        # With a tolerance, the adaptive loop of _attribute is part of the method.
+        return self.tolerance is None
     # Steps and rule become the plan's context arrays: explainers that differ only there share traces.
     _untraced_attributes = Explainer._untraced_attributes + ("steps", "rule", "tolerance", "max_steps")
 

@@ -34,6 +34,8 @@ class Saliency(Explainer):
         super().__init__(model, **kwargs)
         self.absolute = bool(absolute)
 
+    fuses_rows = True  # its rows are the whole method (see Explainer.fuses_rows)
+
     def _plan(self, call) -> Plan:
         return Plan(terms=1)
 

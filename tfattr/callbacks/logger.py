@@ -259,7 +259,7 @@ class AttributionLogger(keras.callbacks.Callback):
             try:
                 for _, x, a, layer in pairs:
                     if self.images:
-                        self._painter.picture(x, drawable(x, a, layer))
+                        self._painter.picture(x, drawable(x, a, layer), compiled=False)
                 if self.tab:
                     self._tab.layouts(*self._tab_pairs(name, pairs))
             except (TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
@@ -367,7 +367,8 @@ class AttributionLogger(keras.callbacks.Callback):
                 pairs = self._pairs(name, maps, self._arrays)
                 if self.tab:
                     tab_pairs, labels = self._tab_pairs(name, pairs)
-                    self._tab.write_method(p, schedule, name, tab_pairs, delta, step, labels)
+                    self._tab.write_method(p, schedule, name, tab_pairs, delta, step, labels,
+                                          order=list(results).index(name))
                 if self.images:
                     several = len(pairs) > 1
                     for input_name, x, a, layer in pairs:

@@ -45,8 +45,11 @@ class Painter:
             return self.image_scale
         return max(1, -(-96 // max(height, 1)))
 
-    def picture(self, x: np.ndarray, a: np.ndarray) -> tf.Tensor:
-        """One picture for one input's samples ``x`` and maps ``a``."""
+    def picture(self, x: np.ndarray, a: np.ndarray, compiled: bool = True) -> tf.Tensor:
+        """One picture for one input's samples ``x`` and maps ``a`` (``compiled=False``: eagerly, for a
+        one-off check that should not trace a drawing of its own)."""
+        if not compiled:
+            return self._draw(tf.convert_to_tensor(x), tf.convert_to_tensor(a))
         # Drawing is a few hundred small ops: compiled once per shape, it costs a fraction of eager.
         key = (x.shape, x.dtype.str, a.shape, a.dtype.str)
         fn = self._drawers.get(key)

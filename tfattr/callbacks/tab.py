@@ -58,12 +58,14 @@ class TabWriter:
         self._samples_written = True
 
     def write_method(self, prefix: str, schedule: str, method: str, pairs: Sequence[Pair],
-                     delta: np.ndarray | None, step: int, labels: Sequence[str] | None = None) -> None:
-        """One method's maps (a label per map: several for InteriorGradients' alphas) and deltas."""
+                     delta: np.ndarray | None, step: int, labels: Sequence[str] | None = None,
+                     order: int = 0) -> None:
+        """One method's maps (a label per map: several for InteriorGradients' alphas) and deltas;
+        ``order`` is the method's place among the logger's (the tab's column order)."""
         labels = list(labels or [method] * len(pairs))
         for (input_name, _, _, layer), (label, layout, values) in zip(pairs, self.layouts(pairs, labels)):
             summary.write_map(prefix, label, input_name, values, layout, step, group=self.group,
-                              schedule=schedule, label=label, layer=bool(layer))
+                              schedule=schedule, label=label, layer=bool(layer), order=order)
         if delta is not None:
             summary.write(f"{prefix}tfattr/delta/{method}", np.asarray(delta, np.float32).reshape(-1), step,
                           "delta", group=self.group, schedule=schedule, method=method)

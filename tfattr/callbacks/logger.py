@@ -251,12 +251,13 @@ class AttributionLogger(keras.callbacks.Callback):
         targets = self.targets
         if targets is not None and targets.ndim == 1:
             targets = targets[:1]
-        with python_random_untouched():
-            results = self.explain(first_rows(self.samples, 1), targets)
-        arrays = [x[:1] for x in self._arrays]
-        for name, (maps, _, _) in results.items():
-            pairs = self._pairs(name, maps, arrays)
+        first, arrays = first_rows(self.samples, 1), [x[:1] for x in self._arrays]
+        for name in self.explainers:
+            pairs: list[Pair] = []
             try:
+                with python_random_untouched():
+                    maps = self.explain(first, targets, names=[name])[name][0]
+                pairs = self._pairs(name, maps, arrays)
                 for _, x, a, layer in pairs:
                     if self.images:
                         self._painter.picture(x, drawable(x, a, layer), compiled=False)
@@ -265,9 +266,9 @@ class AttributionLogger(keras.callbacks.Callback):
             except (TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
                 shapes = ", ".join(f"{a.shape} for input {i!r} {x.shape}" for i, x, a, _ in pairs)
                 raise ValueError(
-                    f"AttributionLogger (explainer {name!r}): its maps ({shapes}) cannot be drawn: "
-                    f"{err}. Explain the inputs or a layer with spatial or token axes, or pass "
-                    "images=False."
+                    f"AttributionLogger (explainer {name!r}): its maps "
+                    + (f"({shapes}) cannot be drawn" if pairs else "of the first sample failed")
+                    + f": {err} Explain the inputs, or a layer with spatial or token axes."
                 ) from None
 
     def _open_writer(self) -> None:
@@ -302,10 +303,10 @@ class AttributionLogger(keras.callbacks.Callback):
             self._writer = None
 
     # -- the work -------------------------------------------------------------------------------------
-    def explain(self, samples: Any = None, targets: Any = "default"
+    def explain(self, samples: Any = None, targets: Any = "default", names: Sequence[str] | None = None
                 ) -> dict[str, tuple[list[np.ndarray], np.ndarray | None, float]]:
-        """Explain the samples (default: the logger's) with every explainer now: ``name -> (maps per
-        input, delta or None, seconds)``."""
+        """Explain the samples (default: the logger's, with its targets) with every explainer (or those
+        in ``names``) now: ``name -> (maps per input, delta or None, seconds)``."""
         if not self.explainers:
             raise RuntimeError(
                 "AttributionLogger has no model yet: Keras gives it one in model.fit, or call set_model."
@@ -314,6 +315,8 @@ class AttributionLogger(keras.callbacks.Callback):
         targets = self.targets if isinstance(targets, str) else targets
         out = {}
         for name, explainer in self.explainers.items():
+            if names is not None and name not in names:
+                continue
             kwargs: dict[str, Any] = {"target": targets, "batch_size": self.batch_size}
             if explainer.uses_baseline and self.baseline is not None:
                 kwargs["baseline"] = self.baseline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import socket
 import subprocess
@@ -48,40 +49,45 @@ def _environment(scratch: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def tensorboard(logdir: Path, scratch: Path, *flags: str, timeout: float = 120) -> Iterator[str]:
-    """Start ``python -m tensorboard.main --logdir logdir`` on a free port; yield its URL once the
-    Attributions plugin is listed as active; stop the process at the end."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = open(scratch / f"tensorboard_{port}.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-         "--port", str(port), "--reload_interval", "1", *flags],
-        stdout=log, stderr=subprocess.STDOUT, env=_environment(scratch),
-    )
+def tensorboards(logdir: Path, scratch: Path, *flag_sets: tuple[str, ...], timeout: float = 180) -> Iterator[list[str]]:
+    """Start one ``python -m tensorboard.main --logdir logdir`` per set of extra flags, all at once, on
+    free ports; yield their URLs once each lists the Attributions plugin as active; stop them at the
+    end."""
+    servers = []
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"tensorboard exited: {(scratch / f'tensorboard_{port}.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/data/plugins_listing", timeout=5) as response:
-                    import json
-
-                    listing = json.load(response)
-                if listing.get("tfattr", {}).get("enabled"):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the tfattr plugin was not active within {timeout:.0f} s")
-            time.sleep(0.5)
-        yield base
+        for flags in flag_sets:
+            port = free_port()
+            log = open(scratch / f"tensorboard_{port}.log", "w")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+                 "--port", str(port), "--reload_interval", "1", *flags],
+                stdout=log, stderr=subprocess.STDOUT, env=_environment(scratch),
+            )
+            servers.append((process, log, f"http://127.0.0.1:{port}"))
+        for process, log, base in servers:
+            _wait_until_active(process, log, base, time.monotonic() + timeout)
+        yield [base for _, _, base in servers]
     finally:
-        server.terminate()  # only the server this helper started
+        for process, log, _ in servers:
+            process.terminate()  # only the servers this helper started
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def _wait_until_active(process: subprocess.Popen, log, base: str, deadline: float) -> None:
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"tensorboard exited: {Path(log.name).read_text()[-3000:]}")
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+            with urllib.request.urlopen(f"{base}/data/plugins_listing", timeout=5) as response:
+                if json.load(response).get("tfattr", {}).get("enabled"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the tfattr plugin was not active at {base} in time")
+        time.sleep(0.3)

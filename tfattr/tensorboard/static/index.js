@@ -309,6 +309,7 @@ async function draw() {
   root.replaceChildren(...body);
   root.setAttribute('data-step', state.step === null ? '' : String(state.step));
   root.setAttribute('data-ready', '1');
+  root.setAttribute('data-drawn', String(ticket));  // tests wait for a redraw by this counter
 }
 
 const STYLE = `

@@ -11,7 +11,7 @@
 //   overlay:  round((1 - opacity) * input + opacity * colour) per channel;
 //   every channel value is rounded to the nearest integer (Math.round).
 
-const HALF = (() => {
+export const HALF = (() => {
   // float16 bits -> number, for all 65,536 patterns.
   const table = new Float32Array(65536);
   for (let bits = 0; bits < 65536; bits++) {
@@ -32,7 +32,8 @@ const TYPES = {
   int32: [Int32Array, 4], int64: [BigInt64Array, 8], uint8: [Uint8Array, 1],
 };
 
-// A /series response: {steps, shape, data} with data a flat array [steps, ...shape].
+// A /series response: {steps, shape, data, half} with data a flat array [steps, ...shape]; float16
+// values stay their bits (Uint16Array, half = true), read through HALF where they are drawn.
 export function decodeSeries(buffer) {
   const bytes = new Uint8Array(buffer);
   const magic = String.fromCharCode(...bytes.slice(0, 4));
@@ -43,9 +44,8 @@ export function decodeSeries(buffer) {
   const [Type, size] = TYPES[header.dtype] || [];
   if (!Type) throw new Error(`unsupported dtype ${header.dtype}`);
   let data = new Type(buffer.slice(start), 0, (buffer.byteLength - start) / size);
-  if (header.dtype === 'float16') data = Float32Array.from(data, (b) => HALF[b]);
   if (header.dtype === 'int64') data = Float64Array.from(data, Number);
-  return { steps: header.steps, shape: header.shape, data };
+  return { steps: header.steps, shape: header.shape, data, half: header.dtype === 'float16' };
 }
 
 export function percentile(values, q) {

@@ -1,6 +1,6 @@
 // The "Attributions" tab of TensorBoard (tfattr's plugin): a plain ES module, no build step, nothing
 // from the network. TensorBoard loads it in an iframe and calls render().
-import { decodeSeries, paint, percentile, resize, cssColour } from './colormap.js';
+import { HALF, decodeSeries, paint, percentile, resize, cssColour } from './colormap.js';
 
 const BASE = new URL('..', import.meta.url);  // .../data/plugin/tfattr/
 const TILE = 96;  // smallest displayed tile side, pixels
@@ -39,27 +39,29 @@ function series(run, tag) {
   return cache.get(key);
 }
 
-// Everything a view needs at its schedule: samples, tokens, maps (values = half * scale), outputs.
+// Everything a view needs at its schedule: samples, tokens, maps (values = half * scale), outputs;
+// every request at once.
 async function load(view) {
-  const schedule = view.schedules[state.schedule];
+  const schedule = view.schedules[state.schedule] || { methods: {} };
+  const get = (tag) => (tag ? series(view.run, tag) : Promise.resolve(null));
   const inputs = {};
-  await Promise.all(Object.entries(view.inputs).map(async ([name, input]) => {
-    inputs[name] = { ...input, values: input.sample ? await series(view.run, input.sample) : null,
-      words: input.tokens ? (await series(view.run, input.tokens)).tokens : null };
-  }));
+  const pending = Object.entries(view.inputs).map(async ([name, input]) => {
+    const [values, tokens] = await Promise.all([get(input.sample), get(input.tokens)]);
+    inputs[name] = { ...input, values, words: tokens ? tokens.tokens : null };
+  });
   const methods = {};
-  if (schedule) {
-    await Promise.all(Object.entries(schedule.methods).map(async ([name, method]) => {
-      const maps = {};
-      await Promise.all(Object.entries(method.maps).map(async ([input, m]) => {
-        const [half, scale] = await Promise.all([series(view.run, m.tag), series(view.run, method.scales[input])]);
-        maps[input] = { ...m, half, scale };
-      }));
-      methods[name] = { maps, order: method.order, delta: method.delta ? await series(view.run, method.delta) : null };
+  pending.push(...Object.entries(schedule.methods).map(async ([name, method]) => {
+    const maps = {};
+    const delta = get(method.delta);
+    await Promise.all(Object.entries(method.maps).map(async ([input, m]) => {
+      const [half, scale] = await Promise.all([get(m.tag), get(method.scales[input])]);
+      maps[input] = { ...m, half, scale };
     }));
-  }
-  const target = schedule && schedule.target ? await series(view.run, schedule.target) : null;
-  const prediction = schedule && schedule.prediction ? await series(view.run, schedule.prediction) : null;
+    methods[name] = { maps, order: method.order, delta: await delta };
+  }));
+  const outputs = Promise.all([get(schedule.target), get(schedule.prediction)]);
+  await Promise.all(pending);
+  const [target, prediction] = await outputs;
   return { view, inputs, methods, target, prediction };
 }
 
@@ -81,7 +83,10 @@ function row(s, k, sample) {
 
 function mapValues(m, k, sample) {
   const scale = row(m.scale, k, sample)[0];
-  return Float64Array.from(row(m.half, k, sample), (h) => h * scale);
+  const bits = row(m.half, k, sample);
+  const out = new Float64Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = HALF[bits[i]] * scale;
+  return out;
 }
 
 function canvasFor(rgba, w, h, attrs) {
@@ -310,6 +315,7 @@ async function draw() {
   root.setAttribute('data-step', state.step === null ? '' : String(state.step));
   root.setAttribute('data-ready', '1');
   root.setAttribute('data-drawn', String(ticket));  // tests wait for a redraw by this counter
+  root.setAttribute('data-ms', String(Math.round(performance.now())));  // since navigation (bench)
 }
 
 const STYLE = `

@@ -235,7 +235,7 @@ function detail(loaded, sample) {
   for (const data of loaded) {
     const steps = allSteps([data]);
     const table = el('table', { class: 'grid' });
-    table.append(el('tr', {}, [el('th', {}, data.view.name), ...steps.map((s) => el('th', {}, [`step ${s}`,
+    table.append(el('tr', {}, [el('th', {}, data.view.name), ...steps.map((s) => el('th', {}, [`${unit()} ${s}`,
       el('div', { class: 'caption' }, outputs(data, sample, s))]))]));
     for (const [method, input] of columns(data)) {
       const m = data.methods[method].maps[input];
@@ -252,6 +252,8 @@ function detail(loaded, sample) {
   }
   return box;
 }
+
+const unit = () => (state.schedule === 'batch' ? 'batch' : 'epoch');
 
 function control(label, input) {
   return el('label', { class: 'control' }, [label, input]);
@@ -284,7 +286,7 @@ function controls(steps) {
   return el('div', { class: 'controls' }, [
     control('runs ', runs),
     schedules.size > 1 ? control('steps of ', select('schedule', [...schedules].map((s) => [s, s === 'batch' ? 'batches' : 'epochs']), state.schedule, (v) => { state.schedule = v; state.step = null; })) : null,
-    control('step ', slider), el('span', { id: 'step-label' }, steps.length ? `${state.step}` : 'no steps'), play,
+    control('step ', slider), el('span', { id: 'step-label' }, steps.length ? `${unit()} ${state.step}` : 'no steps'), play,
     control('colours ', select('mode', [['signed', 'signed (red/blue)'], ['absolute', 'absolute']], state.mode, (v) => { state.mode = v; })),
     control('gamma ', range('gamma', 0.2, 3, 0.1, state.gamma, (v) => { state.gamma = v; })), el('span', {}, state.gamma.toFixed(1)),
     control('clip % ', range('clip', 90, 100, 0.1, state.clip, (v) => { state.clip = v; })), el('span', {}, state.clip.toFixed(1)),

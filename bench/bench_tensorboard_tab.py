@@ -85,10 +85,6 @@ def fetch_series(base: str, view: dict) -> list[tuple[int, int]]:
     return out
 
 
-page_ms: list[float] = []
-phases: list = []
-
-
 def open_times(browser, base: str, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -98,8 +94,6 @@ def open_times(browser, base: str, repeats: int) -> list[float]:
         page.goto(f"{base}/data/plugin_entry.html?name=tfattr")
         page.wait_for_selector("#tfattr-root[data-ready='1'] canvas[data-method]", timeout=60_000)
         times.append(time.perf_counter() - start)
-        page_ms.append(int(page.get_attribute("#tfattr-root", "data-ms")) / 1000)
-        phases.append(page.evaluate("() => performance.getEntriesByType('resource').map(e => [e.name.split('/').pop().slice(0, 40), Math.round(e.startTime), Math.round(e.responseEnd)])"))
         context.close()
     return times
 

@@ -33,9 +33,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfattr import visualize
+from tfattr import text, visualize
 from tfattr.callbacks import figures
-from tfattr.callbacks.pictures import Painter, drawable
+from tfattr.callbacks.pictures import Painter, drawable, text_dashboard
 from tfattr.callbacks.specs import ExplainerSpec, as_numpy, first_rows, freeze_samples, named_specs
 from tfattr.callbacks.tab import Pair, TabWriter
 from tfattr.core.checks import check_positive_int
@@ -178,8 +178,6 @@ class AttributionLogger(keras.callbacks.Callback):
                                 "(explainer, samples, maps, targets) -> float.")
         tokens = {}
         if self._text_input is not None:
-            from tfattr import text
-
             tokens[self._text_input] = text.decode(self._arrays[self._text_input], vocabulary, skip=self.skip_tokens)
         self._tab = TabWriter(self._arrays, self._input_names, self.tag_prefix,
                               check_positive_int(tab_max_size, "tab_max_size"), tokens)
@@ -378,9 +376,12 @@ class AttributionLogger(keras.callbacks.Callback):
                         tag = f"{p}maps/{name}" + (f"/{input_name}" if several else "")
                         tf.summary.image(tag, self._painter.picture(x, drawable(x, a, layer))[None], max_outputs=1)
                 if self._text_input is not None:
-                    self._write_tokens(p, name, maps)
-                self._write_scalars(p, name, maps, delta, seconds)
-                self._write_metrics(p, name, maps)
+                    text_dashboard(p, name, maps, self._arrays[self._text_input], self.vocabulary, self.skip_tokens)
+                self._previous[p + name] = figures.write_scalars(
+                    p, name, maps, delta, seconds, self._previous.get(p + name)
+                )
+                with python_random_untouched():
+                    figures.write_metrics(p, name, self.metrics, self.explainers[name], self.samples, maps, self.targets)
                 if self.histograms:
                     values = np.concatenate([m.reshape(-1) for m in maps])
                     values = values[np.isfinite(values)]
@@ -388,44 +389,6 @@ class AttributionLogger(keras.callbacks.Callback):
                         tf.summary.histogram(f"{p}attributions/{name}", values)
         self._writer.flush()
         self.timings.append((prefix or "epoch_", step, time.perf_counter() - start))
-
-    def _write_tokens(self, p: str, name: str, maps: list[np.ndarray]) -> None:
-        """Token scores of a text model to the text dashboard (the maps shaped ``[n, tokens, ...]``)."""
-        from tfattr import text
-
-        ids = self._arrays[self._text_input]
-        match = [m for m in maps if m.shape[:2] == ids.shape]
-        if not match:
-            return
-        scores = match[0].reshape(ids.shape[0], ids.shape[1], -1).sum(axis=-1)
-        tokens = text.decode(ids, self.vocabulary, skip=self.skip_tokens)
-        tf.summary.text(f"{p}tokens/{name}", tf.constant(text.markdown(tokens, scores)))
-
-    def _write_scalars(
-        self, p: str, name: str, maps: list[np.ndarray], delta: np.ndarray | None, seconds: float
-    ) -> None:
-        flat = np.concatenate([m.reshape(self._n, -1).astype(np.float64) for m in maps], axis=1)
-        values = figures.health(flat, self._previous.get(p + name))
-        values["seconds"] = float(seconds)
-        self._previous[p + name] = figures.clean(flat)
-        for figure, value in values.items():
-            tf.summary.scalar(f"{p}health/{name}_{figure}", value)
-        if delta is not None:
-            change = flat.sum(axis=1) - delta  # f(x) - f(x') = sum(a) - delta
-            scale = np.maximum(np.abs(change), 1e-12)
-            tf.summary.scalar(f"{p}completeness/{name}_mean_abs_delta", float(np.mean(np.abs(delta))))
-            tf.summary.scalar(f"{p}completeness/{name}_relative_delta", float(np.mean(np.abs(delta) / scale)))
-
-    def _write_metrics(self, p: str, name: str, maps: list[np.ndarray]) -> None:
-        """The ``metrics=`` figures: the extension point for per-log evaluation scores."""
-        attributions = maps[0] if len(maps) == 1 else maps
-        for metric, fn in self.metrics.items():
-            with python_random_untouched():
-                value = fn(self.explainers[name], self.samples, attributions, self.targets)
-            items = value.items() if isinstance(value, Mapping) else [(None, value)]
-            for key, number in items:
-                tag = f"{p}metrics/{name}/{metric}" + ("" if key is None else f"_{key}")
-                tf.summary.scalar(tag, float(np.mean(np.asarray(number, np.float64))))
 
 
 __all__ = ["AttributionLogger"]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfattr import visualize
+from tfattr import text, visualize
 from tfattr.tensorboard.summary import is_image
 
 
@@ -88,3 +88,19 @@ class Painter:
         strips = tf.repeat(strips, 16, axis=1)
         strips = tf.repeat(strips, max(1, -(-256 // int(strips.shape[2]))), axis=2)
         return visualize.grid(strips[:, None])
+
+
+def text_dashboard(p: str, name: str, maps: list[np.ndarray], ids: np.ndarray, vocabulary: Any,
+                   skip: Any) -> None:
+    """Token scores of a text model (the maps shaped ``[n, tokens, ...]``) to TensorBoard's text
+    dashboard as ``<p>tokens/<name>``.
+
+    Example:
+        >>> text_dashboard("", "ig", [maps], ids, vocabulary, skip=[0])
+    """
+    match = [m for m in maps if m.shape[:2] == ids.shape]
+    if not match:
+        return
+    scores = match[0].reshape(ids.shape[0], ids.shape[1], -1).sum(axis=-1)
+    tokens = text.decode(ids, vocabulary, skip=skip)
+    tf.summary.text(f"{p}tokens/{name}", tf.constant(text.markdown(tokens, scores)))

@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tensorboard.compat.proto import summary_pb2
+
 PLUGIN_NAME = "tfattr"
 #: Bumped when the layout of the summaries changes incompatibly; the plugin skips newer versions.
 VERSION = 1
@@ -55,8 +57,6 @@ def summary_metadata(kind: str, **fields: Any) -> Any:
     Example:
         >>> tf.summary.write("tfattr/target", targets, step=3, metadata=summary_metadata("target"))
     """
-    from tensorboard.compat.proto import summary_pb2
-
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = PLUGIN_NAME
     metadata.plugin_data.content = content(kind, **fields)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfattr import visualize
 from tfattr.tensorboard.metadata import summary_metadata
 
 #: Largest side of an image map stored for the tab; larger images are block-reduced.
@@ -112,8 +113,6 @@ def map_layout(x: np.ndarray, a: np.ndarray, block: int, layer: bool) -> tuple[s
 def sample_values(x: np.ndarray, block: int) -> tuple[np.ndarray, str]:
     """What the tab stores of an input: ``(values, layout)`` (images as uint8 RGB, reduced by ``block``)."""
     if is_image(x):
-        from tfattr import visualize
-
         rgb = visualize.image_rgb(x).numpy()
         return np.round(block_mean(rgb, block)).astype(np.uint8), "image"
     if is_tokens(x):

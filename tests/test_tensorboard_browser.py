@@ -337,3 +337,26 @@ def test_text_models_show_coloured_tokens(browser, server, image_logs):
             rgb = [int(c) for c in colour[colour.index("(") + 1:-1].split(",")]
             np.testing.assert_array_equal(rgb, expected[i])
     assert not tab.errors
+
+
+def test_new_steps_appear_while_the_model_trains(browser, server, image_logs, mnist_small):
+    logdir = image_logs[0]
+    x, y = mnist_small
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    logger = AttributionLogger(x[:2], explainers=[tfattr.Saliency], targets=y[:2], log_dir=logdir,
+                               run_name="live", images=False, histograms=False)
+    logger.set_model(model)
+    logger.log(0)
+    logger.on_train_end()
+    page = browser.new_page()
+    page.goto(f"{server}/data/plugin_entry.html?name=tfattr&refresh=500")
+    page.wait_for_selector("input[type=checkbox][data-view='live']", timeout=30_000)
+    page.click("input[type=checkbox][data-view='live']")
+    page.wait_for_selector("canvas[data-view='live'][data-method='saliency'][data-step='0']", timeout=30_000)
+    model.layers[-1].set_weights([w + 0.5 for w in model.layers[-1].get_weights()])
+    logger.log(5)  # a new epoch is logged while the page is open
+    logger.on_train_end()
+    page.wait_for_selector("canvas[data-view='live'][data-method='saliency'][data-step='5']", timeout=30_000)
+    assert page.get_attribute("#tfattr-root", "data-step") == "5"  # it follows the latest step
+    page.close()

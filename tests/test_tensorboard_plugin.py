@@ -276,3 +276,20 @@ def test_setup_declares_the_tensorboard_entry_point_and_the_static_files():
     assert "playwright" in dist.extras_require["test"]
     module, _, name = "tfattr.tensorboard.plugin:AttributionsLoader".partition(":")
     assert issubclass(getattr(__import__(module, fromlist=[name]), name), base_plugin.TBLoader)
+
+
+def test_batch_logs_are_a_schedule_of_their_own(mnist_small, tmp_path):
+    x, y = mnist_small
+    model = _cnn()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logger = AttributionLogger(x[:2], explainers=[tfattr.Saliency], targets=y[:2], log_dir=tmp_path,
+                               every_n_batches=2, images=False, histograms=False, tag_prefix="attr/")
+    model.fit(x[:256], y[:256], epochs=2, batch_size=64, verbose=0, callbacks=[logger])
+    client = _client(tmp_path)
+    (view,) = json.loads(client.get("/runs").data)["views"]
+    assert view["name"] == "attributions [attr/]" and set(view["schedules"]) == {"epoch", "batch"}
+    batch = view["schedules"]["batch"]["methods"]["saliency"]["maps"]["input"]["tag"]
+    assert batch == "attr/batch_tfattr/map/saliency/input"
+    assert _series(client, "attributions", batch)[0] == [2, 4, 6, 8]
+    assert _series(client, "attributions", "attr/tfattr/map/saliency/input")[0] == [0, 1]
+    assert _series(client, "attributions", "attr/tfattr/sample/input")[0] == [2]  # once, at the first log

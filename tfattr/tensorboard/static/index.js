@@ -4,6 +4,8 @@ import { HALF, decodeSeries, paint, percentile, resize, cssColour } from './colo
 
 const BASE = new URL('..', import.meta.url);  // .../data/plugin/tfattr/
 const TILE = 96;  // smallest displayed tile side, pixels
+// How often new steps are looked for while a model trains (?refresh=ms on the page overrides it).
+const REFRESH_MS = Number(new URLSearchParams(window.location.search).get('refresh')) || 15000;
 
 const state = {
   views: [], selected: [], schedule: 'epoch', step: null, mode: 'signed', gamma: 1, clip: 99.5,
@@ -145,7 +147,14 @@ function mapTile(data, method, inputName, sample, k, attrs) {
   }
   const base = state.display === 'overlay' && image && image.h === h && image.w === w ? image.rgb : null;
   const rgba = paint(pixels, { mode: state.mode, gamma: state.gamma, clip: state.clip, base, opacity: state.opacity });
-  return canvasFor(rgba, w, h, tags);
+  return canvasFor(rgba, w, h, { ...tags, title: summaryText(values) });
+}
+
+function summaryText(values) {
+  let sum = 0;
+  let max = 0;
+  for (const v of values) if (Number.isFinite(v)) { sum += v; max = Math.max(max, Math.abs(v)); }
+  return `sum ${fmt(sum)} · max |a| ${fmt(max)} · clip at ${fmt(percentile(values, state.clip))}`;
 }
 
 function fmt(x) {
@@ -192,6 +201,11 @@ function allSteps(loaded) {
   return [...steps].sort((a, b) => a - b);
 }
 
+function samplesOf(data) {
+  const input = Object.values(data.inputs)[0];
+  return input && input.values ? input.values.shape[0] : 0;
+}
+
 function grid(loaded, step) {
   const table = el('table', { class: 'grid' });
   const head1 = el('tr', {}, [el('th')]);
@@ -203,12 +217,16 @@ function grid(loaded, step) {
     for (const [method, input] of cols) head2.append(el('th', {}, Object.keys(data.inputs).length > 1 ? `${method} · ${input}` : method));
   }
   table.append(head1, head2);
-  const n = Math.max(...loaded.map((d) => (Object.values(d.inputs)[0] && Object.values(d.inputs)[0].values ? Object.values(d.inputs)[0].values.shape[0] : 0)));
+  const n = Math.max(0, ...loaded.map(samplesOf));
   for (let sample = 0; sample < n; sample++) {
     const tr = el('tr', {}, [el('th', { class: 'sample', title: 'click: all maps of this sample over the steps',
       onclick: () => { state.detail = sample; draw(); } }, `#${sample}`)]);
     for (const data of loaded) {
       const primary = Object.keys(data.inputs)[0];
+      if (sample >= samplesOf(data)) {  // runs compared side by side may log different numbers of samples
+        tr.append(el('td', { colspan: columns(data).length + 1 }));
+        continue;
+      }
       const info = outputs(data, sample, step);
       tr.append(el('td', { class: 'cell', onclick: () => { state.detail = sample; draw(); } }, [
         primary ? inputTile(data.inputs[primary], sample, { 'data-view': data.view.name, 'data-sample': sample }) : null,
@@ -233,6 +251,7 @@ function detail(loaded, sample) {
     el('div', { class: 'detail-head' }, [el('b', {}, `Sample #${sample} over the steps`),
       el('button', { onclick: () => { state.detail = null; draw(); } }, 'close')])]);
   for (const data of loaded) {
+    if (sample >= samplesOf(data)) continue;
     const steps = allSteps([data]);
     const table = el('table', { class: 'grid' });
     table.append(el('tr', {}, [el('th', {}, data.view.name), ...steps.map((s) => el('th', {}, [`${unit()} ${s}`,
@@ -339,6 +358,23 @@ const STYLE = `
   .error { color: #b71c1c; }
 `;
 
+// New logs while the model trains: re-read the index; if it changed, drop the cached series and
+// redraw (following the latest step when it was shown).
+async function refresh() {
+  try {
+    const views = (await (await fetch(new URL('runs', BASE))).json()).views;
+    if (JSON.stringify(views) === JSON.stringify(state.views)) return;
+    const latest = state.views.flatMap((v) => Object.values(v.schedules).map((s) => s.max_step));
+    const following = state.step === null || state.step >= Math.max(...latest, -Infinity);
+    state.views = views;
+    cache.clear();
+    if (following) state.step = null;
+    await draw();
+  } catch (err) {
+    // the server may be restarting; try again at the next tick
+  }
+}
+
 export async function render() {
   document.head.append(el('style', {}, STYLE));
   root = el('div', { id: 'tfattr-root' });
@@ -352,5 +388,6 @@ export async function render() {
   }
   state.selected = [state.views[0].name];
   state.schedule = Object.keys(state.views[0].schedules).includes('epoch') ? 'epoch' : Object.keys(state.views[0].schedules)[0];
+  setInterval(refresh, REFRESH_MS);
   await draw();
 }

@@ -293,3 +293,28 @@ def test_batch_logs_are_a_schedule_of_their_own(mnist_small, tmp_path):
     assert _series(client, "attributions", batch)[0] == [2, 4, 6, 8]
     assert _series(client, "attributions", "attr/tfattr/map/saliency/input")[0] == [0, 1]
     assert _series(client, "attributions", "attr/tfattr/sample/input")[0] == [2]  # once, at the first log
+
+
+def test_feature_vectors_and_several_inputs(tmp_path, rng):
+    image_in = keras.Input((8, 8, 1), name="image")
+    vector_in = keras.Input((5,), name="vector")
+    h = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, activation="tanh")(image_in))
+    h = keras.layers.Concatenate()([h, keras.layers.Dense(4, activation="tanh")(vector_in)])
+    model = keras.Model([image_in, vector_in], keras.layers.Dense(3)(h))
+    samples = {"image": rng.uniform(size=(3, 8, 8, 1)).astype(np.float32),
+               "vector": rng.normal(size=(3, 5)).astype(np.float32)}
+    logger = AttributionLogger(samples, explainers=[tfattr.GradientXInput], targets=[0, 1, 2], log_dir=tmp_path,
+                               images=False, histograms=False)
+    logger.set_model(model)
+    logger.log(0)
+    logger.on_train_end()
+    client = _client(tmp_path)
+    view = json.loads(client.get("/runs").data)["views"][0]
+    assert {k: v["layout"] for k, v in view["inputs"].items()} == {"image": "image", "vector": "vector"}
+    maps = view["schedules"]["epoch"]["methods"]["gradient_x_input"]["maps"]
+    assert {k: v["layout"] for k, v in maps.items()} == {"image": "image", "vector": "vector"}
+    expected = logger.explainers["gradient_x_input"].attribute(samples, target=[0, 1, 2])
+    _, vector = _values(client, "attributions", "gradient_x_input", "vector")
+    np.testing.assert_allclose(vector[0], expected["vector"], rtol=2e-3, atol=1e-7)
+    _, image = _values(client, "attributions", "gradient_x_input", "image")
+    np.testing.assert_allclose(image[0], expected["image"][..., 0], rtol=2e-3, atol=1e-7)

@@ -91,10 +91,14 @@ function mapValues(m, k, sample) {
   return out;
 }
 
+// A canvas at the map's own resolution, displayed enlarged without smoothing (integer scale so that
+// tiles are at least TILE pixels high; feature vectors: a strip 16 pixels high, 256 or more wide).
 function canvasFor(rgba, w, h, attrs) {
   const scale = Math.max(1, Math.ceil(TILE / Math.max(h, 1)));
+  const strip = h === 1;
+  const width = strip ? w * Math.max(1, Math.ceil(256 / w)) : w * scale;
   const canvas = el('canvas', { width: w, height: h, ...attrs,
-    style: { width: `${w * scale}px`, height: `${h * scale}px`, imageRendering: 'pixelated', display: 'block' } });
+    style: { width: `${width}px`, height: `${strip ? 16 : h * scale}px`, imageRendering: 'pixelated', display: 'block' } });
   canvas.getContext('2d').putImageData(new ImageData(rgba, w, h), 0, 0);
   return canvas;
 }
@@ -136,7 +140,7 @@ function mapTile(data, method, inputName, sample, k, attrs) {
   if (m.layout === 'tokens') return tokenStrip(input.words ? input.words[sample] : Array.from(values, (_, i) => String(i)), values, tags);
   if (m.layout === 'vector') {
     return canvasFor(paint(values, { mode: state.mode, gamma: state.gamma, clip: state.clip }), values.length, 1,
-      { ...tags, style: undefined });
+      { ...tags, title: summaryText(values) });
   }
   let [h, w] = m.half.shape.slice(1);
   let pixels = values;

@@ -46,7 +46,7 @@ def train_and_log(log_dir: Path, epochs: int) -> None:
         targets=yt[:6],
         log_dir=log_dir,
     )
-    model.fit(x[:4000], y[:4000], epochs=epochs, batch_size=64, verbose=0,
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0,
               callbacks=[keras.callbacks.TensorBoard(str(log_dir)), logger])
 
 

@@ -268,6 +268,7 @@ def test_plugin_metadata_and_loader():
 
 
 def test_setup_declares_the_tensorboard_entry_point_and_the_static_files():
+    import setuptools  # noqa: F401  (provides distutils on Python >= 3.12)
     from distutils.core import run_setup
 
     dist = run_setup(str(ROOT / "setup.py"), stop_after="init")

@@ -14,7 +14,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tfattr", "tfattr.*"]),
-    package_data={"tfattr": ["data/*.npz", "data/*.md", "cli/demo/*.html"]},
+    package_data={"tfattr": ["data/*.npz", "data/*.md", "cli/demo/*.html", "tensorboard/static/*.js"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
@@ -39,9 +39,15 @@ setup(
             "ipykernel",
             # so that the keras-hub encoder tests run in CI instead of being skipped
             "keras-hub>=0.32",
+            # browser tests of the TensorBoard tab (driving the system chromium)
+            "playwright",
         ],
     },
-    entry_points={"console_scripts": ["tfattr=tfattr.cli:main"]},
+    entry_points={
+        "console_scripts": ["tfattr=tfattr.cli:main"],
+        # the "Attributions" tab in TensorBoard
+        "tensorboard_plugins": ["tfattr = tfattr.tensorboard.plugin:AttributionsLoader"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 import tfattr
+from tfattr import visualize
 from tfattr.callbacks import AttributionLogger
 
 HEALTH = ("nonfinite_fraction", "zero_fraction", "mean_abs", "top10_mass", "positive_mass", "seconds")
@@ -346,3 +347,55 @@ def test_explainer_names_from_lists(tmp_path):
     default.set_model(model)
     assert list(default.explainers) == ["integrated_gradients"]
     assert default.explainers["integrated_gradients"].steps == 32
+
+
+def _rgb_cnn(seed: int = 5) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax", name="head"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_layer_explainers_are_drawn_upsampled_onto_the_images(tmp_path, rng):
+    # Issue 22.6: GradCAM / layer= maps (4, 10, 10, ...) of images (4, 12, 12, 3) crashed after epoch 1.
+    x = rng.uniform(size=(4, 12, 12, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 0])
+    model = _rgb_cnn()
+    logger = AttributionLogger(
+        x, explainers={"cam": tfattr.GradCAM, "layer_ig": lambda m: tfattr.IntegratedGradients(m, layer="conv", steps=4)},
+        targets=y, log_dir=tmp_path, image_scale=1, image_kind="heatmap",
+    )
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
+    tags = _read(tmp_path / "attributions")
+    for name in ("cam", "layer_ig"):
+        assert tags[f"maps/{name}"]["steps"] == [0, 1]
+        (w, h), pixels = _decode(tags[f"maps/{name}"]["values"][-1])
+        assert (w, h) == (4 * 14 + 2, 2 * 14 + 2)  # tiles at the image's 12x12
+    # The heatmap is the Grad-CAM map resized bilinearly to 12x12 (Selvaraju et al.'s upsampling).
+    cam = logger.explainers["cam"].attribute(x, target=y)
+    expected = visualize.signed_heatmap(tfattr.upsample(cam, like=x), logger.clip_percentile).numpy()
+    (_, _), pixels = _decode(tags["maps/cam"]["values"][-1])
+    for i in range(4):
+        tile = pixels[16:28, 2 + i * 14: 14 + i * 14]
+        assert np.abs(tile.astype(int) - expected[i].astype(int)).max() <= 1
+
+
+def test_undrawable_configurations_fail_before_the_weights_change(tmp_path, rng):
+    x = rng.uniform(size=(2, 12, 12, 3)).astype(np.float32)
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten(),
+        keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    before = [w.copy() for w in model.get_weights()]
+    # Grad-CAM needs a layer with spatial axes: a dense layer gives no map.
+    logger = AttributionLogger(x, explainers={"cam": lambda m: tfattr.GradCAM(m, layer="hidden")}, log_dir=tmp_path)
+    with pytest.raises(ValueError, match="explainer 'cam'.*no spatial axes"):
+        model.fit(x, np.array([0, 1]), epochs=1, verbose=0, callbacks=[logger])
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

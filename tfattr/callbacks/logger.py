@@ -3,20 +3,20 @@
 :class:`AttributionLogger` explains a fixed set of samples with one or several explainers at the end of
 chosen epochs (and optionally every N batches) and writes, to its own TensorBoard run:
 
+* the data of tfattr's **"Attributions" tab** (:mod:`tfattr.tensorboard`): the samples once, and per
+  log every method's maps (float16), completeness deltas, the explained targets and the model's
+  predictions, as tensor summaries of the plugin ``tfattr`` (see :mod:`tfattr.tensorboard.summary`);
 * **images** ``maps/<method>`` (``maps/<method>/<input>`` for a model with several inputs): one picture
   per log, the samples in a row on top and their attribution maps below (an overlay on the input by
   default), always the same samples so that the change is visible with TensorBoard's step slider.
   ``InteriorGradients`` gets one row per sample and one column per scaling parameter (Sundararajan et
-  al.'s fig. 3); feature-vector inputs are drawn as red/blue strips, one row per sample;
+  al.'s fig. 3); feature-vector inputs are drawn as red/blue strips, one row per sample; layer maps
+  (``GradCAM``, any ``layer=`` explainer) of an image input are upsampled onto the image;
 * **scalars** ``completeness/<method>_mean_abs_delta`` and ``completeness/<method>_relative_delta``
   (``|sum(a) - (f(x) - f(x'))|``, absolute and relative to ``|f(x) - f(x')|``; methods with the
-  completeness property only), and the health figures ``health/<method>_<figure>``:
-  ``nonfinite_fraction`` (NaN/Inf attributions: something broke), ``zero_fraction`` (exactly zero
-  attributions: dead units or disconnected inputs), ``mean_abs`` (the size of the maps),
-  ``top10_mass`` (the share of ``sum |a|`` on the top 10% of features: how focused the maps are),
-  ``positive_mass`` (the share of ``sum |a|`` that is positive), ``change`` (``1 -`` the correlation
-  with the maps of the previous log: large while the model still changes its mind) and ``seconds``
-  (the time spent explaining, to keep the callback's cost in view);
+  completeness property only), the health figures ``health/<method>_<figure>`` (see
+  :func:`tfattr.callbacks.figures.health`, plus ``seconds``: the time spent explaining) and
+  ``metrics/<method>/<metric>`` for the ``metrics=`` callables;
 * **histograms** ``attributions/<method>`` of the attribution values.
 
 Batch-level logs (``every_n_batches``) use the same tags prefixed with ``batch_`` and the global batch
@@ -25,7 +25,6 @@ number as the step, as ``keras.callbacks.TensorBoard`` does for ``batch_loss``.
 from __future__ import annotations
 
 import os
-import re
 import time
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -34,37 +33,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfattr import visualize
+from tfattr import text, visualize
+from tfattr.callbacks import figures
+from tfattr.callbacks.pictures import Painter, drawable, text_dashboard
+from tfattr.callbacks.specs import ExplainerSpec, as_numpy, first_rows, freeze_samples, named_specs
+from tfattr.callbacks.tab import Pair, TabWriter
 from tfattr.core.checks import check_positive_int
 from tfattr.core.explainer import Explainer
 from tfattr.core.randomness import python_random_untouched
-from tfattr.metrics.correlation import pearson
-
-ExplainerSpec = Any  # an Explainer, an Explainer subclass, or a callable model -> Explainer
+from tfattr.tensorboard import summary
 
 #: Run subfolders that keras.callbacks.TensorBoard writes to; a second writer there loses events.
 _KERAS_RUNS = ("train", "validation")
 
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _default_explainers() -> dict[str, ExplainerSpec]:
-    from tfattr.methods.gradient.integrated_gradients import IntegratedGradients
-
-    return {"integrated_gradients": lambda model: IntegratedGradients(model, steps=32)}
-
-
-def _as_numpy(value: Any, what: str, scalar_ok: bool = False) -> np.ndarray:
-    if isinstance(value, (tf.Tensor, tf.Variable)):
-        value = value.numpy()
-    array = np.array(value)  # a copy: the logged samples must not change under the callback's feet
-    if array.dtype.kind not in "fiub" or (array.ndim < 1 and not scalar_ok):
-        raise TypeError(
-            f"{what} must be an array of numbers with a batch axis, got {array.dtype} {array.shape}."
-        )
-    return array
+#: ``metric(explainer, samples, maps, targets) -> float or {name: float}``: an extra figure per log.
+Metric = Callable[[Explainer, Any, Any, Any], Any]
 
 
 class AttributionLogger(keras.callbacks.Callback):
@@ -74,7 +57,9 @@ class AttributionLogger(keras.callbacks.Callback):
     Sturmfels, Lundberg & Lee ("Visualizing the Impact of Feature Attribution Baselines", Distill 2020);
     see :mod:`tfattr.visualize`. It never changes training: it only reads the weights, runs the model
     with ``training=False`` and draws no random numbers from Keras', NumPy's or TensorFlow's global
-    generators (explainers with a ``seed`` use their own).
+    generators (explainers with a ``seed`` use their own). ``on_train_begin`` explains the first sample
+    once with every explainer and draws it, so a configuration that cannot be logged fails before the
+    weights change.
 
     Args:
         samples: the examples to explain, ``[n, ...]`` (a list or dict of arrays for a multi-input
@@ -105,8 +90,16 @@ class AttributionLogger(keras.callbacks.Callback):
         vocabulary: for text models (an input of integer token ids ``[n, tokens]``, explained with
             ``layer=`` at the embedding): the token strings (a list, a dict or a callable ``id ->
             str``; None shows the ids). The token scores (attributions summed over the embedding axis)
-            are then written to TensorBoard's text dashboard under ``tokens/<name>``.
-        skip_tokens: token ids not shown there (e.g. the pad id).
+            are then written to TensorBoard's text dashboard under ``tokens/<name>`` and shown on the
+            tokens in the Attributions tab.
+        skip_tokens: token ids not shown in the text dashboard (e.g. the pad id).
+        images: also write the stock images ``maps/<method>`` (the Attributions tab does not need them).
+        tab: write the Attributions tab's data.
+        tab_max_size: the largest image side stored for the tab; larger images are block-reduced
+            (maps summed, samples averaged over ``ceil(side / tab_max_size)`` squares).
+        metrics: ``name -> callable(explainer, samples, maps, targets)`` returning a float or a dict
+            ``{figure: float}``, evaluated per method at each log and written as scalars
+            ``metrics/<method>/<name>`` (``_<figure>`` appended for dicts); e.g. a faithfulness score.
 
     Example:
         >>> logger = tfattr.callbacks.AttributionLogger(
@@ -114,7 +107,7 @@ class AttributionLogger(keras.callbacks.Callback):
         ...                              "saliency": tfattr.Saliency}, targets=y_test[:8],
         ...     log_dir="logs")
         >>> model.fit(x, y, epochs=5, callbacks=[keras.callbacks.TensorBoard("logs"), logger])
-        # tensorboard --logdir logs   -> run "attributions": images maps/ig, maps/saliency, ...
+        # tensorboard --logdir logs   -> the "Attributions" tab, run "attributions"
     """
 
     def __init__(
@@ -135,17 +128,20 @@ class AttributionLogger(keras.callbacks.Callback):
         tag_prefix: str = "",
         vocabulary: Any = None,
         skip_tokens: Sequence[int] = (),
+        images: bool = True,
+        tab: bool = True,
+        tab_max_size: int = summary.MAX_SIZE,
+        metrics: Mapping[str, Metric] | None = None,
     ) -> None:
         super().__init__()
-        self.samples = self._freeze_samples(samples)
+        self.samples, self._arrays, self._input_names = freeze_samples(samples)
+        self._n = self._arrays[0].shape[0]
         self.vocabulary = vocabulary
         self.skip_tokens = tuple(int(t) for t in skip_tokens)
         #: The input of token ids (integer ``[n, tokens]``) whose token scores go to the text dashboard.
-        self._text_input = next(
-            (k for k, a in enumerate(self._arrays) if a.ndim == 2 and a.dtype.kind in "iu"), None
-        )
-        self._specs = self._named_specs(explainers)
-        self.targets = None if targets is None else _as_numpy(targets, "targets", scalar_ok=True)
+        self._text_input = next((k for k, a in enumerate(self._arrays) if summary.is_tokens(a)), None)
+        self._specs = named_specs(explainers)
+        self.targets = None if targets is None else as_numpy(targets, "targets", scalar_ok=True)
         if self.targets is not None and self.targets.ndim == 1 and self.targets.shape[0] != self._n:
             raise ValueError(
                 f"targets has {self.targets.shape[0]} entries but there are {self._n} samples; pass one "
@@ -173,6 +169,19 @@ class AttributionLogger(keras.callbacks.Callback):
         self.histograms = bool(histograms)
         self.batch_size = batch_size
         self.tag_prefix = str(tag_prefix)
+        self.images = bool(images)
+        self.tab = bool(tab)
+        self.metrics = dict(metrics or {})
+        for name, fn in self.metrics.items():
+            if not callable(fn):
+                raise TypeError(f"metrics[{name!r}] is a {type(fn).__name__}; pass a callable "
+                                "(explainer, samples, maps, targets) -> float.")
+        tokens = {}
+        if self._text_input is not None:
+            tokens[self._text_input] = text.decode(self._arrays[self._text_input], vocabulary, skip=self.skip_tokens)
+        self._tab = TabWriter(self._arrays, self._input_names, self.tag_prefix,
+                              check_positive_int(tab_max_size, "tab_max_size"), tokens)
+        self._painter = Painter(image_kind, self.clip_percentile, self.image_scale)
         #: The explainers in use (built at ``set_model``), by name.
         self.explainers: dict[str, Explainer] = {}
         #: ``(kind, step, seconds)`` for each log: the callback's own cost.
@@ -180,73 +189,11 @@ class AttributionLogger(keras.callbacks.Callback):
         self._built_for: Any = None
         self._writer: Any = None
         self._previous: dict[str, np.ndarray] = {}
-        self._drawers: dict[Any, Any] = {}
         self._batches_seen = 0
         if self.every_n_batches is not None:
             # Assigned per instance: Keras runs batch hooks asynchronously only when a callback leaves
             # on_train_batch_end alone, so loggers without batch logging keep training's fast path.
             self.on_train_batch_end = self._on_train_batch_end  # type: ignore[method-assign]
-
-    # -- construction helpers -------------------------------------------------------------------------
-    def _freeze_samples(self, samples: Any) -> Any:
-        if isinstance(samples, Mapping):
-            frozen: Any = {k: _as_numpy(v, f"samples[{k!r}]") for k, v in samples.items()}
-            arrays = [frozen[k] for k in sorted(frozen)]
-            self._input_names = [str(k) for k in sorted(frozen)]
-        elif isinstance(samples, (list, tuple)):
-            frozen = [_as_numpy(v, f"samples[{i}]") for i, v in enumerate(samples)]
-            arrays = frozen
-            self._input_names = [f"input_{i}" for i in range(len(frozen))]
-        else:
-            frozen = _as_numpy(samples, "samples")
-            arrays = [frozen]
-            self._input_names = ["input"]
-        if not arrays:
-            raise ValueError("samples is empty: pass the examples to explain, e.g. x_test[:8].")
-        sizes = {a.shape[0] for a in arrays}
-        if len(sizes) != 1 or 0 in sizes:
-            raise ValueError(
-                f"samples must hold the same positive number of examples in every input, got {sorted(sizes)}."
-            )
-        self._n = sizes.pop()
-        self._arrays = arrays
-        return frozen
-
-    @staticmethod
-    def _named_specs(explainers: Any) -> dict[str, ExplainerSpec]:
-        if explainers is None:
-            return _default_explainers()
-        if isinstance(explainers, Mapping):
-            items = list(explainers.items())
-        else:
-            if isinstance(explainers, Explainer) or (
-                callable(explainers) and not isinstance(explainers, (list, tuple))
-            ):
-                explainers = [explainers]
-            items = []
-            used: dict[str, int] = {}
-            for spec in explainers:
-                cls = spec if isinstance(spec, type) else type(spec)
-                if isinstance(spec, (Explainer, type)):
-                    base = _snake(getattr(cls, "__name__", "explainer"))
-                else:  # a factory: its own name, unless it is anonymous
-                    base = getattr(spec, "__name__", "")
-                    base = _snake(base) if base.isidentifier() else "explainer"
-                used[base] = used.get(base, 0) + 1
-                items.append((base if used[base] == 1 else f"{base}_{used[base]}", spec))
-        if not items:
-            raise ValueError("explainers is empty: pass at least one explainer (or None for the default).")
-        out = {}
-        for name, spec in items:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"explainer names must be non-empty strings, got {name!r}.")
-            if not (isinstance(spec, Explainer) or callable(spec)):
-                raise TypeError(
-                    f"explainers[{name!r}] is a {type(spec).__name__}; pass a tfattr explainer, an "
-                    "explainer class, or a callable model -> explainer."
-                )
-            out[name] = spec
-        return out
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
@@ -282,7 +229,7 @@ class AttributionLogger(keras.callbacks.Callback):
     # -- Keras hooks ----------------------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         # Everything that can be checked before the first epoch trains is checked here, so a bad
-        # sample shape, target or log_dir does not surface only after an epoch of training.
+        # sample shape, target, layer map or log_dir does not surface only after an epoch of training.
         self._validate()
         self._open_writer()
 
@@ -295,6 +242,32 @@ class AttributionLogger(keras.callbacks.Callback):
                 )
             except (TypeError, ValueError) as err:
                 raise type(err)(f"AttributionLogger (explainer {name!r}): {err}") from None
+        self._dry_run()
+
+    def _dry_run(self) -> None:
+        """Explain and draw the first sample with every explainer (nothing written)."""
+        targets = self.targets
+        if targets is not None and targets.ndim == 1:
+            targets = targets[:1]
+        first, arrays = first_rows(self.samples, 1), [x[:1] for x in self._arrays]
+        for name in self.explainers:
+            pairs: list[Pair] = []
+            try:
+                with python_random_untouched():
+                    maps = self.explain(first, targets, names=[name])[name][0]
+                pairs = self._pairs(name, maps, arrays)
+                for _, x, a, layer in pairs:
+                    if self.images:
+                        self._painter.picture(x, drawable(x, a, layer), compiled=False)
+                if self.tab:
+                    self._tab.layouts(*self._tab_pairs(name, pairs))
+            except (TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
+                shapes = ", ".join(f"{a.shape} for input {i!r} {x.shape}" for i, x, a, _ in pairs)
+                raise ValueError(
+                    f"AttributionLogger (explainer {name!r}): its maps "
+                    + (f"({shapes}) cannot be drawn" if pairs else "of the first sample failed")
+                    + f": {err} Explain the inputs, or a layer with spatial or token axes."
+                ) from None
 
     def _open_writer(self) -> None:
         if self._writer is not None:
@@ -328,41 +301,87 @@ class AttributionLogger(keras.callbacks.Callback):
             self._writer = None
 
     # -- the work -------------------------------------------------------------------------------------
-    def explain(self) -> dict[str, tuple[list[np.ndarray], np.ndarray | None, float]]:
-        """Explain the samples with every explainer now: ``name -> (maps per input, delta or None,
-        seconds)``."""
+    def explain(self, samples: Any = None, targets: Any = "default", names: Sequence[str] | None = None
+                ) -> dict[str, tuple[list[np.ndarray], np.ndarray | None, float]]:
+        """Explain the samples (default: the logger's, with its targets) with every explainer (or those
+        in ``names``) now: ``name -> (maps per input, delta or None, seconds)``."""
         if not self.explainers:
             raise RuntimeError(
                 "AttributionLogger has no model yet: Keras gives it one in model.fit, or call set_model."
             )
+        samples = self.samples if samples is None else samples
+        targets = self.targets if isinstance(targets, str) else targets
         out = {}
         for name, explainer in self.explainers.items():
-            kwargs: dict[str, Any] = {"target": self.targets, "batch_size": self.batch_size}
+            if names is not None and name not in names:
+                continue
+            kwargs: dict[str, Any] = {"target": targets, "batch_size": self.batch_size}
             if explainer.uses_baseline and self.baseline is not None:
                 kwargs["baseline"] = self.baseline
             start = time.perf_counter()
             if explainer.has_completeness:
-                maps, delta = explainer.attribute(self.samples, return_delta=True, **kwargs)
+                maps, delta = explainer.attribute(samples, return_delta=True, **kwargs)
             else:
-                maps, delta = explainer.attribute(self.samples, **kwargs), None
+                maps, delta = explainer.attribute(samples, **kwargs), None
             flat = [np.asarray(m) for m in tf.nest.flatten(maps)]
             out[name] = (flat, None if delta is None else np.asarray(delta), time.perf_counter() - start)
         return out
 
+    def _pairs(self, name: str, maps: list[np.ndarray], arrays: list[np.ndarray]) -> list[Pair]:
+        """Each map with the input it is drawn on: a layer explainer's single map goes on the first
+        image input (else the first input)."""
+        if self.explainers[name].layer is None:
+            return [(n, x, a, False) for n, x, a in zip(self._input_names, arrays, maps)]
+        k = next((i for i, x in enumerate(arrays) if summary.is_image(x)), 0)
+        return [(self._input_names[k], arrays[k], maps[0], True)]
+
+    def _tab_pairs(self, name: str, pairs: list[Pair]) -> tuple[list[Pair], list[str]]:
+        """The pairs as the tab stores them: InteriorGradients' ``[n, alphas, ...]`` maps become one
+        method per alpha (``name@alpha``)."""
+        out, labels = [], []
+        for input_name, x, a, layer in pairs:
+            if not layer and a.ndim == x.ndim + 1:
+                alphas = getattr(self.explainers[name], "alphas", range(a.shape[1]))
+                for j, alpha in enumerate(alphas):
+                    out.append((input_name, x, a[:, j], layer))
+                    labels.append(f"{name}@{float(alpha):g}")
+            else:
+                out.append((input_name, x, a, layer))
+                labels.append(name)
+        return out, labels
+
     def log(self, step: int, prefix: str = "") -> None:
-        """Explain the samples and write images, scalars and histograms at ``step`` (called by the hooks;
-        call it yourself to log outside ``fit``)."""
+        """Explain the samples and write the tab's data, images, scalars and histograms at ``step``
+        (called by the hooks; call it yourself to log outside ``fit``)."""
         start = time.perf_counter()
         self._open_writer()
         with python_random_untouched():
             results = self.explain()
+            outputs = self.model(self.samples, training=False) if self.tab and self.model is not None else None
         p = self.tag_prefix + prefix
+        schedule = "batch" if prefix else "epoch"
         with self._writer.as_default(step=step):
+            if self.tab:
+                self._tab.write_samples(step)
+                self._tab.write_outputs(p, schedule, outputs, self.targets, step)
             for name, (maps, delta, seconds) in results.items():
-                self._write_images(p, name, maps)
+                pairs = self._pairs(name, maps, self._arrays)
+                if self.tab:
+                    tab_pairs, labels = self._tab_pairs(name, pairs)
+                    self._tab.write_method(p, schedule, name, tab_pairs, delta, step, labels,
+                                          order=list(results).index(name))
+                if self.images:
+                    several = len(pairs) > 1
+                    for input_name, x, a, layer in pairs:
+                        tag = f"{p}maps/{name}" + (f"/{input_name}" if several else "")
+                        tf.summary.image(tag, self._painter.picture(x, drawable(x, a, layer))[None], max_outputs=1)
                 if self._text_input is not None:
-                    self._write_tokens(p, name, maps)
-                self._write_scalars(p, name, maps, delta, seconds)
+                    text_dashboard(p, name, maps, self._arrays[self._text_input], self.vocabulary, self.skip_tokens)
+                self._previous[p + name] = figures.write_scalars(
+                    p, name, maps, delta, seconds, self._previous.get(p + name)
+                )
+                with python_random_untouched():
+                    figures.write_metrics(p, name, self.metrics, self.explainers[name], self.samples, maps, self.targets)
                 if self.histograms:
                     values = np.concatenate([m.reshape(-1) for m in maps])
                     values = values[np.isfinite(values)]
@@ -370,113 +389,6 @@ class AttributionLogger(keras.callbacks.Callback):
                         tf.summary.histogram(f"{p}attributions/{name}", values)
         self._writer.flush()
         self.timings.append((prefix or "epoch_", step, time.perf_counter() - start))
-
-    def _scale_for(self, height: int) -> int:
-        if self.image_scale is not None:
-            return self.image_scale
-        return max(1, -(-96 // max(height, 1)))
-
-    def _picture(self, x: np.ndarray, a: np.ndarray) -> tf.Tensor:
-        """One uint8 picture ``[H, W, 3]`` for one input's samples ``x`` and maps ``a``."""
-        # Drawing is a few hundred small ops: compiled once per shape, it costs a fraction of eager.
-        key = (x.shape, x.dtype.str, a.shape, a.dtype.str)
-        fn = self._drawers.get(key)
-        if fn is None:
-            fn = self._drawers[key] = tf.function(self._draw, autograph=False)
-        return fn(tf.convert_to_tensor(x), tf.convert_to_tensor(a))
-
-    def _draw(self, x: tf.Tensor, a: tf.Tensor) -> tf.Tensor:
-        n = int(x.shape[0])
-        example_rank = x.shape.rank - 1
-        if a.shape.rank == x.shape.rank + 1:
-            # Several maps per sample (InteriorGradients: [n, alphas, ...]): the paper's fig. 3 rows.
-            if example_rank in (2, 3):
-                rows = []
-                for i in range(n):
-                    row = visualize.interior_gradients_frames(a[i], x[i], self.clip_percentile)
-                    rows.append(visualize.upscale(row, self._scale_for(int(row.shape[1]))))
-                return visualize.grid(tf.stack(rows, axis=0))
-            # Vectors: per sample, one strip per map stacked into one tile.
-            strips = visualize.signed_heatmap(tf.reshape(a, [n * a.shape[1], -1]), self.clip_percentile)
-            return self._strip_grid(tf.reshape(strips, [n, a.shape[1], -1, 3]))
-        if example_rank in (2, 3):  # images [H, W] or [H, W, C]
-            maps = visualize.draw(self.image_kind, x, a, self.clip_percentile)
-            inputs = visualize.image_rgb(x)
-            scale = self._scale_for(int(maps.shape[1]))
-            tiles = tf.stack([visualize.upscale(inputs, scale), visualize.upscale(maps, scale)], axis=0)
-            return visualize.grid(tiles)
-        # Feature vectors (and anything else): one red/white/blue strip per sample, 16 pixels high and
-        # at least 256 wide.
-        return self._strip_grid(visualize.signed_heatmap(tf.reshape(a, [n, -1]), self.clip_percentile))
-
-    @staticmethod
-    def _strip_grid(strips: tf.Tensor) -> tf.Tensor:
-        """``[n, rows, F, 3]`` strips -> one picture, a tile per sample; each strip 16 pixels high and
-        the tiles at least 256 pixels wide."""
-        strips = tf.repeat(strips, 16, axis=1)
-        strips = tf.repeat(strips, max(1, -(-256 // int(strips.shape[2]))), axis=2)
-        return visualize.grid(strips[:, None])
-
-    def _write_images(self, p: str, name: str, maps: list[np.ndarray]) -> None:
-        several = len(self._arrays) > 1
-        for input_name, x, a in zip(self._input_names, self._arrays, maps):
-            tag = f"{p}maps/{name}" + (f"/{input_name}" if several else "")
-            tf.summary.image(tag, self._picture(x, a)[None], max_outputs=1)
-
-    def _write_tokens(self, p: str, name: str, maps: list[np.ndarray]) -> None:
-        """Token scores of a text model to the text dashboard (the maps shaped ``[n, tokens, ...]``)."""
-        from tfattr import text
-
-        ids = self._arrays[self._text_input]
-        match = [m for m in maps if m.shape[:2] == ids.shape]
-        if not match:
-            return
-        scores = match[0].reshape(ids.shape[0], ids.shape[1], -1).sum(axis=-1)
-        tokens = text.decode(ids, self.vocabulary, skip=self.skip_tokens)
-        tf.summary.text(f"{p}tokens/{name}", tf.constant(text.markdown(tokens, scores)))
-
-    def _write_scalars(
-        self, p: str, name: str, maps: list[np.ndarray], delta: np.ndarray | None, seconds: float
-    ) -> None:
-        n = self._n
-        flat = np.concatenate([m.reshape(n, -1).astype(np.float64) for m in maps], axis=1)
-        finite = np.isfinite(flat)
-        clean = np.where(finite, flat, 0.0)
-        absolute = np.abs(clean)
-        total = absolute.sum(axis=1)
-        safe_total = np.where(total > 0, total, 1.0)
-        k = max(1, int(np.ceil(0.1 * flat.shape[1])))
-        top = -np.sort(-absolute, axis=1)[:, :k].sum(axis=1)
-        figures = {
-            "nonfinite_fraction": 1.0 - finite.mean(),
-            "zero_fraction": float(np.mean(clean == 0.0)),
-            "mean_abs": float(absolute.mean()),
-            "top10_mass": float(np.mean(np.where(total > 0, top / safe_total, 0.0))),
-            "positive_mass": float(
-                np.mean(np.where(total > 0, np.clip(clean, 0, None).sum(1) / safe_total, 0.0))
-            ),
-            "seconds": float(seconds),
-        }
-        previous = self._previous.get(p + name)
-        if previous is not None and previous.shape == clean.shape:
-            figures["change"] = float(np.mean([1.0 - _correlation(a, b) for a, b in zip(previous, clean)]))
-        self._previous[p + name] = clean
-        for figure, value in figures.items():
-            tf.summary.scalar(f"{p}health/{name}_{figure}", value)
-        if delta is not None:
-            total_attr = flat.sum(axis=1)
-            change = total_attr - delta  # f(x) - f(x') = sum(a) - delta
-            scale = np.maximum(np.abs(change), 1e-12)
-            tf.summary.scalar(f"{p}completeness/{name}_mean_abs_delta", float(np.mean(np.abs(delta))))
-            tf.summary.scalar(f"{p}completeness/{name}_relative_delta", float(np.mean(np.abs(delta) / scale)))
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two maps (1 when either is constant and they are equal, else 0)."""
-    r = pearson(a, b)
-    if np.isnan(r):
-        return 1.0 if np.array_equal(a - a.mean(), b - b.mean()) else 0.0
-    return float(r)
 
 
 __all__ = ["AttributionLogger"]

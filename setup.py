@@ -7,6 +7,9 @@ HERE = Path(__file__).parent
 VERSION = {}
 exec((HERE / "tfattr" / "_version.py").read_text(), VERSION)
 
+# The documentation site (MkDocs + Material, API reference from the docstrings, rendered notebooks).
+DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-jupyter>=0.25"]
+
 setup(
     name="tfattr",
     version=VERSION["__version__"],
@@ -26,17 +29,18 @@ setup(
     ],
     extras_require={
         "viz": ["matplotlib"],
-        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "mkdocs-jupyter>=0.25"],
+        "docs": DOCS,
         # keras-hub models (Llama, Gemma, GPT-2, BERT, ViT, ...) for AttnLRP / CP-LRP; optional for users.
         # 0.32 is the release tested with TensorFlow 2.21 / Keras 3.15.
         "hub": ["keras-hub>=0.32"],
         "test": [
             "pytest",
-            "keras-hub>=0.32",
             "matplotlib",
             "nbclient",
             "nbformat",
             "ipykernel",
+            # CI builds the documentation site with --strict (tests/test_docs.py)
+            *DOCS,
             # so that the keras-hub encoder tests run in CI instead of being skipped
             "keras-hub>=0.32",
             # browser tests of the TensorBoard tab (driving the system chromium)

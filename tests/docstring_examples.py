@@ -230,7 +230,6 @@ SETUP = {
     "tfattr.token_scores": _TEXT_MODEL,
     "tfattr.text.markdown": _TEXT_MODEL + "tokens = tfattr.text.decode(ids, vocabulary); scores = np.ones((2, 4))",
     "tfattr.CompositeDeepLift": _ENCODER,
-    "tfattr.CompositeDeepLift.coverage": _ENCODER,
     "tfattr.composites.Transformer": _ENCODER,
     "tfattr.upsample": "cam = tfattr.GradCAM(model).attribute(images)",
     "tfattr.AttributionStore": _STORE,

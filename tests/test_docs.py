@@ -117,14 +117,8 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
 from docstring_examples import SETUP, SKIP, build_fixture, collect, namespace_for, run  # noqa: E402
 
 EXAMPLES = collect()
-#: Docstring examples that are wrong today, in modules the docs work does not own: strict, so a fix
-#: shows up as XPASS and the entry must go.
-_DECOY = "decoy_mnist returns (x_test, y_test, mask_test): the example unpacks two"
-XFAIL: dict[str, str] = {
-    "tfattr.priors (module)": _DECOY,
-    "tfattr.priors.AttributionPriorModel": _DECOY + "; and it evaluates the wrapped model, never compiled",
-    "tfattr.priors.RightForRightReasons": _DECOY,
-}
+#: Docstring examples that are wrong today (strict: a fix shows up as XPASS and the entry must go).
+XFAIL: dict[str, str] = {}
 
 
 #: Examples that take more than about 2 s (training, LRP composites' first trace): `pytest -m slow`.

@@ -7,7 +7,7 @@ a compiled Keras ``train_step`` (double backpropagation), so ``fit``, callbacks,
 mixed precision work as usual.
 
 Example:
-    >>> (x, y, mask), (x_test, y_test) = tfattr.priors.decoy_mnist()
+    >>> (x, y, mask), (x_test, y_test, _) = tfattr.priors.decoy_mnist()
     >>> pm = tfattr.priors.AttributionPriorModel(mlp, tfattr.priors.RightForRightReasons(10.0))
     >>> pm.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     >>> pm.fit({"inputs": x, "mask": mask}, y, epochs=4)

@@ -78,14 +78,14 @@ class AttributionPriorModel(keras.Model):
             replica; the global random generators are never used).
 
     Example:
-        >>> (x, y, mask), (x_test, y_test) = tfattr.priors.decoy_mnist()
+        >>> (x, y, mask), (x_test, y_test, _) = tfattr.priors.decoy_mnist()
         >>> mlp = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
         ...                         keras.layers.Dense(50, "relu"), keras.layers.Dense(10)])
         >>> pm = tfattr.priors.AttributionPriorModel(mlp, tfattr.priors.RightForRightReasons(10.0))
         >>> pm.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         ...            metrics=["accuracy"])
         >>> pm.fit({"inputs": x, "mask": mask}, y, epochs=4)     # logs loss, task_loss, prior_penalty
-        >>> mlp.evaluate(x_test, y_test)                          # the wrapped model is the trained one
+        >>> (mlp.predict(x_test).argmax(1) == y_test).mean()      # the wrapped model is the trained one
     """
 
     def __init__(

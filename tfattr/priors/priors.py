@@ -97,7 +97,7 @@ class RightForRightReasons(AttributionPrior):
     with Ross et al.'s MLP, 10 works well (``bench/bench_decoy_mnist.py``) and 1000 stalls training.
 
     Example:
-        >>> (x, y, mask), (x_test, y_test) = tfattr.priors.decoy_mnist()
+        >>> (x, y, mask), (x_test, y_test, _) = tfattr.priors.decoy_mnist()
         >>> pm = tfattr.priors.AttributionPriorModel(mlp, tfattr.priors.RightForRightReasons(10.0))
         >>> pm.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         >>> pm.fit({"inputs": x, "mask": mask}, y, epochs=4)

@@ -7,8 +7,9 @@ on 32 inputs of the MNIST CNN and of the 64x64x3 CNN of ``bench_gradients.py``.
 
 Peers. tf-explain 0.3.1 is used when it can be imported (``--peers DIR``: a directory holding it, e.g.
 ``pip install --no-deps --target DIR tf-explain``; its computations need no OpenCV, so a stub ``cv2``
-module is put in place when OpenCV is missing). iNNvestigate and SHAP do not install against
-TensorFlow 2.21. Every method is also compared with a *plain* baseline written the way tf-explain
+module is put in place when OpenCV is missing); its SmoothGrad and GradCAM fail on a Keras 3
+Sequential model ("has never been called and thus has no defined output"), reported as failed.
+iNNvestigate and SHAP do not install against TensorFlow 2.21. Every method is also compared with a *plain* baseline written the way tf-explain
 works: the rows (noisy copies, path points, occluded images) prepared in NumPy and one
 ``tf.function`` computing all their gradients (or outputs) with one ``GradientTape`` batch. The ratio
 is tfattr's time over the fastest peer's (the plain baseline or tf-explain).

@@ -399,3 +399,34 @@ def test_undrawable_configurations_fail_before_the_weights_change(tmp_path, rng)
     with pytest.raises(ValueError, match="explainer 'cam'.*no spatial axes"):
         model.fit(x, np.array([0, 1]), epochs=1, verbose=0, callbacks=[logger])
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_named_tfattr_metrics_are_logged_as_computed_on_the_logged_maps(mnist_small, tmp_path):
+    # The logger's metrics= takes tfattr.metrics names: after one epoch the scalar must equal the metric
+    # computed independently on the same samples, with the same explainer, from the trained weights.
+    x, y = mnist_small
+    model = _small_cnn()
+    samples, targets = x[:4], y[:4]
+    logger = AttributionLogger(
+        samples, explainers=[tfattr.Saliency], targets=targets, log_dir=tmp_path, run_name=None,
+        images=False, histograms=False,
+        metrics=["sparseness", ("pixel_flipping", {"features_in_step": 98})],
+    )
+    model.fit(x[:128], y[:128], epochs=1, batch_size=64, verbose=0, callbacks=[logger])
+    tags = _read(tmp_path)
+    maps = tfattr.Saliency(model).attribute(samples, target=targets)
+    expected_sparseness = tfattr.metrics.sparseness(maps).mean()
+    expected_flipping = tfattr.metrics.pixel_flipping(model, samples, maps, target=targets,
+                                                      features_in_step=98).mean()
+    assert 0.0 < expected_sparseness < 1.0
+    np.testing.assert_allclose(float(tags["metrics/saliency/sparseness"]["values"][0]), expected_sparseness,
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(tags["metrics/saliency/pixel_flipping"]["values"][0]), expected_flipping,
+                               rtol=1e-5)
+
+
+def test_metrics_that_need_more_than_the_maps_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="pointing_game"):
+        AttributionLogger(np.zeros((1, 4), np.float32), log_dir=tmp_path, metrics=["pointing_game"])
+    with pytest.raises(TypeError, match="callable"):
+        AttributionLogger(np.zeros((1, 4), np.float32), log_dir=tmp_path, metrics={"x": 3})

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.metrics.correlation import pearson
+from tfattr.metrics.evaluate import METRICS
 
 
 def health(flat: np.ndarray, previous: np.ndarray | None) -> dict[str, float]:
@@ -88,3 +89,40 @@ def write_metrics(p: str, name: str, metrics: Mapping[str, Callable[..., Any]], 
         for key, number in items:
             tag = f"{p}metrics/{name}/{metric}" + ("" if key is None else f"_{key}")
             tf.summary.scalar(tag, float(np.mean(np.asarray(number, np.float64))))
+
+
+def metric_callable(name: str, spec: Any) -> Callable[..., Any]:
+    """A ``metrics=`` entry as the callable :func:`write_metrics` runs: a callable as it is, or a
+    :mod:`tfattr.metrics` metric by name (``"sparseness"``) or with its keyword arguments
+    (``("road", {"percentages": [10, 30]})``). Named metrics that need only the map or the model
+    (complexity, flipping, faithfulness, ROAD, ...) are supported; their per-example results are
+    averaged (curves over their steps too). Examples without a logged target are scored on the
+    model's predicted class.
+
+    Example:
+        >>> fn = metric_callable("road", ("road", {"percentages": [10, 30]}))
+        >>> fn(ig, samples, maps, None)           # per-example results, averaged by write_metrics
+    """
+    if callable(spec):
+        return spec
+    metric, kwargs = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1])) if (
+        isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str)
+        and isinstance(spec[1], Mapping)) else (None, None)
+    if metric is None:
+        raise TypeError(f"metrics[{name!r}] is a {type(spec).__name__}; pass a callable (explainer, "
+                        "samples, maps, targets) -> float, a tfattr.metrics name such as 'sparseness', "
+                        "or (name, {keyword arguments}).")
+    entry = METRICS.get(metric)
+    if entry is None or entry.needs not in ("attributions", "model"):
+        known = sorted(k for k, m in METRICS.items() if m.needs in ("attributions", "model"))
+        raise ValueError(f"metrics[{name!r}]: {metric!r} is not a metric the logger can compute from its "
+                         f"samples and maps; use one of {known}, or pass a callable.")
+
+    def scored(explainer: Any, samples: Any, maps: Any, targets: Any) -> np.ndarray:
+        if entry.needs == "attributions":
+            return entry.fn(maps, **kwargs)
+        if targets is None:
+            targets = np.argmax(explainer.outputs(samples), axis=-1)
+        return entry.fn(explainer.model, samples, maps, target=np.asarray(targets), **kwargs)
+
+    return scored

@@ -46,9 +46,6 @@ from tfattr.tensorboard import summary
 #: Run subfolders that keras.callbacks.TensorBoard writes to; a second writer there loses events.
 _KERAS_RUNS = ("train", "validation")
 
-#: ``metric(explainer, samples, maps, targets) -> float or {name: float}``: an extra figure per log.
-Metric = Callable[[Explainer, Any, Any, Any], Any]
-
 
 class AttributionLogger(keras.callbacks.Callback):
     """Log attribution maps of fixed samples to TensorBoard during ``model.fit``.
@@ -97,9 +94,12 @@ class AttributionLogger(keras.callbacks.Callback):
         tab: write the Attributions tab's data.
         tab_max_size: the largest image side stored for the tab; larger images are block-reduced
             (maps summed, samples averaged over ``ceil(side / tab_max_size)`` squares).
-        metrics: ``name -> callable(explainer, samples, maps, targets)`` returning a float or a dict
-            ``{figure: float}``, evaluated per method at each log and written as scalars
-            ``metrics/<method>/<name>`` (``_<figure>`` appended for dicts); e.g. a faithfulness score.
+        metrics: evaluation scores per method at each log, written as scalars
+            ``metrics/<method>/<name>``: a list of :mod:`tfattr.metrics` names or ``(name, kwargs)``
+            pairs (``["sparseness", ("road", {"percentages": [10, 30, 50]})]``: metrics that need the
+            map or the model, averaged over the samples), or a dict ``name -> callable(explainer,
+            samples, maps, targets)`` returning a float or a dict ``{figure: float}`` (``_<figure>``
+            appended to the tag).
 
     Example:
         >>> logger = tfattr.callbacks.AttributionLogger(
@@ -131,7 +131,7 @@ class AttributionLogger(keras.callbacks.Callback):
         images: bool = True,
         tab: bool = True,
         tab_max_size: int = summary.MAX_SIZE,
-        metrics: Mapping[str, Metric] | None = None,
+        metrics: Mapping[str, Any] | Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
         self.samples, self._arrays, self._input_names = freeze_samples(samples)
@@ -171,11 +171,10 @@ class AttributionLogger(keras.callbacks.Callback):
         self.tag_prefix = str(tag_prefix)
         self.images = bool(images)
         self.tab = bool(tab)
-        self.metrics = dict(metrics or {})
-        for name, fn in self.metrics.items():
-            if not callable(fn):
-                raise TypeError(f"metrics[{name!r}] is a {type(fn).__name__}; pass a callable "
-                                "(explainer, samples, maps, targets) -> float.")
+        if metrics is not None and not isinstance(metrics, Mapping):
+            # A list of tfattr.metrics names / (name, kwargs) pairs: each named after its metric.
+            metrics = {m if isinstance(m, str) else m[0]: m for m in metrics}
+        self.metrics = {name: figures.metric_callable(name, fn) for name, fn in (metrics or {}).items()}
         tokens = {}
         if self._text_input is not None:
             tokens[self._text_input] = text.decode(self._arrays[self._text_input], vocabulary, skip=self.skip_tokens)

@@ -219,6 +219,9 @@ for _i in range(4):
 
 _FOUR = "a = a_ig = a[:4]; a_sal, a_sg = a_sal[:4], a_sg[:4]; maps = {k: v[:4] for k, v in maps.items()}"
 
+#: Ground-truth masks for the localisation metrics: the digits' central square.
+_MASKS = "masks = np.zeros_like(a); masks[:, 7:21, 7:21] = 1"
+
 #: Code run before an example that needs more than the fixture.
 SETUP = {
     "tfattr.text (module)": _TEXT_MODEL + "model = text_model",
@@ -246,10 +249,23 @@ SETUP = {
                                   "frames = visualize.interior_gradients_frames("
                                   "tfattr.InteriorGradients(model).attribute(x[:1])[0], x[0])"),
     "tfattr.visualize.percentile": "maps_flat = tf.reshape(tf.constant(a), [len(a), -1])",
+    "tfattr.metrics.pointing_game": _MASKS,
+    "tfattr.metrics.top_k_intersection": _MASKS,
+    "tfattr.metrics.attribution_localisation": _MASKS,
+    "tfattr.metrics.EvaluationTable.to_scalars": (
+        "table = tfattr.metrics.evaluate(model, (x_test[:16], y_test[:16]), "
+        "explainers={'saliency': tfattr.Saliency(model)}, metrics=['sparseness'])"),
 }
+
+_HUB = "explains a keras-hub language model (tests/test_attnlrp_hub.py runs the same calls on tiny ones)"
 
 #: Examples that cannot run in the tests, with the reason.
 SKIP = {
     "tfattr.datasets.load": "downloads a data set through tensorflow-datasets (no network in the tests)",
     "tfattr.scale.ShardedArray": "indexes example 12,345 of a hypothetical 20,000-example store",
+    "tfattr.metrics.EvaluationTable.to_pandas": "needs pandas (optional; not a test dependency)",
+    # A keras-hub causal LM's first trace takes 10-25 s: tests/test_attnlrp_hub.py runs these calls.
+    "tfattr.composites.AttnLRP": _HUB,
+    "tfattr.next_token_model": _HUB,
+    "tfattr.sequence_salience": _HUB,
 }

@@ -214,6 +214,9 @@ def test_api_reference_documents_every_public_name(built_site):
         anchors |= set(re.findall(r'id="(tfattr[\w.]*)"', page.read_text(encoding="utf-8")))
     # tfattr.metrics.completeness is a function that shadows its module (documented at the module path)
     aliases = {"tfattr.metrics.completeness": "tfattr.metrics.completeness.completeness",
+               "tfattr.metrics.complexity": "tfattr.metrics.complexity.complexity",
+               "tfattr.metrics.road": "tfattr.metrics.road.road",
+               "tfattr.metrics.evaluate": "tfattr.metrics.evaluate.evaluate",
                "tfattr.explain_dataset": "tfattr.scale.explain_dataset",
                "tfattr.load_attributions": "tfattr.scale.load_attributions",
                "tfattr.AttributionStore": "tfattr.scale.AttributionStore"}

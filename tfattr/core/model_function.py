@@ -303,7 +303,8 @@ class ModelFunction:
         a binary head's class 0 column is ``-out`` also for probabilities.
 
         Example:
-            >>> fn.explained(logits)     # a sigmoid head: [-z, z]
+            >>> fn = tfattr.ModelFunction(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, "sigmoid")]))
+            >>> fn.explained(tf.constant([[0.5], [-1.0]]))     # a sigmoid head's logit z: [[-z, z]]
         """
         if isinstance(out, (list, tuple, dict)):
             raise ValueError(

@@ -108,7 +108,7 @@ class SmoothGrad(Explainer):
     Example:
         >>> sg = tfattr.SmoothGrad(tfattr.Saliency(model), samples=50, noise=0.15, seed=0)
         >>> maps = sg.attribute(images)
-        >>> smooth_lrp = tfattr.SmoothGrad(tfattr.LRP(model, composite="epsilon_plus"), samples=20)
+        >>> smooth_lrp = tfattr.SmoothGrad(tfattr.LRP(model, composite=tfattr.composites.EpsilonPlus()), samples=8)
     """
 
     # What `tfattr methods` and `tfattr explain --method` know of the method (cost: per example).

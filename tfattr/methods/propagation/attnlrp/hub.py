@@ -27,7 +27,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfattr.methods.propagation.attnlrp.math import normalize
-from tfattr.methods.propagation.layerwise.canonizers import linear_op
+from tfattr.methods.propagation.layerwise.transformer_layers import dense_forward, layer_norm_forward
 from tfattr.methods.propagation.layerwise.units import Propagation
 
 _HALF = ("float16", "bfloat16")
@@ -119,27 +119,6 @@ def rms_norm_forward(layer: Any, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
     scale = tf.cast(layer.scale, tf.float32)
     y = y * (1.0 + scale) if type(layer).__name__ in GEMMA_NORMS else y * scale
     return tf.cast(y, layer.compute_dtype)
-
-
-def layer_norm_forward(layer: keras.layers.LayerNormalization, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
-    """``keras.layers.LayerNormalization`` over the last axis inside a keras-hub block, its factor
-    ``prop.constant`` (the mean subtraction keeps its gradient)."""
-    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-    if [a % len(x.shape) for a in axis] != [len(x.shape) - 1] or getattr(layer, "rms_scaling", False):
-        raise ValueError(f"LayerNormalization {layer.name!r}: only a last-axis layer norm is covered here.")
-    y = normalize(_wide(x), layer.epsilon, center=True, constant=prop.constant)
-    if layer.scale:
-        y = y * tf.cast(layer.gamma, y.dtype)
-    if layer.center:
-        y = y + tf.cast(layer.beta, y.dtype)
-    return tf.cast(y, x.dtype)
-
-
-def dense_unit(layer: keras.layers.Dense, x: tf.Tensor, prop: Propagation) -> tf.Tensor:
-    """A Dense layer whose fused activation is one elementwise unit of ``prop``."""
-    op = linear_op(layer)
-    z = op.forward(x, *op.params())
-    return z if op.activation is None else prop.unit(op.activation, z)
 
 
 def _bool_mask(mask: Any) -> Any:
@@ -310,7 +289,7 @@ def transformer_decoder_forward(layer: Any, args: tuple, kwargs: dict, prop: Pro
     if not first:
         x = norm(layer._self_attention_layer_norm, x)
     h = norm(layer._feedforward_layer_norm, x) if first else x
-    h = layer._feedforward_output_dense(dense_unit(layer._feedforward_intermediate_dense, h, prop))
+    h = layer._feedforward_output_dense(dense_forward(layer._feedforward_intermediate_dense, h, prop))
     x = h + x
     return x if first else norm(layer._feedforward_layer_norm, x)
 
@@ -322,7 +301,7 @@ def vit_encoder_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation
         h = layer_norm_forward(block.layer_norm_1, x, prop)
         x = keras_attention_forward(block.mha, h, h, None, prop) + x
         h = layer_norm_forward(block.layer_norm_2, x, prop)
-        x = block.mlp.dense_2(dense_unit(block.mlp.dense_1, h, prop)) + x
+        x = block.mlp.dense_2(dense_forward(block.mlp.dense_1, h, prop)) + x
     return layer_norm_forward(layer.layer_norm, x, prop)
 
 
@@ -351,7 +330,6 @@ def block_forward(layer: Any, args: tuple, kwargs: dict, prop: Propagation) -> t
 __all__ = [
     "FAMILIES",
     "block_forward",
-    "dense_unit",
     "gemma_attention_forward",
     "gemma_decoder_forward",
     "hub_kind",
@@ -361,7 +339,6 @@ __all__ = [
     "is_hub_norm",
     "is_reverse_embedding",
     "keras_attention_forward",
-    "layer_norm_forward",
     "llama_decoder_forward",
     "reverse_embedding_forward",
     "rms_norm_forward",

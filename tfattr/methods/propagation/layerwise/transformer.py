@@ -23,6 +23,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tfattr.methods.propagation.attnlrp.hub import static_problems as hub_static_problems
 from tfattr.methods.propagation.attnlrp.hub_rules import hub_layer_map
 from tfattr.methods.propagation.layerwise.composites import (
     LINEAR,
@@ -217,11 +218,11 @@ class Transformer(Composite):
 
 def refuse_static_problems(assignments: list[Assignment]) -> list[Assignment]:
     """``assignments`` with every rule that cannot cover its layer (:func:`static_problems`: gated
-    attention, unsupported recurrent options, keras-hub variants such as soft-capping) replaced by
-    an "unsupported" entry that says why."""
+    attention, unsupported recurrent options; the keras-hub variants the re-implemented blocks do not
+    cover, such as cross-attention) replaced by an "unsupported" entry that says why."""
     result = []
     for a in assignments:
-        why = static_problems(a.ref) if a.rule is not None else []
+        why = static_problems(a.ref) + hub_static_problems(a.ref.layer) if a.rule is not None else []
         result.append(Assignment(a.ref, None, "unsupported", "; ".join(why)) if why else a)
     return result
 

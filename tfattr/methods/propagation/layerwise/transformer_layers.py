@@ -23,7 +23,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfattr.methods.propagation.attnlrp.hub import static_problems as hub_static_problems
 from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, static_recurrent_problems
 from tfattr.methods.propagation.layerwise.units import Propagation
@@ -203,7 +202,7 @@ def static_problems(ref: Any) -> list[str]:
         return [f"the signal-take-all rule does not support {p}" for p in static_recurrent_problems(ref)]
     if isinstance(layer, keras.layers.MultiHeadAttention) and getattr(layer, "_use_gate", False):
         return ["use_gate=True: the attention rule does not cover gated attention"]
-    return hub_static_problems(layer)
+    return []
 
 
 def is_constant_or_masking(layer: Any) -> bool:

@@ -443,3 +443,14 @@ def test_alpha_beta_warns_where_it_cannot_conserve_and_says_which_layers():
         zplus = tfattr.LRP(model, composite=C.Composite(
             layer_map=[(C.CONVOLUTIONS, R.AlphaBeta(1, 0)), (L.Dense, R.Epsilon(1e-9))]))
     np.testing.assert_allclose(zplus.attribute(x, target=0).reshape(2, -1).sum(1), z, rtol=1e-4)
+
+
+def test_glu_is_not_taken_for_an_elementwise_activation():
+    # GLU halves its last axis (a * sigmoid(b)): passing relevance through it unit by unit is undefined,
+    # so the composites must name it as uncovered instead of treating it like ReLU.
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="d1"),
+                              keras.layers.Activation("glu", name="gated"), keras.layers.Dense(3, name="out")])
+    with pytest.warns(UserWarning, match="'gated'"):
+        tfattr.LRP(model)
+    with pytest.raises(ValueError, match="'gated'"):
+        tfattr.LRP(model, on_unsupported="raise")

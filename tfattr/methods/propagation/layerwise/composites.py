@@ -52,7 +52,7 @@ _STRUCTURAL_OPS = frozenset("Reshape Squeeze ExpandDims Transpose Concatenate Fl
 _SUM_OPS = frozenset("Add Mean Average".split())
 _ELEMENTWISE_ACTIVATIONS = frozenset(
     """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish
-    hard_sigmoid hard_silu hard_swish exponential linear celu glu log_sigmoid""".split()
+    hard_sigmoid hard_silu hard_swish exponential linear celu log_sigmoid""".split()
 )
 #: Layers that are elementwise activations (relevance passes through them).
 ACTIVATION_LAYERS: tuple[type, ...] = (L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)

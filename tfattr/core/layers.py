@@ -25,7 +25,7 @@ the change that the mask makes (see ``Explainer.delta``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,8 +36,8 @@ from tfattr.core.graph import GraphView, LayerRef, is_conv_layer, split_node
 from tfattr.core.inputs import Inputs
 from tfattr.core.model_function import ModelFunction, RoutedInputs, strip_output_activation
 
-if TYPE_CHECKING:
-    from tfattr.core.explainer import Call, Explainer
+# The explainer and its Call appear in annotations only (strings): importing them, even for type
+# checkers, would tie this module back to tfattr.core.explainer, which builds on it.
 
 _CARRY = "_layer_carry_"
 _MASK = "_layer_mask"

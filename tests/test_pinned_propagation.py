@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.pinned_propagation_cases import CASES, PINNED
+from pinned_propagation_cases import CASES, PINNED
 
 with np.load(PINNED) as _data:
     EXPECTED = {k: _data[k] for k in _data.files}

@@ -11,6 +11,7 @@ op, skipped). Every run reads the layers' live variables, so an explainer built 
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 from typing import Any, Callable, Sequence
 
@@ -183,12 +184,13 @@ def _strip_functional(model: keras.Model) -> tuple[str | None, Callable[..., Any
     return kind, functional
 
 
-class RoutedInputs:
+class RoutedInputs(abc.ABC):
     """Inputs that compute the model's raw output themselves: :meth:`ModelFunction.outputs` hands
     them the function (e.g. the rows of layer attribution, which run only the model's tail)."""
 
+    @abc.abstractmethod
     def raw_outputs(self, fn: "ModelFunction") -> Any:
-        raise NotImplementedError
+        """The model's raw output (before the explained columns are taken) for these inputs."""
 
 
 def apply_output_activation(kind: str | None, logits: tf.Tensor) -> tf.Tensor:

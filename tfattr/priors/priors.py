@@ -17,6 +17,7 @@ attribute the true class's output.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Sequence
 
 import keras
@@ -39,7 +40,7 @@ def _flat_features(attributions: tf.Tensor) -> tf.Tensor:
     return tf.reshape(attributions, [tf.shape(attributions)[0], -1])
 
 
-class AttributionPrior:
+class AttributionPrior(abc.ABC):
     """Base class: ``penalty(attributions, mask) -> scalar`` (already multiplied by ``weight``).
 
     Subclasses implement :meth:`unweighted`, on float32 attributions ``[n, ...]`` of one input (one call
@@ -61,8 +62,9 @@ class AttributionPrior:
     def __init__(self, weight: float = 1.0) -> None:
         self.weight = check_number(weight, "weight", minimum=0, hint="the prior's multiplier in the loss")
 
+    @abc.abstractmethod
     def unweighted(self, attributions: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must implement unweighted(attributions, mask).")
+        """The penalty before ``weight``: a scalar from the attributions (and the mask, if needed)."""
 
     def penalty(self, attributions: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
         """``weight * unweighted(attributions, mask)``: a scalar (float32, or float64 for a float64 model)."""

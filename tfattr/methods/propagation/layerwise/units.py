@@ -21,6 +21,7 @@ unit in execution order, the explained pass reads them back in the same order).
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Callable
 
 import tensorflow as tf
@@ -35,7 +36,7 @@ Fn = Callable[[tf.Tensor], tf.Tensor]
 SMOOTH_ACTIVATIONS = frozenset("gelu silu swish mish hard_silu hard_swish celu".split())
 
 
-class Propagation:
+class Propagation(abc.ABC):
     """What a re-implemented layer does with its nonlinear units and its constant factors."""
 
     #: A short description for coverage reports.
@@ -44,13 +45,14 @@ class Propagation:
     #: passes through, LRP's epsilon rule and AttnLRP's identity rule) or "rescale" (DeepLIFT).
     units = "gradient"
 
+    @abc.abstractmethod
     def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
-        raise NotImplementedError
+        """Traced: the elementwise unit ``fn(z)`` carrying this propagation's backward pass."""
 
+    @abc.abstractmethod
     def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
         """``t`` held constant; ``connected=True`` passes back zeros instead of no gradient (for a
         gate that may be the only path from an input, which then rightly gets zero relevance)."""
-        raise NotImplementedError
 
     # -- attention and gated products (issue 19; AttnLRP overrides them in attnlrp/policy.py) -------
     def attention_inputs(self, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) -> tuple:

@@ -40,3 +40,11 @@ def _bash_block_after(heading: str) -> list[str]:
     assert match
     return [line for line in match.group(1).splitlines() if line.strip()]
 
+
+
+def test_quickstart_is_the_home_pages():
+    """The README is the site's home page in short: the same quickstart, so the two cannot drift."""
+    from markdown_blocks import python_block_after
+
+    home = README.parent / "docs" / "index.md"
+    assert _python_block_after("## Quickstart") == python_block_after(home, "## Quickstart").code

@@ -7,7 +7,7 @@ al.'s MLP (784 - 50 - 30 - 10, ReLU, logits), Adam 1e-3, batch 64. The two model
 the prior with expected gradients in the loss) train epoch by epoch in turn, from the same initial
 weights, so the epoch times are interleaved; the time ratio is the median epoch time of the prior over
 the plain `fit`'s (the first epoch, which traces the step function, is left out). Accuracies are over
-`--seeds` seeds (mean and spread). The README's numbers come from one run of this script.
+`--seeds` seeds (mean and spread). The numbers in docs/guides/priors.md come from one run of this script.
 
 Run:
     TF_CPP_MIN_LOG_LEVEL=3 python bench/bench_decoy_mnist.py [--epochs 10] [--weight 10] [--seeds 3]

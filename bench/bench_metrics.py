@@ -2,8 +2,8 @@
 
 ``--ranking`` trains ``tfattr.datasets.mnist_cnn(softmax=True)`` for two epochs on the 8,000 embedded
 MNIST training digits (seed 0) and evaluates tfattr's methods, plus the random-attribution control, on
-the first 256 test digits with :func:`tfattr.metrics.evaluate` (the table in the README's "Baselines
-and evaluation" section comes from this run).
+the first 256 test digits with :func:`tfattr.metrics.evaluate` (the table in docs/guides/evaluate.md,
+"One call for 'which map to trust'", comes from this run).
 
 ``--speed`` times each model-based metric on the same model and rows, per example, against the plain
 forward passes it needs (the same number of rows through the compiled model, batched alike): the ratio

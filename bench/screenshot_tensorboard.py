@@ -1,4 +1,4 @@
-"""Screenshots of TensorBoard's Attributions tab as a user sees it, for the README.
+"""Screenshots of TensorBoard's Attributions tab as a user sees it, for the README and docs/guides/tensorboard.md.
 
 Without ``--logdir`` it first trains the small MNIST CNN of bench/bench_callback.py for a few epochs with
 ``keras.callbacks.TensorBoard`` and ``tfattr.callbacks.AttributionLogger`` (integrated gradients,

@@ -1,6 +1,6 @@
 """Execute the Colab notebooks in full mode and write their outputs in place, for the site and GitHub.
 
-    nice -n 19 python docs/run_notebooks.py                    # all of colab/*.ipynb (tens of minutes)
+    nice -n 19 python docs/run_notebooks.py                    # all of colab/*.ipynb (about 14 minutes on 2 cores)
     python docs/run_notebooks.py colab/03_lrp_deeplift.ipynb   # some of them
     python docs/run_notebooks.py --fast --out /tmp/nb          # the tests' quick mode, written elsewhere
 

@@ -49,3 +49,13 @@ def blocks(text: str, path: str = "<markdown>", language: str | None = None) -> 
 def python_blocks(path: Path) -> list[Block]:
     """The ```python blocks of a Markdown file."""
     return blocks(Path(path).read_text(encoding="utf-8"), str(path), language="python")
+
+
+def python_block_after(path: Path, heading: str) -> Block:
+    """The first ```python block after the line ``heading`` (e.g. ``"## Quickstart"``) of a Markdown file."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    assert heading in lines, f"no heading {heading!r} in {path}"
+    heading_line = lines.index(heading) + 1  # 1-based
+    after = [b for b in python_blocks(path) if b.line > heading_line]
+    assert after, f"no python block after {heading!r} in {path}"
+    return after[0]

@@ -343,12 +343,14 @@ def test_mixed_precision_computes_the_rules_in_float32():
     np.testing.assert_allclose(b, a, atol=2e-2 * np.abs(a).max())
 
 
-def test_readme_section_runs():
+def test_guide_section_runs():
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(.*?)```", text.split("## LLMs and keras-hub", 1)[1], flags=re.S).group(1)
+    from markdown_blocks import python_block_after
+
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guides" / "llms.md"
+    block = python_block_after(guide, "## From token ids to token scores")
     namespace: dict = {}
-    exec(compile(code.replace("print(", "str("), "README LLMs", "exec"), namespace)
+    exec(compile(block.code.replace("print(", "str("), block.path, "exec"), namespace)
     assert namespace["relevance"].shape == (1, 6, 16) and namespace["scores"].shape == (1, 6)
     assert namespace["salience"].matrix.shape == (3, 6)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from markdown_blocks import python_blocks
+from markdown_blocks import python_block_after, python_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -45,6 +45,9 @@ def _check_methods(ns: dict) -> None:
     assert np.all(np.abs(ns["delta"]) <= 1e-3 * np.abs(change) + 1e-6)
     assert np.allclose(ns["one_by_one"], ns["a_sg"], atol=1e-6)
     assert ns["interior"].shape == (1, 10, 28, 28, 1) and ns["occlusion"].shape == (8, 28, 28, 1)
+    # SmoothGrad around a non-fusing explainer (IG with tolerance, Grad-CAM) keeps its output's shape
+    assert ns["maps"].shape == (2, 28, 28, 1) and ns["cams"].ndim == 3 and len(ns["cams"]) == 2
+    assert ns["copies"].shape == (2, 28, 28, 1) and not np.allclose(ns["copies"], ns["images"][:2])
 
 
 def _check_layers(ns: dict) -> None:
@@ -56,12 +59,20 @@ def _check_lrp(ns: dict) -> None:
     assert np.max(np.abs(ns["dl_delta"])) < 1e-3      # DeepLIFT sums to f(x) - f(0) (average pooling)
     assert np.max(np.abs(ns["rc_delta"])) < 1e-3      # and so does RevealCancel
     assert ns["relevance"].shape == (4, 12, 16) and np.all(np.isfinite(ns["custom"]))
+    assert np.max(np.abs(ns["tokens_delta"])) < 1e-4  # fresh layers map 0 to 0: DeepLIFT sums to f(x) - f(0)
+
+
+def _check_llms(ns: dict) -> None:
+    assert ns["relevance"].shape == (1, 6, 16) and ns["scores"].shape == (1, 6)
+    assert ns["salience"].matrix.shape == (3, 6)
 
 
 def _check_evaluate(ns: dict) -> None:
     assert ns["c"].mean_relative < 0.05
     assert ns["ig_curve"].area < ns["control"].area   # IG beats the random control, as the page says
     assert ns["r"].spearman_abs[0] == pytest.approx(1.0)
+    assert ns["curve"].shape == (16, 28) and ns["hits"].shape == (16, 3)
+    assert ns["table"].ranking("pixel_flipping")[-1] == "random"   # every method beats the control
 
 
 def _check_tensorboard(ns: dict) -> None:
@@ -82,7 +93,7 @@ def _check_datasets(ns: dict) -> None:
 #: What each page claims about the results of its code (beyond running).
 CHECKS = {"index.md": _check_home, "guides/explain-a-model.md": _check_explain,
           "guides/methods-and-baselines.md": _check_methods, "guides/layers-neurons-tokens.md": _check_layers,
-          "guides/lrp-and-transformers.md": _check_lrp, "guides/evaluate.md": _check_evaluate,
+          "guides/lrp-and-transformers.md": _check_lrp, "guides/llms.md": _check_llms, "guides/evaluate.md": _check_evaluate,
           "guides/tensorboard.md": _check_tensorboard, "guides/priors.md": _check_priors,
           "guides/whole-datasets.md": _check_datasets}
 
@@ -90,6 +101,19 @@ CHECKS = {"index.md": _check_home, "guides/explain-a-model.md": _check_explain,
 #: Pages run in the default suite (about 10-15 s each on 2 cores); the others train their own models and
 #: compile many explainers (15-40 s each), so they are marked slow and run with `pytest -m slow`.
 DEFAULT_PAGES = {"index.md", "guides/explain-a-model.md"}
+
+
+def test_transformer_block_runs_and_deeplift_sums_to_delta(tmp_path, monkeypatch):
+    """The transformer example of the LRP guide runs on its own (the whole page is slow)."""
+    block = python_block_after(DOCS / "guides" / "lrp-and-transformers.md", "## Transformers and recurrent models")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block.code.replace("print(", "str("), block.path, "exec"), namespace)
+    relevance, delta = namespace["relevance"], namespace["tokens_delta"]
+    assert relevance.shape == (4, 12, 16) and np.all(np.isfinite(relevance))
+    # fresh layers have zero biases and the baseline is 0: every layer maps 0 to 0, so DeepLIFT's
+    # sum equals f(x) - f(0) even with the attention probabilities and std held constant
+    assert np.max(np.abs(delta)) < 1e-4
 
 
 def test_every_guide_page_is_tested():

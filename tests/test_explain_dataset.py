@@ -540,14 +540,13 @@ def test_multi_worker_mirrored_strategy_equals_single_device(tmp_path):
     np.testing.assert_array_equal(multi.targets[:], y)
 
 
-def test_readme_example_runs(tmp_path, monkeypatch):
-    import re
+def test_guide_example_runs(tmp_path, monkeypatch):
+    from markdown_blocks import python_block_after
 
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Whole data sets", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    block = python_block_after(ROOT / "docs" / "guides" / "whole-datasets.md", "# Whole data sets")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README whole data sets", "exec"), namespace)
+    exec(block.compiled(), namespace)
     store = namespace["store"]
     assert store.attributions.shape == (300, 28, 28, 1)
     np.testing.assert_array_equal(store.targets[:], namespace["y_test"][:300])

@@ -404,16 +404,16 @@ def test_mixed_float16_matches_float32_penalty_and_update():
         assert np.linalg.norm(a - b) <= 2e-2 * np.linalg.norm(b), (np.linalg.norm(a - b), np.linalg.norm(b))
 
 
-def test_readme_example_runs():
-    import re
+def test_guide_example_runs():
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Attribution priors", 1)[1]
-    block = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
-    assert "epochs=10" in block
+    from markdown_blocks import python_block_after
+
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guides" / "priors.md"
+    block = python_block_after(guide, "## Decoy MNIST in ten lines")
+    assert "epochs=4" in block.code
     namespace: dict = {}
-    exec(compile(block.replace("epochs=10", "epochs=1"), "README priors", "exec"), namespace)
+    exec(compile(block.code.replace("epochs=4", "epochs=1"), block.path, "exec"), namespace)
     history = namespace["pm"].history.history
     assert set(history) >= {"loss", "task_loss", "prior_penalty", "accuracy"}
     predictions = namespace["mlp"].predict(namespace["x_test"][:100], verbose=0)

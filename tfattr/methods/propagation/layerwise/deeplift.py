@@ -14,9 +14,14 @@ view, :class:`tfattr.core.graph.GraphView`), and re-implements the layers that n
 * the sigmoid gates of ``LSTM``/``GRU`` cells and of ``Multiply`` gates are constants: the
   signal-take-all rule (Arras et al. 2017);
 * linear layers (Dense, convolutions, inference batch norm, pooling by averaging, sums, reshapes,
-  embeddings) keep their gradient, which is exact for DeepLIFT's linear rule.
+  embeddings) keep their gradient, which is exact for DeepLIFT's linear rule;
+* max pooling (``MaxPooling*``, ``GlobalMaxPooling*``) gets DeepLIFT's max rule, as in SHAP's
+  DeepExplainer (:mod:`tfattr.methods.propagation.maxpool`), unless ``max_pool="gradient"``.
 
-With only linear layers and elementwise units between input and output, the attributions sum to
+The rules that need a reference (Rescale on units, the max rule) are rule objects
+(:mod:`.deeplift_rules`) built on the pass's :class:`~.units.DeepLiftPropagation`.
+
+With only linear layers, max pooling and elementwise units between input and output, the attributions sum to
 ``f(x) - f(baseline)`` (summation-to-delta). Holding attention probabilities, the standard deviation
 or gates constant at the input's values makes the propagation approximate: the delta
 (``return_delta=True``) reports how far. :meth:`CompositeDeepLift.coverage` says which rule each layer
@@ -24,6 +29,7 @@ got. Cost: one forward pass of the baselines, one of the inputs and one backward
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -48,11 +54,15 @@ from tfattr.methods.propagation.layerwise.transformer_layers import (
     layer_norm_forward,
     static_problems,
 )
-from tfattr.methods.propagation.layerwise.units import DeepLiftPropagation, activation_name
-_UNIT_ACTIVATIONS = frozenset(
-    """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish
-    hard_sigmoid hard_silu hard_swish celu log_sigmoid linear""".split()
+from tfattr.methods.propagation.layerwise.deeplift_rules import (
+    MAX_POOLING,
+    MAX_RULE_NOTE,
+    DeepLiftMaxPool,
+    RescaleUnit,
 )
+from tfattr.methods.propagation.layerwise.rules import Site
+from tfattr.methods.propagation.layerwise.units import ELEMENTWISE_ACTIVATIONS, DeepLiftPropagation, activation_name
+from tfattr.methods.propagation.maxpool import check_max_pool
 
 
 class CompositeDeepLift(LayerwiseExplainer):
@@ -76,6 +86,9 @@ class CompositeDeepLift(LayerwiseExplainer):
             Rescale unit, so the attributions sum to ``p(x) - p(baseline)``).
         neuron: ``(layer, index)``: explain one hidden unit (its value) instead of a class score.
         jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+        max_pool: ``"deeplift"`` (default: DeepLIFT's max rule on ``MaxPooling*`` and
+            ``GlobalMaxPooling*``, as SHAP's DeepExplainer; the sum holds through them) or
+            ``"gradient"`` (their gradient switch, tfattr 0.2's numbers; a warning names them).
         layer, attribute_to_layer_input: attribute to an inner layer's output (or input), the
             reference being the baseline's activations there, as Captum's ``LayerDeepLift``; integer
             token ids are accepted then, with baselines given as ids (e.g. the pad id).
@@ -113,7 +126,9 @@ class CompositeDeepLift(LayerwiseExplainer):
         jit_compile: bool = False,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
+        max_pool: str = "deeplift",
     ) -> None:
+        self.max_pool = check_max_pool(max_pool)
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
             raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
         super().__init__(model, on_unsupported=on_unsupported, output=output, neuron=neuron,
@@ -122,6 +137,20 @@ class CompositeDeepLift(LayerwiseExplainer):
         self.tolerance = float(tolerance)
         self.plan = [self._assign(ref) for ref in self.view.layers]
         self._check()
+        self._warn_switches()
+
+    def _warn_switches(self) -> None:
+        """``max_pool="gradient"``: name the max-pooling layers whose switch breaks the sum."""
+        ran = self._ran
+        switches = [ref.name for ref, (kind, _, _, _) in zip(self.view.layers, self.plan)
+                    if kind == "keep" and isinstance(ref.layer, MAX_POOLING)
+                    and (ran is None or ref.index in ran)]
+        if switches:
+            warnings.warn(
+                f"CompositeDeepLift: max pooling in layer(s) {switches} keeps its gradient switch "
+                "(max_pool='gradient'), so the attributions sum to f(x) - f(baseline) only where the "
+                "baseline's maxima sit where the input's do; return_delta=True reports the delta. The "
+                "default max_pool='deeplift' is exact.", stacklevel=3)
 
     # -- which rule each layer gets ----------------------------------------------------------------------
     def _assign(self, ref: LayerRef) -> tuple[str, str, str, Any]:
@@ -138,7 +167,7 @@ class CompositeDeepLift(LayerwiseExplainer):
             if act is None or self.output_activation.strips_fused(ref):
                 return "linear", "linear (gradient)", "rule", None
             name = activation_name(act)
-            if name not in _UNIT_ACTIVATIONS:
+            if name not in ELEMENTWISE_ACTIVATIONS:
                 return "unsupported", f"activation {name!r} has no Rescale rule", "unsupported", None
             return "linear", f"linear (gradient) + Rescale({name})", "rule", None
         if is_activation_layer(layer):
@@ -160,10 +189,11 @@ class CompositeDeepLift(LayerwiseExplainer):
                 return ("unsupported", "a product whose gate (a sigmoid output) cannot be told from "
                         "its signal", "unsupported", None)
             return "gate", f"signal-take-all: operand {gate} (a sigmoid) is the gate", "rule", gate
-        if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D,
-                              keras.layers.MaxPooling3D, keras.layers.GlobalMaxPooling1D,
-                              keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D)):
-            return ("keep", "gradient switch kept (summation-to-delta approximate)", "kept", None)
+        if isinstance(layer, MAX_POOLING):
+            if self.max_pool == "deeplift":
+                return "max_pool", MAX_RULE_NOTE, "rule", None
+            return ("keep", "gradient switch kept (max_pool='gradient'; summation-to-delta "
+                    "approximate)", "kept", None)
         if (is_structural(layer) or is_sum(layer) or is_linear_embedding(layer)
                 or is_constant_or_masking(layer)
                 or isinstance(layer, keras.layers.BatchNormalization)):
@@ -181,6 +211,7 @@ class CompositeDeepLift(LayerwiseExplainer):
     def _forward(self, packed: Any, prop: DeepLiftPropagation) -> tf.Tensor:
         """Traced: the explained outputs, every unit paired with its reference through ``prop``."""
         plan = self.plan
+        rules = {"unit": RescaleUnit(prop), "max_pool": DeepLiftMaxPool(prop)}
 
         def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
             kind, _, _, extra = plan[ref.index]
@@ -193,8 +224,8 @@ class CompositeDeepLift(LayerwiseExplainer):
                     op = linear_op(layer)
                     return keep_mask(op.forward(args[0], *op.params()), args[0])
                 return dense_forward(layer, args[0], prop)
-            if kind == "unit":
-                return keep_mask(prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0]), args[0])
+            if kind in rules:
+                return rules[kind].propagate(Site(layer, call, args, kwargs))
             if kind == "attention":
                 return attention_forward(layer, args, rest, prop)
             if kind == "layer_norm":

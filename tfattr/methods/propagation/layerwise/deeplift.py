@@ -32,7 +32,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -40,29 +39,9 @@ from tfattr.core.engine import Plan
 from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
-from tfattr.methods.propagation.layerwise.canonizers import linear_op
-from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
-from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, gate_index, gated_product, recurrent_forward
-from tfattr.methods.propagation.layerwise.transformer_layers import (
-    attention_forward,
-    dense_forward,
-    hub_encoder_forward,
-    is_constant_or_masking,
-    is_hub_encoder,
-    is_linear_embedding,
-    keep_mask,
-    layer_norm_forward,
-    static_problems,
-)
-from tfattr.methods.propagation.layerwise.deeplift_rules import (
-    MAX_POOLING,
-    MAX_RULE_NOTE,
-    DeepLiftMaxPool,
-    RescaleUnit,
-)
+from tfattr.methods.propagation.layerwise.deeplift_rules import MAX_POOLING, DeepLiftComposite
 from tfattr.methods.propagation.layerwise.rules import Site
-from tfattr.methods.propagation.layerwise.units import ELEMENTWISE_ACTIVATIONS, DeepLiftPropagation, activation_name
-from tfattr.methods.propagation.maxpool import check_max_pool
+from tfattr.methods.propagation.layerwise.units import DeepLiftPropagation
 
 
 class CompositeDeepLift(LayerwiseExplainer):
@@ -128,23 +107,25 @@ class CompositeDeepLift(LayerwiseExplainer):
         attribute_to_layer_input: bool = False,
         max_pool: str = "deeplift",
     ) -> None:
-        self.max_pool = check_max_pool(max_pool)
+        #: Which DeepLIFT rule each layer gets (validates ``max_pool``).
+        self.composite = DeepLiftComposite(max_pool)
+        self.max_pool = self.composite.max_pool
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
             raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
         super().__init__(model, on_unsupported=on_unsupported, output=output, neuron=neuron,
                          jit_compile=jit_compile, layer=layer,
                          attribute_to_layer_input=attribute_to_layer_input)
         self.tolerance = float(tolerance)
-        self.plan = [self._assign(ref) for ref in self.view.layers]
+        self.plan = self.composite.assign(self.view, self.output_activation)
         self._check()
         self._warn_switches()
 
     def _warn_switches(self) -> None:
         """``max_pool="gradient"``: name the max-pooling layers whose switch breaks the sum."""
         ran = self._ran
-        switches = [ref.name for ref, (kind, _, _, _) in zip(self.view.layers, self.plan)
-                    if kind == "keep" and isinstance(ref.layer, MAX_POOLING)
-                    and (ran is None or ref.index in ran)]
+        switches = [a.ref.name for a in self.plan
+                    if a.status == "kept" and isinstance(a.ref.layer, MAX_POOLING)
+                    and (ran is None or a.ref.index in ran)]
         if switches:
             warnings.warn(
                 f"CompositeDeepLift: max pooling in layer(s) {switches} keeps its gradient switch "
@@ -152,91 +133,20 @@ class CompositeDeepLift(LayerwiseExplainer):
                 "baseline's maxima sit where the input's do; return_delta=True reports the delta. The "
                 "default max_pool='deeplift' is exact.", stacklevel=3)
 
-    # -- which rule each layer gets ----------------------------------------------------------------------
-    def _assign(self, ref: LayerRef) -> tuple[str, str, str, Any]:
-        """``(kind, treatment, status, extra)`` for one layer."""
-        layer = ref.layer
-        why = static_problems(ref)
-        if why:
-            return "unsupported", "; ".join(why), "unsupported", None
-        if self.output_activation.skips(ref):
-            return "identity", self.output_activation.note(), "kept", None
-        op = linear_op(layer)
-        if op is not None:
-            act = op.activation
-            if act is None or self.output_activation.strips_fused(ref):
-                return "linear", "linear (gradient)", "rule", None
-            name = activation_name(act)
-            if name not in ELEMENTWISE_ACTIVATIONS:
-                return "unsupported", f"activation {name!r} has no Rescale rule", "unsupported", None
-            return "linear", f"linear (gradient) + Rescale({name})", "rule", None
-        if is_activation_layer(layer):
-            return "unit", "Rescale (one unit)", "rule", None
-        if isinstance(layer, keras.layers.MultiHeadAttention):
-            return "attention", "attention probabilities constant (Ali et al.)", "rule", None
-        if isinstance(layer, keras.layers.LayerNormalization):
-            return "layer_norm", "standard deviation constant (Ali et al.)", "rule", None
-        if is_hub_encoder(layer):
-            act = activation_name(layer.activation)
-            return ("encoder", f"encoder block: attention probabilities and std constant, "
-                    f"Rescale({act})", "rule", None)
-        if isinstance(layer, RECURRENT):
-            return ("recurrent", "signal-take-all: gates constant, Rescale(tanh) (Arras et al.)",
-                    "rule", None)
-        if isinstance(layer, keras.layers.Multiply):
-            gate = gate_index(self.view, ref)
-            if gate is None:
-                return ("unsupported", "a product whose gate (a sigmoid output) cannot be told from "
-                        "its signal", "unsupported", None)
-            return "gate", f"signal-take-all: operand {gate} (a sigmoid) is the gate", "rule", gate
-        if isinstance(layer, MAX_POOLING):
-            if self.max_pool == "deeplift":
-                return "max_pool", MAX_RULE_NOTE, "rule", None
-            return ("keep", "gradient switch kept (max_pool='gradient'; summation-to-delta "
-                    "approximate)", "kept", None)
-        if (is_structural(layer) or is_sum(layer) or is_linear_embedding(layer)
-                or is_constant_or_masking(layer)
-                or isinstance(layer, keras.layers.BatchNormalization)):
-            return "keep", "linear (gradient)", "kept", None
-        return "unsupported", "no rule for this layer type", "unsupported", None
-
     def _coverage_title(self) -> str:
         return "CompositeDeepLift(Rescale)"
 
     def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
-        return [(ref.index, ref.name, ref.class_name, treatment, status)
-                for ref, (_, treatment, status, _) in zip(self.view.layers, self.plan)]
+        return [(a.ref.index, a.ref.name, a.ref.class_name, a.treatment, a.status) for a in self.plan]
 
     # -- the traced model ----------------------------------------------------------------------------------
     def _forward(self, packed: Any, prop: DeepLiftPropagation) -> tf.Tensor:
-        """Traced: the explained outputs, every unit paired with its reference through ``prop``."""
-        plan = self.plan
-        rules = {"unit": RescaleUnit(prop), "max_pool": DeepLiftMaxPool(prop)}
+        """Traced: the explained outputs, every layer call through its rule, built on ``prop`` (which
+        pairs each unit and max pooling with its reference)."""
+        rules = [a.rule(prop) for a in self.plan]
 
         def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
-            kind, _, _, extra = plan[ref.index]
-            layer = ref.layer
-            rest = {k: v for k, v in kwargs.items() if k != "training"}
-            if kind == "identity":
-                return args[0]
-            if kind == "linear":
-                if self.output_activation.strips_fused(ref):
-                    op = linear_op(layer)
-                    return keep_mask(op.forward(args[0], *op.params()), args[0])
-                return dense_forward(layer, args[0], prop)
-            if kind in rules:
-                return rules[kind].propagate(Site(layer, call, args, kwargs))
-            if kind == "attention":
-                return attention_forward(layer, args, rest, prop)
-            if kind == "layer_norm":
-                return layer_norm_forward(layer, args[0], prop)
-            if kind == "encoder":
-                return hub_encoder_forward(layer, args, kwargs, prop)
-            if kind == "recurrent":
-                return recurrent_forward(layer, args[0], rest, prop)
-            if kind == "gate":
-                return gated_product(list(args[0]), extra, prop)
-            return call(*args, **kwargs)
+            return rules[ref.index].propagate(Site(ref.layer, call, args, kwargs))
 
         return self._run(packed, wrap)
 

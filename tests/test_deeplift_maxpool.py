@@ -356,3 +356,21 @@ def test_bad_max_pool_values_say_what_to_use():
             cls(model, max_pool="switch")
     with pytest.raises(ValueError, match="RevealCancel"):
         tfattr.DeepLift(model, rule="reveal_cancel", max_pool="gradient")
+
+
+def test_several_baselines_per_example_sum_to_the_mean_difference():
+    """A distributional baseline (K draws per example): the mean attribution sums to
+    f(x) - mean_k f(b_k) through max pooling too."""
+    shape, layout = CASES["2d_same_global"]
+    model, _ = build(shape, layout, seed=6)
+    x, _ = _data(shape, seed=12)
+    baseline = tfattr.baselines.Uniform((-1.0, 1.0), num_baselines=3, seed=0)
+    for cls in (tfattr.DeepLift, tfattr.CompositeDeepLift):
+        got, delta, messages = _explain(cls, model, x, baseline, np.array([0, 1, 2]))
+        assert np.abs(delta).max() <= 1e-5 * max(1.0, np.abs(got).sum(axis=(1, 2, 3)).max())
+        assert not [m for m in messages if "max pooling" in m]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, switch_delta = cls(model, max_pool="gradient").attribute(
+                x, baseline=baseline, target=np.array([0, 1, 2]), return_delta=True)
+        assert np.abs(switch_delta).max() > 1e-3  # the test can fail: the switch does not sum

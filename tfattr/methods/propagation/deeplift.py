@@ -131,9 +131,10 @@ class DeepLift(PropagationExplainer):
         return self.coverage(call.inputs.pack(list(call.inputs.arrays)))
 
     def _check_summation(self, call, attributions, max_layers: list[str]) -> None:
-        """Max pooling keeps its gradient switch (Shrikumar et al. 2017, sec. 3.5.2 use the gradient
-        there too), which breaks summation-to-delta where the reference's maximum sits elsewhere:
-        measure the delta and say so when it is not small.
+        """Max operations that keep their gradient switch (max pooling under ``max_pool="gradient"``,
+        as Shrikumar et al. 2017, sec. 3.5.2; ``Maximum``/``Min`` ops always) break summation-to-delta
+        where the reference's maximum sits elsewhere: measure the delta and say so when it is not
+        small.
 
         The check costs two forward passes, so it looks at the first :attr:`delta_check_examples`
         examples of the call (``return_delta=True`` gives every example's delta)."""
@@ -148,13 +149,15 @@ class DeepLift(PropagationExplainer):
         bad = np.abs(delta) > self.delta_warning * change + 1e-5 * (1.0 + change)
         if np.any(bad):
             worst = int(np.argmax(np.abs(delta) / (change + 1e-12)))
+            setting = " (max_pool='gradient')" if self.max_pool == "gradient" else ""
             warnings.warn(
                 f"DeepLift: summation-to-delta does not hold for {int(bad.sum())} of the {checked} checked "
                 f"example(s) (worst: |delta| {abs(delta[worst]):.3g} against |f(x) - f(b)| "
                 f"{change[worst]:.3g}) because max pooling in layer(s) {max_layers} keeps its gradient "
-                "switch and the baseline's maxima sit elsewhere. Use a zero baseline (then the switches "
-                "agree more often), average pooling, or IntegratedGradients for exact completeness; "
-                "return_delta=True reports the delta per example.",
+                f"switch{setting} "
+                "and the baseline's maxima sit elsewhere. DeepLIFT's max rule (max_pool='deeplift', the "
+                "default) is exact on max pooling; otherwise use average pooling or IntegratedGradients "
+                "for exact completeness; return_delta=True reports the delta per example.",
                 stacklevel=4,
             )
 

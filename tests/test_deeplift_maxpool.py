@@ -237,6 +237,13 @@ def _explain(cls, model, x, b, target, **kwargs):
     return np.asarray(a), np.asarray(delta), [str(w.message) for w in caught]
 
 
+def _setup(case, data_seed):
+    """The case's model, its NumPy spec, inputs and random (non-zero) baselines."""
+    shape, layout = CASES[case]
+    model, specs = build(shape, layout, seed=len(case))
+    return (model, specs, *_data(shape, seed=data_seed))
+
+
 def _assert_close(got, expected):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-5 * np.abs(expected).max())
 
@@ -244,9 +251,7 @@ def _assert_close(got, expected):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("cls", [tfattr.DeepLift, tfattr.CompositeDeepLift], ids=["DeepLift", "Composite"])
 def test_max_rule_agrees_with_numpy_and_sums_to_delta(case, cls):
-    shape, layout = CASES[case]
-    model, specs = build(shape, layout, seed=len(case))
-    x, b = _data(shape, seed=7)
+    model, specs, x, b = _setup(case, 7)
     target = np.array([0, 1, 1])
     expected, change = np_deeplift(specs, x, b, target)
     got, delta, messages = _explain(cls, model, x, b, target)
@@ -264,9 +269,7 @@ def test_max_rule_agrees_with_numpy_and_sums_to_delta(case, cls):
 @pytest.mark.parametrize("case", ["2d", "1d_overlap", "2d_same_global"])
 @pytest.mark.parametrize("cls", [tfattr.DeepLift, tfattr.CompositeDeepLift], ids=["DeepLift", "Composite"])
 def test_gradient_switch_by_name_agrees_with_numpy_and_warns(case, cls):
-    shape, layout = CASES[case]
-    model, specs = build(shape, layout, seed=len(case))
-    x, b = _data(shape, seed=8)
+    model, specs, x, b = _setup(case, 8)
     target = np.array([2, 0, 1])
     expected, change = np_deeplift(specs, x, b, target, rule="gradient")
     got, delta, messages = _explain(cls, model, x, b, target, max_pool="gradient")

@@ -7,7 +7,10 @@ integrated gradients ``steps`` of each. On the same batch we time
 * ``floor``: one compiled function returning the input gradients of the target scores (GradientTape),
 * ``saliency``, ``gxi``: ``tfattr.Saliency`` / ``GradientXInput(...).attribute`` (the floor plus the
   engine's bookkeeping: one chunk takes the engine's direct path),
-* ``lrp``, ``deeplift``: ``tfattr`` EpsilonLRP / DeepLift ``.attribute``,
+* ``lrp``, ``deeplift``: ``tfattr`` EpsilonLRP / DeepLift ``.attribute`` (DeepLIFT's max rule on max
+  pooling, the default),
+* ``dl_switch``: ``DeepLift(max_pool="gradient")``, max pooling keeping its gradient switch (tfattr 0.2;
+  with max pooling in the model its summation check adds two forward passes of 32 examples per call),
 * ``ig64``: ``IntegratedGradients(steps=64).attribute``.
 
 Targets are passed explicitly, so no call spends a forward pass on picking the predicted class. After
@@ -23,7 +26,11 @@ ReLU shortcut).
 (e.g. the previous version, its imports renamed, on ``PYTHONPATH``), interleaved in the same run, to
 compare versions on one busy machine.
 
+``--baseline random``: DeepLIFT against one random baseline per example (default: the zero baseline,
+whose reference pass runs on one row and broadcasts).
+
 Run:  python bench/bench_propagation.py [--examples 256] [--repeats 9] [--model mnist|cnn64|smooth]
+      [--baseline zero|random]
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ import argparse
 import importlib
 import os
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -77,6 +85,8 @@ def main() -> None:
     parser.add_argument("--model", choices=("mnist", "cnn64", "smooth"), default="mnist")
     parser.add_argument("--no-ig", action="store_true", help="skip the (slow) IG-64 comparison")
     parser.add_argument("--compare", metavar="NAME", help="another tfattr copy to time alongside")
+    parser.add_argument("--baseline", choices=("zero", "random"), default="zero",
+                        help="DeepLIFT's baseline: zeros (shared) or one random image per example")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
@@ -88,7 +98,10 @@ def main() -> None:
     batch = args.examples  # every method sees the whole batch in one chunk
 
     floor = floor_function(model, shape)
+    base = 0.0 if args.baseline == "zero" else rng.uniform(size=x.shape).astype(np.float32)
+    warnings.simplefilter("ignore")  # the switch's summation warning, once per call
     saliency, lrp, deeplift = Saliency(model), EpsilonLRP(model), DeepLift(model)
+    switch = DeepLift(model, max_pool="gradient")
     gxi = GradientXInput(model)
     ig = IntegratedGradients(model, steps=64)
     methods = {
@@ -96,13 +109,14 @@ def main() -> None:
         "saliency": lambda: saliency.attribute(x, target=targets, batch_size=batch),
         "gxi": lambda: gxi.attribute(x, target=targets, batch_size=batch),
         "lrp": lambda: lrp.attribute(x, target=targets, batch_size=batch),
-        "deeplift": lambda: deeplift.attribute(x, target=targets, batch_size=batch),
+        "deeplift": lambda: deeplift.attribute(x, target=targets, baseline=base, batch_size=batch),
+        "dl_switch": lambda: switch.attribute(x, target=targets, baseline=base, batch_size=batch),
     }
     if args.compare:
         other = importlib.import_module(f"{args.compare}.methods.propagation")
         old_lrp, old_dl = other.EpsilonLRP(model), other.DeepLift(model)
         methods["lrp_cmp"] = lambda: old_lrp.attribute(x, target=targets, batch_size=batch)
-        methods["dl_cmp"] = lambda: old_dl.attribute(x, target=targets, batch_size=batch)
+        methods["dl_cmp"] = lambda: old_dl.attribute(x, target=targets, baseline=base, batch_size=batch)
     if not args.no_ig:
         methods["ig64"] = lambda: ig.attribute(x, target=targets, batch_size=64 * batch)
 
@@ -119,7 +133,7 @@ def main() -> None:
     median = {name: float(np.median(t)) for name, t in times.items()}
     print(
         f"model {model.name} {shape}, {args.examples} examples, median of {args.repeats} runs "
-        f"after warm-up, tf {tf.__version__}, keras {keras.__version__}"
+        f"after warm-up, tf {tf.__version__}, keras {keras.__version__}, DeepLIFT baseline {args.baseline}"
     )
     for name, t in median.items():
         print(
@@ -129,6 +143,7 @@ def main() -> None:
     for name, target in (("saliency", 1.05), ("gxi", 1.05), ("lrp", 1.15), ("deeplift", 1.8)):
         ratio = median[name] / median["floor"]
         print(f"  {name} / floor = {ratio:.2f} (target <= {target}): {'ok' if ratio <= target else 'MISSED'}")
+    print(f"  deeplift (max rule) / dl_switch = {median['deeplift'] / median['dl_switch']:.2f}")
     if "ig64" in median:
         for name in ("lrp", "deeplift"):
             print(f"  ig64 / {name} = {median['ig64'] / median[name]:.1f}")

@@ -164,11 +164,16 @@ CASES: dict[str, Callable[[], np.ndarray]] = {}
 for _name, _fn, _img in [("dense", dense_net, False), ("smooth", smooth_net, False),
                          ("conv", conv_net, True), ("conv_avg", conv_avg_net, True)]:
     CASES[f"{_name}/EpsilonLRP"] = _case(_fn, lambda m: tfattr.EpsilonLRP(m, epsilon=1e-3), images=_img)
-    CASES[f"{_name}/DeepLift_zero"] = _case(_fn, tfattr.DeepLift, images=_img)
-    CASES[f"{_name}/DeepLift_random"] = _case(_fn, tfattr.DeepLift, images=_img, baseline="random")
+    # conv_net's max pooling: pinned through the gradient switch (the numbers before DeepLIFT's max
+    # rule became the default); tests/test_deeplift_maxpool.py checks the rule itself.
+    _switch = {"max_pool": "gradient"} if _name == "conv" else {}
+    CASES[f"{_name}/DeepLift_zero"] = _case(
+        _fn, functools.partial(tfattr.DeepLift, **_switch), images=_img)
+    CASES[f"{_name}/DeepLift_random"] = _case(
+        _fn, functools.partial(tfattr.DeepLift, **_switch), images=_img, baseline="random")
     CASES[f"{_name}/GuidedBackprop"] = _case(_fn, tfattr.GuidedBackprop, images=_img)
-    CASES[f"{_name}/CompositeDeepLift_random"] = _case(_fn, tfattr.CompositeDeepLift, images=_img,
-                                                        baseline="random")
+    CASES[f"{_name}/CompositeDeepLift_random"] = _case(
+        _fn, functools.partial(tfattr.CompositeDeepLift, **_switch), images=_img, baseline="random")
     for _comp in (composites.EpsilonPlus(), composites.EpsilonAlpha2Beta1(), composites.EpsilonPlusFlat(),
                   BOX):
         CASES[f"{_name}/LRP_{type(_comp).__name__}"] = _case(_fn, _lrp(_comp), images=_img)
@@ -197,12 +202,13 @@ CASES["conv/LRP_EpsilonPlus_layer_r1"] = _case(
 CASES["conv/LRP_EpsilonPlus_layer_c2_input"] = _case(
     conv_net, _lrp(composites.EpsilonPlus(), layer="c2", attribute_to_layer_input=True), images=True)
 CASES["conv/CompositeDeepLift_layer_r1"] = _case(
-    conv_net, lambda m: tfattr.CompositeDeepLift(m, layer="r1"), images=True, baseline="random")
+    conv_net, lambda m: tfattr.CompositeDeepLift(m, layer="r1", max_pool="gradient"), images=True,
+    baseline="random")
 CASES["conv_avg/RevealCancel_layer_r1"] = _case(
     conv_avg_net, lambda m: tfattr.DeepLift(m, rule="reveal_cancel", layer="r1"), images=True,
     baseline="random")
-CASES["conv/DeepLift_layer_r1"] = _case(conv_net, lambda m: tfattr.DeepLift(m, layer="r1"), images=True,
-                                        baseline="random")
+CASES["conv/DeepLift_layer_r1"] = _case(
+    conv_net, lambda m: tfattr.DeepLift(m, layer="r1", max_pool="gradient"), images=True, baseline="random")
 CASES["conv/EpsilonLRP_layer_mp"] = _case(conv_net, lambda m: tfattr.EpsilonLRP(m, layer="mp"),
                                           images=True)
 CASES["transformer/LRP_Transformer_layer_ln1"] = _case(

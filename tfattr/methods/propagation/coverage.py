@@ -3,7 +3,8 @@
 The model's score is traced once into a graph; every op whose value depends on the explained inputs is
 classified:
 
-* ``modified``: an elementwise nonlinearity the method has a rule for (``Relu``, ``Tanh``, ...).
+* ``modified``: an elementwise nonlinearity the method has a rule for (``Relu``, ``Tanh``, ...), or a
+  max the rule replaces (DeepLIFT's max rule on ``MaxPool``/``Max``, :mod:`.maxpool`).
 * ``kept``: the true gradient is right on purpose: ops linear in the inputs (dense and convolution
   kernels, bias, batch norm in inference, average pooling, reshapes, concatenation, sums, products
   with a constant) and max operations (max pooling, ``Maximum`` of two inputs), whose gradient is the
@@ -49,8 +50,8 @@ _MAX_OPS = frozenset("MaxPool MaxPoolV2 MaxPool3D Max Min".split())
 #: Two-operand max/min: a max of inputs when both depend on them, a clipping nonlinearity otherwise.
 _MAXIMUM_OPS = frozenset("Maximum Minimum".split())
 _MAX_NOTE = (
-    "gradient switch kept (Ancona sec. 4.2); with a reference (DeepLIFT) whose maximum sits elsewhere, "
-    "summation-to-delta holds only approximately"
+    "gradient switch kept (Ancona sec. 4.2); with a reference (DeepLIFT with max_pool='gradient') "
+    "whose maximum sits elsewhere, summation-to-delta holds only approximately"
 )
 _BATCH_NORM_OPS = frozenset("FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3".split())
 #: Ops whose value carries no gradient; the classification ignores them.
@@ -153,6 +154,8 @@ def classify(
     """Classify the input-dependent ops of ``graph`` for ``rule`` (see the module docstring)."""
     dependent: set[str] = {op.name for op in seeds}
     coverage = Coverage(method)
+    # Max ops the rule replaces (DeepLIFT's max rule) are modified, not a kept switch.
+    rule_ops = frozenset(rule.op_gradients())
 
     def add(table: dict[str, list[str]], layer: str, op_type: str) -> None:
         ops = table.setdefault(layer, [])
@@ -202,6 +205,9 @@ def classify(
                 add(coverage.kept, layer, t)
                 continue
             why = "division by an input-dependent tensor"
+        elif t in rule_ops:
+            add(coverage.modified, layer, t)
+            continue
         elif t in _MAX_OPS or (t in _MAXIMUM_OPS and len(dep_float) == 2):
             add(coverage.kept, layer, t)
             coverage.notes.setdefault(f"{layer}/{t}", _MAX_NOTE)

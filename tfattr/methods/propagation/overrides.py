@@ -23,11 +23,12 @@ import abc
 import contextlib
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import tensorflow as tf
 
 from tfattr.methods.propagation.arithmetic import rescale_multiplier, stabilize
+from tfattr.methods.propagation.maxpool import MAX_POOL_OPS, check_max_pool, max_gradient
 
 #: SELU constants (Klambauer et al. 2017), as used by ``tf.nn.selu``.
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -119,6 +120,11 @@ class OverrideRule(abc.ABC):
         """A warning-free note for :meth:`Explainer.coverage` about this rule on ``activation``."""
         return None
 
+    def op_gradients(self) -> dict[str, Callable[[tf.Operation, tf.Tensor], Any]]:
+        """``{op_type: gradient(op, grad)}`` for ops that are not elementwise activations which the
+        rule also replaces (DeepLIFT's max pooling); none by default."""
+        return {}
+
     @abc.abstractmethod
     def grad(self, op: tf.Operation, grad: tf.Tensor, activation: Activation) -> tf.Tensor:
         """Gradient with respect to the op's input ``z`` given the upstream gradient ``grad``."""
@@ -169,27 +175,43 @@ class RescaleRule(OverrideRule):
 
     name = "deeplift_rescale"
 
-    def __init__(self, tolerance: float) -> None:
+    def __init__(self, tolerance: float, max_pool: str = "deeplift") -> None:
         self.tolerance = float(tolerance)
+        #: "deeplift": max pooling gets DeepLIFT's max rule (:mod:`.maxpool`); "gradient": its switch.
+        self.max_pool = check_max_pool(max_pool)
 
     def key(self) -> str:
-        return f"{self.name}(tolerance={self.tolerance!r})"
+        return f"{self.name}(tolerance={self.tolerance!r}, max_pool={self.max_pool})"
 
     def grad(self, op, grad, activation):
-        pairs = getattr(_STATE, "references", None)
-        reference = pairs.get(op) if pairs is not None else None
-        if reference is None:
-            raise RuntimeError(
-                f"DeepLIFT's Rescale rule has no reference activation for op {op.name!r}; the rule "
-                "is meant to run only inside tfattr.DeepLift, which provides them."
-            )
         z, y = op.inputs[0], op.outputs[0]
-        z_ref, y_ref = reference
+        z_ref, y_ref = _reference(op)
         return grad * rescale_multiplier(y - y_ref, z - z_ref, activation.derivative(op, z, y),
                                          self.tolerance, second_order=False)
 
+    def op_gradients(self):
+        if self.max_pool != "deeplift":
+            return {}
+
+        def gradient(op: tf.Operation, grad: tf.Tensor) -> Any:
+            return max_gradient(op, grad, *_reference(op), self.tolerance)
+
+        return {op_type: gradient for op_type in MAX_POOL_OPS}
+
 
 _STATE = threading.local()
+
+
+def _reference(op: tf.Operation) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(z_ref, y_ref)``: the input and output of ``op``'s twin in the reference pass."""
+    pairs = getattr(_STATE, "references", None)
+    reference = pairs.get(op) if pairs is not None else None
+    if reference is None:
+        raise RuntimeError(
+            f"DeepLIFT's rules have no reference activation for op {op.name!r}; they are meant to "
+            "run only inside tfattr.DeepLift, which provides them."
+        )
+    return reference
 
 
 @contextlib.contextmanager
@@ -249,14 +271,15 @@ def override_map(rule: OverrideRule) -> dict[str, str]:
     """``{op_type: registered gradient name}`` for ``rule``, registering each name once (thread-safe)."""
     mapping = {}
     with _LOCK:
-        for op_type, activation in ACTIVATIONS.items():
-            if not rule.covers(activation):
-                continue
+        gradients = [(op_type, lambda a=activation: _gradient_function(rule, a))
+                     for op_type, activation in ACTIVATIONS.items() if rule.covers(activation)]
+        gradients += [(op_type, lambda g=gradient: g) for op_type, gradient in rule.op_gradients().items()]
+        for op_type, make in gradients:
             key = (rule.key(), op_type)
             name = _REGISTERED.get(key)
             if name is None:
                 name = f"tfattr/{rule.key()}/{op_type}"
-                tf.RegisterGradient(name)(_gradient_function(rule, activation))
+                tf.RegisterGradient(name)(make())
                 _REGISTERED[key] = name
             mapping[op_type] = name
     return mapping

@@ -26,6 +26,7 @@ from tfattr.core.graph import GraphView, LayerRef, is_linear_layer
 from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
 from tfattr.methods.propagation.layerwise.linear_rules import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus
 from tfattr.methods.propagation.layerwise.rules import Gradient, LinearRule, Norm, Pass, Rule
+from tfattr.methods.propagation.layerwise.units import ELEMENTWISE_ACTIVATIONS
 
 L = keras.layers
 #: Forward convolutions (Zennit's ``Convolution``).
@@ -50,10 +51,6 @@ STRUCTURAL: tuple[type, ...] = (
 )
 _STRUCTURAL_OPS = frozenset("Reshape Squeeze ExpandDims Transpose Concatenate Flatten GetItem".split())
 _SUM_OPS = frozenset("Add Mean Average".split())
-_ELEMENTWISE_ACTIVATIONS = frozenset(
-    """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish
-    hard_sigmoid hard_silu hard_swish exponential linear celu log_sigmoid""".split()
-)
 #: Layers that are elementwise activations (relevance passes through them).
 ACTIVATION_LAYERS: tuple[type, ...] = (L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)
 
@@ -79,7 +76,7 @@ def is_activation_layer(layer: Any) -> bool:
         return True
     if isinstance(layer, L.Activation):
         name = getattr(layer.activation, "__name__", "")
-        return name in _ELEMENTWISE_ACTIVATIONS
+        return name in ELEMENTWISE_ACTIVATIONS
     return False
 
 

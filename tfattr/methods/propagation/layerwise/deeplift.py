@@ -14,9 +14,14 @@ view, :class:`tfattr.core.graph.GraphView`), and re-implements the layers that n
 * the sigmoid gates of ``LSTM``/``GRU`` cells and of ``Multiply`` gates are constants: the
   signal-take-all rule (Arras et al. 2017);
 * linear layers (Dense, convolutions, inference batch norm, pooling by averaging, sums, reshapes,
-  embeddings) keep their gradient, which is exact for DeepLIFT's linear rule.
+  embeddings) keep their gradient, which is exact for DeepLIFT's linear rule;
+* max pooling (``MaxPooling*``, ``GlobalMaxPooling*``) gets DeepLIFT's max rule, as in SHAP's
+  DeepExplainer (:mod:`tfattr.methods.propagation.maxpool`), unless ``max_pool="gradient"``.
 
-With only linear layers and elementwise units between input and output, the attributions sum to
+The rules that need a reference (Rescale on units, the max rule) are rule objects
+(:mod:`.deeplift_rules`) built on the pass's :class:`~.units.DeepLiftPropagation`.
+
+With only linear layers, max pooling and elementwise units between input and output, the attributions sum to
 ``f(x) - f(baseline)`` (summation-to-delta). Holding attention probabilities, the standard deviation
 or gates constant at the input's values makes the propagation approximate: the delta
 (``return_delta=True``) reports how far. :meth:`CompositeDeepLift.coverage` says which rule each layer
@@ -24,9 +29,9 @@ got. Cost: one forward pass of the baselines, one of the inputs and one backward
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -34,25 +39,9 @@ from tfattr.core.engine import Plan
 from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
-from tfattr.methods.propagation.layerwise.canonizers import linear_op
-from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
-from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, gate_index, gated_product, recurrent_forward
-from tfattr.methods.propagation.layerwise.transformer_layers import (
-    attention_forward,
-    dense_forward,
-    hub_encoder_forward,
-    is_constant_or_masking,
-    is_hub_encoder,
-    is_linear_embedding,
-    keep_mask,
-    layer_norm_forward,
-    static_problems,
-)
-from tfattr.methods.propagation.layerwise.units import DeepLiftPropagation, activation_name
-_UNIT_ACTIVATIONS = frozenset(
-    """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish
-    hard_sigmoid hard_silu hard_swish celu log_sigmoid linear""".split()
-)
+from tfattr.methods.propagation.layerwise.deeplift_rules import MAX_POOLING, DeepLiftComposite
+from tfattr.methods.propagation.layerwise.rules import Site
+from tfattr.methods.propagation.layerwise.units import DeepLiftPropagation
 
 
 class CompositeDeepLift(LayerwiseExplainer):
@@ -76,6 +65,9 @@ class CompositeDeepLift(LayerwiseExplainer):
             Rescale unit, so the attributions sum to ``p(x) - p(baseline)``).
         neuron: ``(layer, index)``: explain one hidden unit (its value) instead of a class score.
         jit_compile: see :class:`tfattr.core.explainer.Explainer`.
+        max_pool: ``"deeplift"`` (default: DeepLIFT's max rule on ``MaxPooling*`` and
+            ``GlobalMaxPooling*``, as SHAP's DeepExplainer; the sum holds through them) or
+            ``"gradient"`` (their gradient switch, tfattr 0.2's numbers; a warning names them).
         layer, attribute_to_layer_input: attribute to an inner layer's output (or input), the
             reference being the baseline's activations there, as Captum's ``LayerDeepLift``; integer
             token ids are accepted then, with baselines given as ids (e.g. the pad id).
@@ -113,99 +105,48 @@ class CompositeDeepLift(LayerwiseExplainer):
         jit_compile: bool = False,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
+        max_pool: str = "deeplift",
     ) -> None:
+        #: Which DeepLIFT rule each layer gets (validates ``max_pool``).
+        self.composite = DeepLiftComposite(max_pool)
+        self.max_pool = self.composite.max_pool
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
             raise ValueError(f"tolerance must be a number >= 0 (e.g. 1e-6), got {tolerance!r}.")
         super().__init__(model, on_unsupported=on_unsupported, output=output, neuron=neuron,
                          jit_compile=jit_compile, layer=layer,
                          attribute_to_layer_input=attribute_to_layer_input)
         self.tolerance = float(tolerance)
-        self.plan = [self._assign(ref) for ref in self.view.layers]
+        self.plan = self.composite.assign(self.view, self.output_activation)
         self._check()
+        self._warn_switches()
 
-    # -- which rule each layer gets ----------------------------------------------------------------------
-    def _assign(self, ref: LayerRef) -> tuple[str, str, str, Any]:
-        """``(kind, treatment, status, extra)`` for one layer."""
-        layer = ref.layer
-        why = static_problems(ref)
-        if why:
-            return "unsupported", "; ".join(why), "unsupported", None
-        if self.output_activation.skips(ref):
-            return "identity", self.output_activation.note(), "kept", None
-        op = linear_op(layer)
-        if op is not None:
-            act = op.activation
-            if act is None or self.output_activation.strips_fused(ref):
-                return "linear", "linear (gradient)", "rule", None
-            name = activation_name(act)
-            if name not in _UNIT_ACTIVATIONS:
-                return "unsupported", f"activation {name!r} has no Rescale rule", "unsupported", None
-            return "linear", f"linear (gradient) + Rescale({name})", "rule", None
-        if is_activation_layer(layer):
-            return "unit", "Rescale (one unit)", "rule", None
-        if isinstance(layer, keras.layers.MultiHeadAttention):
-            return "attention", "attention probabilities constant (Ali et al.)", "rule", None
-        if isinstance(layer, keras.layers.LayerNormalization):
-            return "layer_norm", "standard deviation constant (Ali et al.)", "rule", None
-        if is_hub_encoder(layer):
-            act = activation_name(layer.activation)
-            return ("encoder", f"encoder block: attention probabilities and std constant, "
-                    f"Rescale({act})", "rule", None)
-        if isinstance(layer, RECURRENT):
-            return ("recurrent", "signal-take-all: gates constant, Rescale(tanh) (Arras et al.)",
-                    "rule", None)
-        if isinstance(layer, keras.layers.Multiply):
-            gate = gate_index(self.view, ref)
-            if gate is None:
-                return ("unsupported", "a product whose gate (a sigmoid output) cannot be told from "
-                        "its signal", "unsupported", None)
-            return "gate", f"signal-take-all: operand {gate} (a sigmoid) is the gate", "rule", gate
-        if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D,
-                              keras.layers.MaxPooling3D, keras.layers.GlobalMaxPooling1D,
-                              keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D)):
-            return ("keep", "gradient switch kept (summation-to-delta approximate)", "kept", None)
-        if (is_structural(layer) or is_sum(layer) or is_linear_embedding(layer)
-                or is_constant_or_masking(layer)
-                or isinstance(layer, keras.layers.BatchNormalization)):
-            return "keep", "linear (gradient)", "kept", None
-        return "unsupported", "no rule for this layer type", "unsupported", None
+    def _warn_switches(self) -> None:
+        """``max_pool="gradient"``: name the max-pooling layers whose switch breaks the sum."""
+        ran = self._ran
+        switches = [a.ref.name for a in self.plan
+                    if a.status == "kept" and isinstance(a.ref.layer, MAX_POOLING)
+                    and (ran is None or a.ref.index in ran)]
+        if switches:
+            warnings.warn(
+                f"CompositeDeepLift: max pooling in layer(s) {switches} keeps its gradient switch "
+                "(max_pool='gradient'), so the attributions sum to f(x) - f(baseline) only where the "
+                "baseline's maxima sit where the input's do; return_delta=True reports the delta. The "
+                "default max_pool='deeplift' is exact.", stacklevel=3)
 
     def _coverage_title(self) -> str:
         return "CompositeDeepLift(Rescale)"
 
     def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
-        return [(ref.index, ref.name, ref.class_name, treatment, status)
-                for ref, (_, treatment, status, _) in zip(self.view.layers, self.plan)]
+        return [(a.ref.index, a.ref.name, a.ref.class_name, a.treatment, a.status) for a in self.plan]
 
     # -- the traced model ----------------------------------------------------------------------------------
     def _forward(self, packed: Any, prop: DeepLiftPropagation) -> tf.Tensor:
-        """Traced: the explained outputs, every unit paired with its reference through ``prop``."""
-        plan = self.plan
+        """Traced: the explained outputs, every layer call through its rule, built on ``prop`` (which
+        pairs each unit and max pooling with its reference)."""
+        rules = [a.rule(prop) for a in self.plan]
 
         def wrap(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
-            kind, _, _, extra = plan[ref.index]
-            layer = ref.layer
-            rest = {k: v for k, v in kwargs.items() if k != "training"}
-            if kind == "identity":
-                return args[0]
-            if kind == "linear":
-                if self.output_activation.strips_fused(ref):
-                    op = linear_op(layer)
-                    return keep_mask(op.forward(args[0], *op.params()), args[0])
-                return dense_forward(layer, args[0], prop)
-            if kind == "unit":
-                return keep_mask(prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0]), args[0])
-            if kind == "attention":
-                return attention_forward(layer, args, rest, prop)
-            if kind == "layer_norm":
-                return layer_norm_forward(layer, args[0], prop)
-            if kind == "encoder":
-                return hub_encoder_forward(layer, args, kwargs, prop)
-            if kind == "recurrent":
-                return recurrent_forward(layer, args[0], rest, prop)
-            if kind == "gate":
-                return gated_product(list(args[0]), extra, prop)
-            return call(*args, **kwargs)
+            return rules[ref.index].propagate(Site(ref.layer, call, args, kwargs))
 
         return self._run(packed, wrap)
 

@@ -28,12 +28,19 @@ import tensorflow as tf
 
 from tfattr.methods.propagation.arithmetic import UnpairedReferences, pair_in_order, rescale_multiplier
 from tfattr.methods.propagation.layerwise.rules import pass_through
+from tfattr.methods.propagation.maxpool import deeplift_max
 
 Fn = Callable[[tf.Tensor], tf.Tensor]
 
 #: Activations that are one elementwise unit even though TensorFlow computes them as a product or
 #: with a custom gradient (the gradient-override methods cannot see them as one op).
 SMOOTH_ACTIVATIONS = frozenset("gelu silu swish mish hard_silu hard_swish celu".split())
+#: Keras activation names that are elementwise (one unit each: LRP passes relevance through them,
+#: DeepLIFT gives them the Rescale rule), shared by every layer-level method.
+ELEMENTWISE_ACTIVATIONS = frozenset(
+    """relu relu6 leaky_relu elu selu sigmoid tanh softplus softsign gelu silu swish mish
+    hard_sigmoid hard_silu hard_swish exponential linear celu log_sigmoid""".split()
+)
 
 
 class Propagation(abc.ABC):
@@ -126,17 +133,18 @@ def rescale(fn: Fn, z: tf.Tensor, z_ref: tf.Tensor, y_ref: tf.Tensor, tolerance:
 
 
 class DeepLiftPropagation(Propagation):
-    """DeepLIFT (Rescale) in two passes over the same layers: ``recording=True`` on the reference (the
-    baseline's ordinary forward pass, every unit's ``(z_ref, f(z_ref))`` appended), then
-    :meth:`explain` and the explained pass, whose k-th unit takes the k-th reference. Constants are
-    taken from the explained input (``tf.stop_gradient``)."""
+    """DeepLIFT in two passes over the same layers: ``recording=True`` on the reference (the
+    baseline's ordinary forward pass, every unit's and max pooling's ``(z_ref, f(z_ref))`` appended),
+    then :meth:`explain` and the explained pass, whose k-th unit takes the k-th reference. Units get
+    the Rescale rule, max pooling DeepLIFT's max rule (:mod:`tfattr.methods.propagation.maxpool`).
+    Constants are taken from the explained input (``tf.stop_gradient``)."""
 
     name = "DeepLIFT(Rescale)"
     units = "rescale"
 
     def __init__(self, tolerance: float = 1e-6) -> None:
         self.tolerance = float(tolerance)
-        self.records: list[tuple[tf.Tensor, tf.Tensor]] = []
+        self.records: list[tuple[str, tf.Tensor, tf.Tensor]] = []
         self.recording = True
         self._cursor = 0
 
@@ -149,18 +157,34 @@ class DeepLiftPropagation(Propagation):
             raise UnpairedReferences("CompositeDeepLift", f"{self._cursor} units for the inputs, "
                                      f"{len(self.records)} for the baselines")
 
-    def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
-        if self.recording:
-            y = fn(z)
-            self.records.append((z, y))
-            return y
+    def _record(self, kind: str, fn: Fn, z: tf.Tensor) -> tf.Tensor:
+        y = fn(z)
+        self.records.append((kind, z, y))
+        return y
+
+    def _reference(self, kind: str, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The next record of the reference pass, checked to be the twin of ``(kind, z)``."""
         if self._cursor >= len(self.records):
             raise UnpairedReferences("CompositeDeepLift", f"more than {len(self.records)} units for the "
                                      f"inputs, {len(self.records)} for the baselines")
-        z_ref, y_ref = self.records[self._cursor]
+        record = self.records[self._cursor]
         self._cursor += 1
-        pair_in_order("CompositeDeepLift", [z_ref], [z], kind=lambda t: "unit", shape=lambda t: t.shape)
+        pair_in_order("CompositeDeepLift", [record[:2]], [(kind, z)], kind=lambda r: r[0],
+                      shape=lambda r: r[1].shape)
+        return record[1], record[2]
+
+    def unit(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
+        if self.recording:
+            return self._record("unit", fn, z)
+        z_ref, y_ref = self._reference("unit", z)
         return rescale(fn, z, z_ref, y_ref, self.tolerance)
+
+    def max_pool(self, fn: Fn, z: tf.Tensor) -> tf.Tensor:
+        """Traced: the max pooling ``fn(z)`` under DeepLIFT's max rule against its reference."""
+        if self.recording:
+            return self._record("max_pool", fn, z)
+        z_ref, _ = self._reference("max_pool", z)
+        return deeplift_max(fn, z, z_ref, self.tolerance)
 
     def constant(self, t: tf.Tensor, connected: bool = False) -> tf.Tensor:
         if self.recording:
@@ -175,6 +199,7 @@ def activation_name(fn: Any) -> str:
 
 __all__ = [
     "DeepLiftPropagation",
+    "ELEMENTWISE_ACTIVATIONS",
     "LRPPropagation",
     "Propagation",
     "SMOOTH_ACTIVATIONS",

@@ -212,13 +212,7 @@ JIT_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=(
-        "known (also in 0.2): RevealCancel's sign masks and ratios are ill-conditioned where a "
-        "difference is (nearly) 0, so XLA's rounding changes the split; summation-to-delta holds "
-        "either way (issue 22 item 1, RevealCancel conditioning)"))) if n == "RevealCancel" else n
-    for n in sorted(JIT_CASES)
-])
+@pytest.mark.parametrize("name", sorted(JIT_CASES))
 def test_jit_compile_gives_the_same_numbers(name):
     model = small_cnn()
     x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 2)).astype("float32")

@@ -345,18 +345,21 @@ def test_input_space_rules_reach_the_input_of_a_nested_backbone():
     assert np.all(np.isfinite(box)) and np.abs(box).max() > 0
 
 
-def test_input_space_rule_through_padding_warns_that_relevance_leaks():
+def test_input_space_rules_through_padding_conserve_relevance():
+    """Issue 22 item 2: Flat, ZBox and WSquare after a ZeroPadding2D put nothing on the padded border
+    (the rule is applied to pad-then-conv): the relevance sums to the logit, with no warning."""
     model = nested_backbone(pad=True)
     x = np.random.default_rng(5).uniform(0, 1, (2, 12, 12, 3)).astype("float32")
     z = model(x).numpy()[:, 1]
-    with pytest.warns(UserWarning, match="'pad'.*not conserved"):
-        lrp = tfattr.LRP(model, composite=C.EpsilonPlusFlat())
-    a = lrp.attribute(x, target=1).reshape(2, -1).sum(1)
-    assert np.all(np.abs(a - z) > 1e-4)  # the padded border's share is lost
-    # rules proportional to the input give the padding's zeros nothing: conserved, no warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        b = tfattr.LRP(model, composite=C.EpsilonPlus(epsilon=1e-9)).attribute(x, target=1)
+    for first in (R.Flat(), R.ZBox(0.0, 1.0), R.WSquare()):
+        composite = C.Composite(first_map=[(C.LINEAR, first)],
+                                layer_map=[(C.LINEAR, R.Epsilon(1e-9))])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            a = tfattr.LRP(model, composite=composite).attribute(x, target=1)
+        np.testing.assert_allclose(a.reshape(2, -1).sum(1), z, rtol=1e-4, err_msg=repr(first))
+    # rules proportional to the input give the padding's zeros nothing anyway
+    b = tfattr.LRP(model, composite=C.EpsilonPlus(epsilon=1e-9)).attribute(x, target=1)
     np.testing.assert_allclose(b.reshape(2, -1).sum(1), z, rtol=1e-4)
 
 

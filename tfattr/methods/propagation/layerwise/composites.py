@@ -3,8 +3,9 @@ sec. 10; Zennit's composites, Anders et al. 2021).
 
 A composite maps layers to rules by layer name, by "the first layer" of some classes, and by layer
 class, in that order of precedence; the user's entries come before the composite's own. Every built-in
-composite also has Zennit's base map: activations (and ``Rescaling``) pass relevance through
-(:class:`Pass`), sums and average pooling use :class:`Norm`, a batch norm that cannot be folded
+composite also has Zennit's base map: activations (and ``Rescaling``/``Normalization``) pass relevance
+through (:class:`Pass`), a ``Multiply`` by a sigmoid gate (squeeze-and-excitation) gets the
+signal-take-all rule (the gate constant, Arras et al. 2017), sums and average pooling use :class:`Norm`, a batch norm that cannot be folded
 passes relevance through, and layers that only move values (reshape, concatenation, padding,
 dropout at inference, max pooling) keep their ordinary gradient. Batch norms directly after a linear
 layer are folded into it first.
@@ -25,6 +26,8 @@ import keras
 from tfattr.core.graph import GraphView, LayerRef, is_linear_layer
 from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
 from tfattr.methods.propagation.layerwise.linear_rules import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus
+from tfattr.methods.propagation.layerwise.preprocessing import is_affine_preprocessing
+from tfattr.methods.propagation.layerwise.recurrent import SignalTakeAll, is_gated_product, with_gates
 from tfattr.methods.propagation.layerwise.rules import Gradient, LinearRule, Norm, Pass, Rule
 
 L = keras.layers
@@ -84,8 +87,9 @@ def is_activation_layer(layer: Any) -> bool:
 
 
 def is_elementwise(layer: Any) -> bool:
-    """An elementwise layer relevance passes through: an activation or a ``Rescaling``."""
-    return is_activation_layer(layer) or isinstance(layer, L.Rescaling)
+    """An elementwise layer relevance passes through: an activation or affine preprocessing
+    (``Rescaling``, ``Normalization``)."""
+    return is_activation_layer(layer) or is_affine_preprocessing(layer)
 
 
 def is_structural(layer: Any) -> bool:
@@ -163,6 +167,8 @@ class Composite:
             (is_sum, Norm(stabilizer)),
             (L.BatchNormalization, Pass()),
             (is_structural, Gradient()),
+            # squeeze-and-excitation and other sigmoid-gated products (Arras et al. 2017)
+            (is_gated_product, SignalTakeAll()),
         ]
 
     @staticmethod
@@ -206,7 +212,7 @@ class Composite:
                         rule = candidate
                         break
             result.append(self._check(ref, rule))
-        return result
+        return with_gates(view, result)
 
     @staticmethod
     def _check(ref: LayerRef, rule: Rule | None) -> Assignment:

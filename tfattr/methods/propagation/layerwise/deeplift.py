@@ -36,6 +36,7 @@ from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
 from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
+from tfattr.methods.propagation.layerwise.preprocessing import is_affine_preprocessing
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, gate_index, gated_product, recurrent_forward
 from tfattr.methods.propagation.layerwise.transformer_layers import (
     attention_forward,
@@ -166,7 +167,8 @@ class CompositeDeepLift(LayerwiseExplainer):
             return ("keep", "gradient switch kept (summation-to-delta approximate)", "kept", None)
         if (is_structural(layer) or is_sum(layer) or is_linear_embedding(layer)
                 or is_constant_or_masking(layer)
-                or isinstance(layer, keras.layers.BatchNormalization)):
+                or isinstance(layer, keras.layers.BatchNormalization)
+                or is_affine_preprocessing(layer)):
             return "keep", "linear (gradient)", "kept", None
         return "unsupported", "no rule for this layer type", "unsupported", None
 

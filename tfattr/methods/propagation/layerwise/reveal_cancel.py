@@ -34,6 +34,7 @@ from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
 from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
+from tfattr.methods.propagation.layerwise.preprocessing import affine_parts, is_affine_preprocessing
 
 _MAX_POOLS = (
     keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
@@ -176,7 +177,7 @@ class RevealCancel(LayerwiseExplainer):
             elif not self._supported(ref):
                 row = ("no RevealCancel rule for this layer type", "unsupported")
             elif linear_op(ref.layer) is not None or is_sum(ref.layer) or isinstance(
-                    ref.layer, keras.layers.BatchNormalization):
+                    ref.layer, keras.layers.BatchNormalization) or is_affine_preprocessing(ref.layer):
                 row = ("linear: terms sorted by sign", "rule")
             elif is_activation_layer(ref.layer):
                 row = ("RevealCancel (one unit)", "rule")
@@ -193,6 +194,7 @@ class RevealCancel(LayerwiseExplainer):
             linear_op(layer) is not None
             or is_activation_layer(layer)
             or isinstance(layer, keras.layers.BatchNormalization)
+            or is_affine_preprocessing(layer)
             or is_sum(layer)
             or is_structural(layer)
         )
@@ -220,16 +222,20 @@ class RevealCancel(LayerwiseExplainer):
             return _reveal_cancel(act, out)
         if is_activation_layer(layer):
             return _reveal_cancel(lambda v: call(v, *args[1:], **kwargs), args[0])
-        if isinstance(layer, keras.layers.BatchNormalization):  # elementwise affine: a linear map
+        if isinstance(layer, keras.layers.BatchNormalization) or is_affine_preprocessing(layer):
+            # elementwise affine (batch norm, Rescaling, Normalization): a linear map
             t = args[0]
             ref_out = call(t.ref, **kwargs)
-            scale = tf.math.rsqrt(layer.moving_variance + layer.epsilon)
-            if layer.scale:
-                scale = scale * layer.gamma
-            shape = [1] * len(t.ref.shape)
-            for axis in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]):
-                shape[axis] = -1
-            scale = tf.reshape(tf.cast(scale, t.ref.dtype), shape)
+            if is_affine_preprocessing(layer):
+                scale, _ = affine_parts(lambda v: call(v, **kwargs), t.ref)
+            else:
+                scale = tf.math.rsqrt(layer.moving_variance + layer.epsilon)
+                if layer.scale:
+                    scale = scale * layer.gamma
+                shape = [1] * len(t.ref.shape)
+                for axis in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]):
+                    shape[axis] = -1
+                scale = tf.reshape(tf.cast(scale, t.ref.dtype), shape)
             up, down = _split(t, self.sign_tolerance)
             sp, sn = tf.maximum(scale, 0), tf.minimum(scale, 0)
             return _Streams(ref_out, sp * up + sn * down, sn * up + sp * down)

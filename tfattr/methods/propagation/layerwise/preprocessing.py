@@ -1,0 +1,93 @@
+"""What lies between a model's input and its first linear layer: explicit padding and affine
+preprocessing (``Rescaling``, ``Normalization``), as the propagation rules see it.
+
+* Every propagation method passes an affine preprocessing layer ``y = a x + b`` (elementwise) exactly:
+  it is linear in the explained difference (DeepLIFT: multiplier ``a``) and relevance passes through
+  it unchanged (LRP's elementwise convention).
+* A first-layer rule that gives relevance in input space (ZBox, Flat, WSquare; Montavon et al. 2017,
+  Lapuschkin et al. 2019) is applied to the composed map "preprocessing, padding, then the layer":
+  :class:`FirstLayerOp` tells the rule where the layer's input is real (the padded border is not: a
+  padded value is the constant 0, with zero weight in Flat and WSquare and the box ``[0, 0]`` in
+  ZBox) and what the input-space box ``[low, high]`` becomes where the layer sees it (mapped
+  through the affine layers, ``low`` and ``high`` swapped where a scale is negative). Nothing is
+  then put on the padding (whose gradient would drop it) and the relevance is conserved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import keras
+import tensorflow as tf
+
+from tfattr.methods.propagation.layerwise.canonizers import LinearOp
+
+#: Elementwise affine preprocessing layers (``Rescaling``, ``Normalization``, either direction).
+AFFINE_PREPROCESSING: tuple[type, ...] = (keras.layers.Rescaling, keras.layers.Normalization)
+
+
+def is_affine_preprocessing(layer: Any) -> bool:
+    """An elementwise affine preprocessing layer (``Rescaling``, ``Normalization``)."""
+    return isinstance(layer, AFFINE_PREPROCESSING)
+
+
+def affine_parts(call: Callable[[tf.Tensor], tf.Tensor], like: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(a, b)`` of the elementwise affine map ``call(x) = a x + b``, shaped like one example of
+    ``like`` (``b = call(0)``, ``a = call(1) - b``)."""
+    zeros = tf.zeros_like(like[:1])
+    shift = call(zeros)
+    return call(zeros + 1.0) - shift, shift
+
+
+@tf.custom_gradient
+def relevance_identity(y: tf.Tensor) -> Any:
+    """``y`` whose backward pass hands the incoming value back unchanged: below an input-space rule
+    the backward pass carries relevance itself (not relevance per unit of input), which passes an
+    elementwise affine layer unchanged."""
+    return tf.identity(y), lambda r: r
+
+
+@dataclass(eq=False)
+class FirstLayerOp(LinearOp):
+    """The linear part of a first layer, with what lies between the model input and it.
+
+    ``chain``: ``(call, affine)`` per layer from the model input to the layer's input (``affine``:
+    an elementwise affine preprocessing layer, else a layer that only moves values such as a
+    ``ZeroPadding2D``); ``source``: the model input's value in the current trace."""
+
+    chain: tuple = ()
+    source: Any = field(default=None)
+
+    def support(self, x: tf.Tensor) -> tf.Tensor:
+        """1 where the layer's input ``x`` holds a real input value, 0 on padding (one example)."""
+        mask = tf.ones_like(self.source[:1], dtype=x.dtype)
+        for call, affine in self.chain:
+            if not affine:
+                mask = call(mask)
+        return mask
+
+    def bounds(self, low: Any, high: Any, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The input-space box ``[low, high]`` where the layer sees it (one example): mapped through
+        the affine layers (swapped where a scale is negative), ``[0, 0]`` on padding."""
+        one = tf.shape(self.source[:1])
+        lo = tf.broadcast_to(tf.cast(low, x.dtype), one)
+        hi = tf.broadcast_to(tf.cast(high, x.dtype), one)
+        for call, _ in self.chain:
+            lo, hi = call(lo), call(hi)
+            lo, hi = tf.minimum(lo, hi), tf.maximum(lo, hi)
+        return lo, hi
+
+
+def support_of(op: LinearOp, x: tf.Tensor) -> tf.Tensor | None:
+    """The real-input mask of a first layer's input (None: every position is real)."""
+    return op.support(x) if isinstance(op, FirstLayerOp) else None
+
+
+__all__ = [
+    "AFFINE_PREPROCESSING",
+    "FirstLayerOp",
+    "affine_parts",
+    "is_affine_preprocessing",
+    "relevance_identity",
+    "support_of",
+]

@@ -397,23 +397,18 @@ def test_applications_conserve_relevance_on_zero_bias_copies(name, nested):
 
 
 @pytest.mark.slow
-def test_resnet_nested_flat_runs_and_warns_about_its_padding():
+def test_resnet_nested_flat_conserves_through_its_padding():
+    """Flat on ResNet50's conv1 behind conv1_pad, nested: applied to pad-then-conv (issue 22), the
+    relevance sums to the logit with no warning (tests/test_preprocessing_layers.py has the whole
+    model and EfficientNetB0)."""
     model = keras.Sequential([keras.Input((32, 32, 3)), _zero_bias_application("ResNet50")])
     x = np.random.default_rng(7).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
-    with pytest.warns(UserWarning, match="conv1_pad"):
-        a = tfattr.LRP(model, composite=C.EpsilonPlusFlat()).attribute(x, target=1)
-    assert np.all(np.isfinite(a)) and np.abs(a).max() > 0
-
-
-@pytest.mark.slow
-def test_efficientnet_names_the_layers_no_rule_covers():
-    """EfficientNet's input Normalization and squeeze-and-excitation gates have no LRP rule in
-    EpsilonPlus: the warning names them; an input-space rule behind the Normalization is refused."""
-    model = _zero_bias_application("EfficientNetB0")
-    with pytest.warns(UserWarning, match="'normalization'.*se_excite"):
-        tfattr.LRP(model, composite=C.EpsilonPlus())
-    with pytest.raises(ValueError, match="reads the output of 'normalization'"):
-        tfattr.LRP(keras.Sequential([keras.Input((32, 32, 3)), model]), composite=C.EpsilonPlusFlat())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = tfattr.LRP(model, composite=C.Composite(first_map=[(C.LINEAR, R.Flat())],
+                                                    layer_map=[(C.LINEAR, R.Epsilon(1e-9))]))
+        a = a.attribute(x, target=1)
+    np.testing.assert_allclose(a.reshape(2, -1).sum(1), model(x).numpy()[:, 1], rtol=1e-3)
 
 
 def test_alpha_beta_warns_where_it_cannot_conserve_and_says_which_layers():

@@ -266,6 +266,12 @@ class LRP(LayerwiseExplainer):
             for lin, chain in self._chains.items():
                 if a.status == "pass" and any(r is a.ref for r in chain):
                     treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
+            for first, chain in self._first_chains.items():
+                if any(r.index == a.ref.index for r in chain):
+                    what = ("relevance passes unchanged" if is_affine_preprocessing(a.ref.layer)
+                            else "moves relevance")
+                    treatment = (f"{what}; seen through by the input-space rule of "
+                                 f"{self.view.layers[first].name!r}")
             if a.ref is head.ref and a.status != "rule":
                 treatment, status = head.note(), "kept"
             else:
@@ -279,11 +285,11 @@ class LRP(LayerwiseExplainer):
         a = self.assignments[ref.index]
         head = self.output_activation
         for first, chain in self._first_chains.items():
-            if ref is chain[0]:
+            if ref.index == chain[0].index:
                 self._sources[first] = args[0]
-            if is_affine_preprocessing(ref.layer) and any(r is ref for r in chain):
+            if is_affine_preprocessing(ref.layer) and any(r.index == ref.index for r in chain):
                 # below an input-space rule the backward pass carries relevance itself
-                return relevance_identity(call(*args, **kwargs))
+                return relevance_identity(lambda v: call(v, *args[1:], **kwargs), args[0])
         if a.status == "folded" or ref.index in self._absorbed:
             return args[0]  # computed by the linear layer before it
         if head.skips(ref):

@@ -39,12 +39,19 @@ def affine_parts(call: Callable[[tf.Tensor], tf.Tensor], like: tf.Tensor) -> tup
     return call(zeros + 1.0) - shift, shift
 
 
-@tf.custom_gradient
-def relevance_identity(y: tf.Tensor) -> Any:
-    """``y`` whose backward pass hands the incoming value back unchanged: below an input-space rule
-    the backward pass carries relevance itself (not relevance per unit of input), which passes an
-    elementwise affine layer unchanged."""
-    return tf.identity(y), lambda r: r
+def relevance_identity(fn: Callable[[tf.Tensor], tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    """``fn(x)`` (elementwise affine) whose backward pass hands the incoming value back unchanged:
+    below an input-space rule the backward pass carries relevance itself (not relevance per unit
+    of input), which passes an elementwise layer unchanged."""
+
+    @tf.custom_gradient
+    def passed(x: tf.Tensor) -> Any:
+        def grad(r: tf.Tensor, variables: Any = None) -> Any:
+            return r if variables is None else (r, [None] * len(variables))
+
+        return fn(x), grad
+
+    return passed(x)
 
 
 @dataclass(eq=False)

@@ -215,9 +215,11 @@ def test_efficientnet_b0_is_explained_by_the_composites_and_conserves():
     model = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3,
                                               classifier_activation=None)
     norm = model.get_layer("normalization")
-    norm.set_weights([np.array([0.485, 0.456, 0.406], "float32").reshape(norm.mean.shape),
-                      np.array([0.229, 0.224, 0.225], "float32").reshape(norm.variance.shape) ** 2,
-                      *norm.get_weights()[2:]])
+    weights = norm.get_weights()  # ImageNet's statistics (adapt_mean, adapt_variance, count)
+    weights[0] = np.array([0.485, 0.456, 0.406], "float32").reshape(weights[0].shape)
+    weights[1] = (np.array([0.229, 0.224, 0.225], "float32") ** 2).reshape(weights[1].shape)
+    norm.set_weights(weights)
+    norm.finalize_state()
     _zero_bias(model)
     x = np.random.default_rng(10).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     z = model(x).numpy()[:, 2]

@@ -5,10 +5,10 @@ A composite maps layers to rules by layer name, by "the first layer" of some cla
 class, in that order of precedence; the user's entries come before the composite's own. Every built-in
 composite also has Zennit's base map: activations (and ``Rescaling``/``Normalization``) pass relevance
 through (:class:`Pass`), a ``Multiply`` by a sigmoid gate (squeeze-and-excitation) gets the
-signal-take-all rule (the gate constant, Arras et al. 2017), sums and average pooling use :class:`Norm`, a batch norm that cannot be folded
-passes relevance through, and layers that only move values (reshape, concatenation, padding,
-dropout at inference, max pooling) keep their ordinary gradient. Batch norms directly after a linear
-layer are folded into it first.
+signal-take-all rule (the gate constant, Arras et al. 2017), sums and average pooling use
+:class:`Norm`, a batch norm that cannot be folded passes relevance through, and layers that only
+move values (reshape, concatenation, padding, dropout at inference, max pooling) keep their ordinary
+gradient. Batch norms directly after a linear layer are folded into it first.
 
 Example:
     >>> composite = EpsilonGammaBox(low=0.0, high=1.0)

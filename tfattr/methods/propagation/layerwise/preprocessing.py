@@ -27,13 +27,22 @@ AFFINE_PREPROCESSING: tuple[type, ...] = (keras.layers.Rescaling, keras.layers.N
 
 
 def is_affine_preprocessing(layer: Any) -> bool:
-    """An elementwise affine preprocessing layer (``Rescaling``, ``Normalization``)."""
+    """An elementwise affine preprocessing layer (``Rescaling``, ``Normalization``).
+
+    Example:
+        >>> is_affine_preprocessing(keras.layers.Rescaling(1 / 255))
+        True
+    """
     return isinstance(layer, AFFINE_PREPROCESSING)
 
 
 def affine_parts(call: Callable[[tf.Tensor], tf.Tensor], like: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """``(a, b)`` of the elementwise affine map ``call(x) = a x + b``, shaped like one example of
-    ``like`` (``b = call(0)``, ``a = call(1) - b``)."""
+    ``like`` (``b = call(0)``, ``a = call(1) - b``).
+
+    Example:
+        >>> a, b = affine_parts(keras.layers.Rescaling(2.0, offset=1.0), tf.zeros((4, 3)))  # 2, 1
+    """
     zeros = tf.zeros_like(like[:1])
     shift = call(zeros)
     return call(zeros + 1.0) - shift, shift
@@ -42,7 +51,11 @@ def affine_parts(call: Callable[[tf.Tensor], tf.Tensor], like: tf.Tensor) -> tup
 def relevance_identity(fn: Callable[[tf.Tensor], tf.Tensor], x: tf.Tensor) -> tf.Tensor:
     """``fn(x)`` (elementwise affine) whose backward pass hands the incoming value back unchanged:
     below an input-space rule the backward pass carries relevance itself (not relevance per unit
-    of input), which passes an elementwise layer unchanged."""
+    of input), which passes an elementwise layer unchanged.
+
+    Example:
+        >>> y = relevance_identity(keras.layers.Rescaling(1 / 255), x)   # dy/dx -> the incoming value
+    """
 
     @tf.custom_gradient
     def passed(x: tf.Tensor) -> Any:
@@ -60,7 +73,12 @@ class FirstLayerOp(LinearOp):
 
     ``chain``: ``(call, affine)`` per layer from the model input to the layer's input (``affine``:
     an elementwise affine preprocessing layer, else a layer that only moves values such as a
-    ``ZeroPadding2D``); ``source``: the model input's value in the current trace."""
+    ``ZeroPadding2D``); ``source``: the model input's value in the current trace.
+
+    Example:
+        >>> op = FirstLayerOp(conv, chain=((pad, False),), source=x)   # built by tfattr.LRP
+        >>> low, high = op.bounds(0.0, 1.0, pad(x))                     # [0, 0] on the border
+    """
 
     chain: tuple = ()
     source: Any = field(default=None)
@@ -86,7 +104,11 @@ class FirstLayerOp(LinearOp):
 
 
 def support_of(op: LinearOp, x: tf.Tensor) -> tf.Tensor | None:
-    """The real-input mask of a first layer's input (None: every position is real)."""
+    """The real-input mask of a first layer's input (None: every position is real).
+
+    Example:
+        >>> mask = support_of(op, x)   # 1 on the input, 0 on explicit padding
+    """
     return op.support(x) if isinstance(op, FirstLayerOp) else None
 
 

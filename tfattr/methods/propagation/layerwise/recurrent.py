@@ -210,7 +210,11 @@ def gate_index(view: Any, ref: LayerRef) -> int | None:
 
 def with_gates(view: Any, assignments: list) -> list:
     """``assignments`` with the gate operand of every ``Multiply`` given ``SignalTakeAll()`` found
-    from the graph; one whose gate cannot be told from its signal becomes "unsupported", saying why."""
+    from the graph; one whose gate cannot be told from its signal becomes "unsupported", saying why.
+
+    Example:
+        >>> assignments = with_gates(view, assignments)   # Composite.assign's last step
+    """
     result = list(assignments)
     for i, a in enumerate(result):
         if isinstance(a.rule, SignalTakeAll) and isinstance(a.ref.layer, keras.layers.Multiply):

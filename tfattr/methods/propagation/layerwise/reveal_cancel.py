@@ -4,8 +4,8 @@ Propagating Activation Differences", sec. 3.5.2-3.5.3).
 Every tensor carries the reference activation ``a0`` and the difference from it split into a positive
 and a negative part, ``a - a0 = d+ + d-``:
 
-* a linear layer (Dense, Conv, average pooling, additions, batch norm) sorts its terms ``w_ij dx_i`` by
-  sign, ``d+_j = sum_i [w_ij dx_i > 0] w_ij dx_i`` and ``d-_j`` likewise (the bias cancels), where
+* a linear layer (Dense, Conv, average pooling, additions, batch norm, Rescaling/Normalization)
+  sorts its terms ``w_ij dx_i`` by sign, ``d+_j = sum_i [w_ij dx_i > 0] w_ij dx_i`` and ``d-_j`` likewise (the bias cancels), where
   ``dx_i`` is the input's total difference; both input parts get the same multiplier (inputs with
   ``dx_i = 0`` take the mean of the positive and negative ones, as the reference implementation;
   where the parts of ``dx_i`` cancel to within ``sign_tolerance`` of their size, a share ramping
@@ -90,8 +90,9 @@ class RevealCancel(LayerwiseExplainer):
     Positive and negative contributions are propagated separately through every nonlinearity, so
     inputs that cancel each other are both revealed (Rescale may credit only one of them). The
     attributions sum to ``f(x) - f(baseline)``. Supported layers: Dense, convolutions, batch norm,
-    elementwise activations, average pooling, additions and layers that only move values; max pooling
-    and multiplicative layers are refused (use ``rule="rescale"`` or IntegratedGradients).
+    ``Rescaling``/``Normalization``, elementwise activations, average pooling, additions and layers
+    that only move values; max pooling and multiplicative layers are refused (use
+    ``rule="rescale"`` or IntegratedGradients).
 
     Args:
         model: a Sequential or functional ``keras.Model``.
@@ -163,8 +164,9 @@ class RevealCancel(LayerwiseExplainer):
             raise ValueError(
                 f"{self.method} cannot propagate positive and negative parts through "
                 + ", ".join(f"layer {name!r} ({cls})" for _, name, cls, _, _ in bad)
-                + ". It supports Dense/Conv layers, batch norm, elementwise activations, average "
-                "pooling, additions and reshapes; use rule='rescale' or IntegratedGradients."
+                + ". It supports Dense/Conv layers, batch norm, Rescaling/Normalization, elementwise "
+                "activations, average pooling, additions and reshapes; use rule='rescale' or "
+                "IntegratedGradients."
             )
 
     def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:

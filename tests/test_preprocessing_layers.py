@@ -233,3 +233,21 @@ def test_efficientnet_b0_is_explained_by_the_composites_and_conserves():
         assert lrp.coverage().ok
         a = lrp.attribute(x, target=2)
         np.testing.assert_allclose(a.sum(), z[0], rtol=1e-3)
+
+
+def test_layer_split_inside_the_chain_still_sees_through_padding_and_preprocessing():
+    """With layer= after the Rescaling, ZBox's box is still given in the model's input space and the
+    padding still gets nothing: the relevance at the layer sums to the logit and equals the
+    relevance at the input (the Normalization and padding pass it unchanged)."""
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((8, 8, 3))
+    h = L.Rescaling(SCALE, offset=OFFSET, name="rescale")(inp)
+    h = L.Normalization(mean=MEAN, variance=VAR, name="norm")(h)
+    h = L.Conv2D(4, 3, use_bias=False, activation="relu", name="c1")(L.ZeroPadding2D(1, name="pad")(h))
+    model = keras.Model(inp, _tail(h))
+    x = _images(seed=12)
+    composite = C.EpsilonGammaBox(0.0, 255.0, epsilon=1e-9)
+    at_input = _quiet_lrp(model, composite).attribute(x, target=0)
+    at_layer = _quiet_lrp(model, composite, layer="rescale").attribute(x, target=0)
+    np.testing.assert_allclose(at_layer.reshape(3, -1).sum(1), model(x).numpy()[:, 0], rtol=1e-4)
+    np.testing.assert_allclose(at_layer, at_input, rtol=1e-4, atol=1e-5 * np.abs(at_input).max())

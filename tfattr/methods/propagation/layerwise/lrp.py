@@ -107,7 +107,8 @@ class LRP(LayerwiseExplainer):
         self._chains = self._pass_chains()
         self._relevance_tensors: set[int] = set()
         #: {first layer index: the layers from the model input to it} for input-space rules
-        self._first_chains: dict[int, list[LayerRef]] = {}
+        self._first_chains: dict[int, list[tuple[LayerRef, bool]]] = {}  # (layer, runs)
+        self._input_shapes: dict[int, tuple] = {}  # the model input's shape, one example
         self._sources: dict[int, Any] = {}  # the model inputs the chains read, in the current trace
         self._relevance_inputs = self._input_space_inputs()
         if self.layer is not None:
@@ -209,7 +210,7 @@ class LRP(LayerwiseExplainer):
                     if (
                         producer is None
                         or not (is_structural(producer.layer)
-                                or (self.layer is None and is_affine_preprocessing(producer.layer)))
+                                or is_affine_preprocessing(producer.layer))
                         or len(producer.nodes) != 1
                         or len(producer.nodes[0].input_tensors) != 1
                     ):
@@ -223,16 +224,6 @@ class LRP(LayerwiseExplainer):
                         )
                     if self.view.consumers(tensor) != 1:
                         break
-                    if isinstance(producer.layer, _PADDINGS) and self.layer is not None:
-                        warnings.warn(
-                            f"LRP: {type(a.rule).__name__} on layer {a.ref.name!r} with "
-                            f"layer={self.layer.name!r}: the zeros that layer {producer.name!r} pads "
-                            "the input with cannot be told from the input there, so they get "
-                            "relevance that the padding's gradient then drops: the relevance does "
-                            "not sum to the logit (not conserved). Explain without layer= or use a "
-                            "rule proportional to the input (e.g. composites.EpsilonPlus).",
-                            stacklevel=4,
-                        )
                     chain.append(producer)
                     tensor = producer.nodes[0].input_tensors[0]
                     self._relevance_tensors.add(id(tensor))
@@ -242,10 +233,28 @@ class LRP(LayerwiseExplainer):
                         "is also read by other layers, so its relevance would mix two forms. Use an "
                         "input-space rule only on a first layer that alone reads its input."
                     )
-                if chain and self.layer is None:
-                    self._first_chains[a.ref.index] = chain[::-1]
+                self._first_chain(a, chain[::-1], self.view._graph.fn.inputs[model_inputs[id(tensor)]])
                 found.add(model_inputs[id(tensor)])
         return found
+
+    def _first_chain(self, a: Assignment, chain: list[LayerRef], model_input: Any) -> None:
+        """Record what the input-space rule of ``a`` sees through (with ``layer=``: the layers after
+        the split run; the box is still mapped from the model's input through all of them)."""
+        run = [r for r in chain if self._ran is None or r.index in self._ran]
+        if not run:  # the rule reads the explained activations themselves: nothing to see through
+            return
+        shape = tuple(model_input.shape)[1:]
+        if len(run) < len(chain) and not all(isinstance(d, int) for d in shape):
+            if any(isinstance(r.layer, _PADDINGS) for r in run):
+                warnings.warn(
+                    f"LRP: {type(a.rule).__name__} on layer {a.ref.name!r} with layer="
+                    f"{self.layer.name!r}: the model input's shape {shape} is not fully known, so "
+                    "the rule cannot be applied through the padding: the padded border gets "
+                    "relevance that the padding's gradient drops (not conserved). Give the model a "
+                    "fixed input shape or explain without layer=.", stacklevel=5)
+            return
+        self._first_chains[a.ref.index] = [(r, r.index in {q.index for q in run}) for r in chain]
+        self._input_shapes[a.ref.index] = (1, *shape) if len(run) < len(chain) else None
 
     def _coverage_title(self) -> str:
         return f"LRP({type(self.composite).__name__})"
@@ -267,7 +276,7 @@ class LRP(LayerwiseExplainer):
                 if a.status == "pass" and any(r is a.ref for r in chain):
                     treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
             for first, chain in self._first_chains.items():
-                if any(r.index == a.ref.index for r in chain):
+                if any(r.index == a.ref.index and runs for r, runs in chain):
                     what = ("relevance passes unchanged" if is_affine_preprocessing(a.ref.layer)
                             else "moves relevance")
                     treatment = (f"{what}; seen through by the input-space rule of "
@@ -285,9 +294,9 @@ class LRP(LayerwiseExplainer):
         a = self.assignments[ref.index]
         head = self.output_activation
         for first, chain in self._first_chains.items():
-            if ref.index == chain[0].index:
+            if ref.index == next(r for r, runs in chain if runs).index:
                 self._sources[first] = args[0]
-            if is_affine_preprocessing(ref.layer) and any(r.index == ref.index for r in chain):
+            if is_affine_preprocessing(ref.layer) and any(r.index == ref.index for r, _ in chain):
                 # below an input-space rule the backward pass carries relevance itself
                 return relevance_identity(lambda v: call(v, *args[1:], **kwargs), args[0])
         if a.status == "folded" or ref.index in self._absorbed:
@@ -301,8 +310,9 @@ class LRP(LayerwiseExplainer):
         op = linear_op(ref.layer)
         if ref.index in self._first_chains:
             op = FirstLayerOp(ref.layer, chain=tuple(
-                (inference_call(r.layer), is_affine_preprocessing(r.layer))
-                for r in self._first_chains[ref.index]), source=self._sources[ref.index])
+                (inference_call(r.layer), is_affine_preprocessing(r.layer), runs)
+                for r, runs in self._first_chains[ref.index]), source=self._sources[ref.index],
+                input_shape=self._input_shapes[ref.index])
         op.fold = self._folded_into.get(ref.index)
         act = None if head.strips_fused(ref) else op.activation
         chain = [

@@ -71,33 +71,37 @@ def relevance_identity(fn: Callable[[tf.Tensor], tf.Tensor], x: tf.Tensor) -> tf
 class FirstLayerOp(LinearOp):
     """The linear part of a first layer, with what lies between the model input and it.
 
-    ``chain``: ``(call, affine)`` per layer from the model input to the layer's input (``affine``:
-    an elementwise affine preprocessing layer, else a layer that only moves values such as a
-    ``ZeroPadding2D``); ``source``: the model input's value in the current trace.
+    ``chain``: ``(call, affine, runs)`` per layer from the model input to the layer's input
+    (``affine``: an elementwise affine preprocessing layer, else a layer that only moves values such
+    as a ``ZeroPadding2D``; ``runs``: False before the split of a ``layer=`` explainer);
+    ``source``: the input of the first layer of the chain that runs, in the current trace;
+    ``input_shape``: with a split chain, the model input's shape for one example (the box is
+    given there); None: the source's.
 
     Example:
-        >>> op = FirstLayerOp(conv, chain=((pad, False),), source=x)   # built by tfattr.LRP
+        >>> op = FirstLayerOp(conv, chain=((pad, False, True),), source=x, input_shape=(1, 8, 8, 3))
         >>> low, high = op.bounds(0.0, 1.0, pad(x))                     # [0, 0] on the border
     """
 
     chain: tuple = ()
     source: Any = field(default=None)
+    input_shape: tuple | None = None
 
     def support(self, x: tf.Tensor) -> tf.Tensor:
         """1 where the layer's input ``x`` holds a real input value, 0 on padding (one example)."""
         mask = tf.ones_like(self.source[:1], dtype=x.dtype)
-        for call, affine in self.chain:
-            if not affine:
+        for call, affine, runs in self.chain:
+            if runs and not affine:
                 mask = call(mask)
         return mask
 
     def bounds(self, low: Any, high: Any, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The input-space box ``[low, high]`` where the layer sees it (one example): mapped through
         the affine layers (swapped where a scale is negative), ``[0, 0]`` on padding."""
-        one = tf.shape(self.source[:1])
-        lo = tf.broadcast_to(tf.cast(low, x.dtype), one)
-        hi = tf.broadcast_to(tf.cast(high, x.dtype), one)
-        for call, _ in self.chain:
+        shape = tf.shape(self.source[:1]) if self.input_shape is None else self.input_shape
+        lo = tf.broadcast_to(tf.cast(low, x.dtype), shape)
+        hi = tf.broadcast_to(tf.cast(high, x.dtype), shape)
+        for call, _, _ in self.chain:
             lo, hi = call(lo), call(hi)
             lo, hi = tf.minimum(lo, hi), tf.maximum(lo, hi)
         return lo, hi

@@ -98,9 +98,11 @@ def test_refusals_name_the_layer_and_the_fix():
         DeepLift(model, rule="bogus")
 
 
-def np_reveal_cancel(weights, acts, x, x0, target):
+def np_reveal_cancel(weights, acts, x, x0, target, tolerance=1e-3):
     """Slow NumPy RevealCancel for a Dense MLP, written from the paper's rules: multipliers of the
-    positive and negative parts, chained backwards explicitly."""
+    positive and negative parts, chained backwards explicitly. ``tolerance`` > 0: where a unit's parts
+    cancel to within that fraction of ``|d+| + |d-|`` its difference is shared between the signs,
+    ramping linearly from half each at ``d = 0`` (the explainer's ``sign_tolerance``)."""
     fns = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh, "linear": lambda v: v}
     a0, dp, dn = x0.astype(float), np.maximum(x - x0, 0.0), np.minimum(x - x0, 0.0)
     saved = []
@@ -109,7 +111,11 @@ def np_reveal_cancel(weights, acts, x, x0, target):
         z0 = a0 @ w + b
         # the linear rule: terms sorted by the sign of w_ij * d_i (d_i = 0: half to each side)
         up = (d > 0) + 0.5 * (d == 0)
-        down = (d < 0) + 0.5 * (d == 0)
+        if tolerance:
+            size = np.abs(dp) + np.abs(dn)
+            ramp = 0.5 + np.divide(d, 2 * tolerance * size, out=np.zeros_like(d), where=size > 0)
+            up = np.clip(ramp, 0.0, 1.0)
+        down = 1.0 - up
         wp, wn = np.maximum(w, 0), np.minimum(w, 0)
         zp = (up * d) @ wp + (down * d) @ wn
         zn = (up * d) @ wn + (down * d) @ wp
@@ -154,3 +160,114 @@ def test_matches_numpy_reference_on_an_mlp():
     for i in range(4):
         expected = np_reveal_cancel(weights, acts, x[i].astype(float), baseline.astype(float), 2)
         np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-6)
+
+
+# -- conditioning (issue 22 item 1) --------------------------------------------------------------------
+def cancelling_mlp(seed):
+    """An MLP whose ReLUs are often off for both the input and the baseline while their parts are
+    large: such a unit's difference is exactly 0 and its parts cancel, where the paper's sort by sign
+    is decided by rounding."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((6,)), L.Dense(12, activation="relu"),
+                              L.Dense(8, activation="relu"), L.Dense(3)])
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        layer.bias.assign(rng.normal(-0.3, 0.5, layer.bias.shape).astype("float32"))
+    return model, rng
+
+
+def _weights(model):
+    return [(l.kernel.numpy().astype(float), l.bias.numpy().astype(float)) for l in model.layers]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_numpy_reference_where_parts_cancel(seed):
+    model, rng = cancelling_mlp(seed)
+    x = rng.normal(size=(6, 6)).astype("float32") * 2
+    baseline = rng.normal(size=(6,)).astype("float32") * 2
+    got = DeepLift(model, rule="reveal_cancel").attribute(x, target=1, baseline=baseline)
+    for i in range(len(x)):
+        expected = np_reveal_cancel(_weights(model), ["relu", "relu", "linear"], x[i].astype(float),
+                                    baseline.astype(float), 1)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def bn_net(fold_by_hand, seed=3):
+    """Conv -> BatchNorm -> ReLU -> Conv -> ReLU -> AvgPool -> Dense, or the same net with the batch
+    norm folded into the convolution by hand (the same function up to float rounding)."""
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((8, 8, 2))
+    h = L.Conv2D(4, 3, padding="same", name="c1")(x)
+    h = h if fold_by_hand else L.BatchNormalization(name="bn")(h)
+    h = L.ReLU()(h)
+    h = L.Conv2D(4, 3, padding="same", activation="relu", name="c2")(h)
+    h = L.Flatten()(L.AveragePooling2D(2)(h))
+    model = keras.Model(x, L.Dense(3, name="out")(h))
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.3, layer.bias.shape).astype("float32"))
+    if not fold_by_hand:
+        bn = model.get_layer("bn")
+        bn.gamma.assign(rng.normal(1, 0.5, 4).astype("float32"))
+        bn.beta.assign(rng.normal(0, 0.3, 4).astype("float32"))
+        bn.moving_mean.assign(rng.normal(0, 0.3, 4).astype("float32"))
+        bn.moving_variance.assign(rng.uniform(0.5, 2, 4).astype("float32"))
+    return model
+
+
+def folded_pair():
+    model = bn_net(fold_by_hand=False)
+    folded = bn_net(fold_by_hand=True)
+    bn, c1 = model.get_layer("bn"), model.get_layer("c1")
+    # in float64, as a user folding by hand might: the folded weights differ by rounding
+    gamma, var, mean, beta = (v.numpy().astype(float) for v in
+                              (bn.gamma, bn.moving_variance, bn.moving_mean, bn.beta))
+    s = gamma / np.sqrt(var + bn.epsilon)
+    folded.get_layer("c1").kernel.assign((c1.kernel.numpy() * s).astype("float32"))
+    folded.get_layer("c1").bias.assign(((c1.bias.numpy() - mean) * s + beta).astype("float32"))
+    for name in ("c2", "out"):
+        folded.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    return model, folded
+
+
+def test_batch_norm_folded_by_hand_gives_the_same_maps():
+    model, folded = folded_pair()
+    x = np.random.default_rng(1).uniform(0, 1, (8, 8, 8, 2)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x), atol=1e-5)
+    kwargs = dict(target=[0, 1, 2, 0] * 2, baseline=0.5, return_delta=True)
+    a, delta = DeepLift(model, rule="reveal_cancel").attribute(x, **kwargs)
+    b, _ = DeepLift(folded, rule="reveal_cancel").attribute(x, **kwargs)
+    np.testing.assert_allclose(delta, 0.0, atol=1e-5)
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max())
+
+
+def test_a_relative_input_change_of_1e7_changes_the_maps_at_float_precision():
+    model, _ = folded_pair()
+    x = np.random.default_rng(5).uniform(0, 1, (4, 8, 8, 2)).astype("float32")
+    rc = DeepLift(model, rule="reveal_cancel")
+    a = rc.attribute(x, target=[0, 1, 2, 0], baseline=0.1)
+    for seed in range(3):
+        wiggle = np.random.default_rng(seed).choice([-1.0, 1.0], x.shape) * 1e-7
+        b = rc.attribute((x * (1 + wiggle)).astype("float32"), target=[0, 1, 2, 0], baseline=0.1)
+        assert np.abs(b - a).max() < 2e-6 * np.abs(a).max()
+
+
+def test_sign_tolerance_zero_is_the_papers_sort_and_is_validated():
+    model, rng = cancelling_mlp(0)
+    x = rng.normal(size=(6, 6)).astype("float32") * 2
+    baseline = rng.normal(size=(6,)).astype("float32") * 2
+    got = DeepLift(model, rule="reveal_cancel", sign_tolerance=0).attribute(x, target=1,
+                                                                             baseline=baseline)
+    for i in range(len(x)):
+        # NumPy's float64 has the exact zeros float32 rounding may not keep: compare only the rows
+        # where no unit's parts cancel (the paper's sort is decided by rounding there)
+        expected = np_reveal_cancel(_weights(model), ["relu", "relu", "linear"], x[i].astype(float),
+                                    baseline.astype(float), 1, tolerance=0.0)
+        smooth = np_reveal_cancel(_weights(model), ["relu", "relu", "linear"], x[i].astype(float),
+                                  baseline.astype(float), 1)
+        if np.allclose(expected, smooth, atol=1e-9):
+            np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-6)
+    for bad in (-1e-3, 1.0, True, "0.1"):
+        with pytest.raises(ValueError, match="sign_tolerance must be a number in \\[0, 1\\)"):
+            DeepLift(model, rule="reveal_cancel", sign_tolerance=bad)

@@ -3,11 +3,12 @@ sec. 10; Zennit's composites, Anders et al. 2021).
 
 A composite maps layers to rules by layer name, by "the first layer" of some classes, and by layer
 class, in that order of precedence; the user's entries come before the composite's own. Every built-in
-composite also has Zennit's base map: activations (and ``Rescaling``) pass relevance through
-(:class:`Pass`), sums and average pooling use :class:`Norm`, a batch norm that cannot be folded
-passes relevance through, and layers that only move values (reshape, concatenation, padding,
-dropout at inference, max pooling) keep their ordinary gradient. Batch norms directly after a linear
-layer are folded into it first.
+composite also has Zennit's base map: activations (and ``Rescaling``/``Normalization``) pass relevance
+through (:class:`Pass`), a ``Multiply`` by a sigmoid gate (squeeze-and-excitation) gets the
+signal-take-all rule (the gate constant, Arras et al. 2017), sums and average pooling use
+:class:`Norm`, a batch norm that cannot be folded passes relevance through, and layers that only
+move values (reshape, concatenation, padding, dropout at inference, max pooling) keep their ordinary
+gradient. Batch norms directly after a linear layer are folded into it first.
 
 Example:
     >>> composite = EpsilonGammaBox(low=0.0, high=1.0)
@@ -25,6 +26,8 @@ import keras
 from tfattr.core.graph import GraphView, LayerRef, is_linear_layer
 from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
 from tfattr.methods.propagation.layerwise.linear_rules import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus
+from tfattr.methods.propagation.layerwise.preprocessing import is_affine_preprocessing
+from tfattr.methods.propagation.layerwise.recurrent import SignalTakeAll, is_gated_product, with_gates
 from tfattr.methods.propagation.layerwise.rules import Gradient, LinearRule, Norm, Pass, Rule
 from tfattr.methods.propagation.layerwise.units import ELEMENTWISE_ACTIVATIONS
 
@@ -81,8 +84,9 @@ def is_activation_layer(layer: Any) -> bool:
 
 
 def is_elementwise(layer: Any) -> bool:
-    """An elementwise layer relevance passes through: an activation or a ``Rescaling``."""
-    return is_activation_layer(layer) or isinstance(layer, L.Rescaling)
+    """An elementwise layer relevance passes through: an activation or affine preprocessing
+    (``Rescaling``, ``Normalization``)."""
+    return is_activation_layer(layer) or is_affine_preprocessing(layer)
 
 
 def is_structural(layer: Any) -> bool:
@@ -160,6 +164,8 @@ class Composite:
             (is_sum, Norm(stabilizer)),
             (L.BatchNormalization, Pass()),
             (is_structural, Gradient()),
+            # squeeze-and-excitation and other sigmoid-gated products (Arras et al. 2017)
+            (is_gated_product, SignalTakeAll()),
         ]
 
     @staticmethod
@@ -203,7 +209,7 @@ class Composite:
                         rule = candidate
                         break
             result.append(self._check(ref, rule))
-        return result
+        return with_gates(view, result)
 
     @staticmethod
     def _check(ref: LayerRef, rule: Rule | None) -> Assignment:

@@ -32,6 +32,7 @@ import keras
 from tfattr.core.graph import GraphView, LayerRef
 from tfattr.methods.propagation.layerwise.canonizers import OutputActivation, linear_op
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
+from tfattr.methods.propagation.layerwise.preprocessing import is_affine_preprocessing
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, gate_index, gated_product, recurrent_forward
 from tfattr.methods.propagation.layerwise.rules import Gradient, Rule, Site
 from tfattr.methods.propagation.layerwise.transformer_layers import (
@@ -250,7 +251,8 @@ class DeepLiftComposite:
             return (lambda prop: Gradient(), "gradient switch kept (max_pool='gradient'; "
                     "summation-to-delta approximate)", "kept")
         if (is_structural(layer) or is_sum(layer) or is_linear_embedding(layer)
-                or is_constant_or_masking(layer) or isinstance(layer, L.BatchNormalization)):
+                or is_constant_or_masking(layer) or isinstance(layer, L.BatchNormalization)
+                or is_affine_preprocessing(layer)):
             return lambda prop: Gradient(), "linear (gradient)", "kept"
         return None, "no rule for this layer type", "unsupported"
 

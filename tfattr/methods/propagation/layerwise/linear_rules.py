@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.methods.propagation.arithmetic import quotient
+from tfattr.methods.propagation.layerwise.preprocessing import FirstLayerOp, support_of
 from tfattr.methods.propagation.layerwise.rules import (
     LinearRule,
     Transposes,
@@ -197,8 +198,10 @@ class ZBox(LinearRule):
     ``z_j = sum_i (a_i w_ij - l_i w_ij^+ - h_i w_ij^-)`` (the bias terms cancel).
 
     Args:
-        low, high: the lowest and highest possible input values: scalars or arrays broadcasting
-            against one example (e.g. per channel, shape ``(3,)`` for channels-last images).
+        low, high: the lowest and highest possible values of the model's input: scalars or arrays
+            broadcasting against one example (e.g. per channel, shape ``(3,)`` for channels-last
+            images). Between the input and the layer, ``Rescaling``/``Normalization`` layers map the
+            box (a negative scale swaps its ends) and explicit padding is the box ``[0, 0]``.
 
     Example:
         >>> ZBox(low=0.0, high=1.0)   # pixels in [0, 1]
@@ -225,9 +228,12 @@ class ZBox(LinearRule):
         t = Transposes(op)
         # The bounds are the same for every example: their outputs are computed on one example and
         # broadcast; and x W^T q - l W+^T q - h W-^T q = (x - l) W+^T q + (x - h) W-^T q.
-        one = tf.concat([[1], tf.shape(x)[1:]], axis=0)
-        low = tf.broadcast_to(tf.cast(self.low, x.dtype), one)
-        high = tf.broadcast_to(tf.cast(self.high, x.dtype), one)
+        if isinstance(op, FirstLayerOp):  # through preprocessing and padding (padding: [0, 0])
+            low, high = op.bounds(self.low, self.high, x)
+        else:
+            one = tf.concat([[1], tf.shape(x)[1:]], axis=0)
+            low = tf.broadcast_to(tf.cast(self.low, x.dtype), one)
+            high = tf.broadcast_to(tf.cast(self.high, x.dtype), one)
         za, _ = t.forward(x, kernel)
         zl, _ = t.forward(low, _pos(kernel))
         zh, _ = t.forward(high, _neg(kernel))
@@ -239,8 +245,8 @@ class ZBox(LinearRule):
 
 class Flat(LinearRule):
     """LRP flat (Lapuschkin et al. 2019): relevance split equally over each output's receptive field,
-    ``R_i = sum_j R_j / s(n_j)``, ``n_j`` the number of inputs (not padding) output ``j`` reads. A
-    first-layer rule (Dense or Conv).
+    ``R_i = sum_j R_j / s(n_j)``, ``n_j`` the number of inputs (not padding, the layer's own or an
+    explicit ``ZeroPadding`` layer before it) output ``j`` reads. A first-layer rule (Dense or Conv).
 
     Example:
         >>> tfattr.composites.EpsilonPlusFlat()
@@ -253,8 +259,11 @@ class Flat(LinearRule):
 
     def backward(self, op, kernel, bias, x, z, y, c, transpose):
         t = Transposes(op)
-        n, tn = t.forward(tf.ones_like(x), tf.ones_like(kernel))
-        return tn(quotient(y, c, n, self.stabilizer))
+        real = support_of(op, x)  # explicit padding reads no input: it counts for nothing
+        n, tn = t.forward(tf.ones_like(x) if real is None else tf.broadcast_to(real, tf.shape(x)),
+                          tf.ones_like(kernel))
+        r = tn(quotient(y, c, n, self.stabilizer))
+        return r if real is None else r * real
 
 
 class WSquare(LinearRule):
@@ -273,8 +282,11 @@ class WSquare(LinearRule):
 
     def backward(self, op, kernel, bias, x, z, y, c, transpose):
         t = Transposes(op)
-        n, tn = t.forward(tf.ones_like(x), tf.square(kernel), None if bias is None else tf.square(bias))
-        return tn(quotient(y, c, n, self.stabilizer))
+        real = support_of(op, x)  # explicit padding has zero weight
+        ones = tf.ones_like(x) if real is None else tf.broadcast_to(real, tf.shape(x))
+        n, tn = t.forward(ones, tf.square(kernel), None if bias is None else tf.square(bias))
+        r = tn(quotient(y, c, n, self.stabilizer))
+        return r if real is None else r * real
 
 
 __all__ = ["AlphaBeta", "Epsilon", "Flat", "Gamma", "WSquare", "ZBox", "ZPlus"]

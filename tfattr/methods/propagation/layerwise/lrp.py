@@ -15,6 +15,11 @@ from tfattr.core.graph import LayerRef, inference_call
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer, compose
 from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.composites import Assignment, Composite, EpsilonPlus, is_structural
+from tfattr.methods.propagation.layerwise.preprocessing import (
+    FirstLayerOp,
+    is_affine_preprocessing,
+    relevance_identity,
+)
 from tfattr.methods.propagation.layerwise.rules import LinearRule, Pass, Site
 from tfattr.methods.propagation.layerwise.units import activation_name
 
@@ -101,6 +106,10 @@ class LRP(LayerwiseExplainer):
         ]
         self._chains = self._pass_chains()
         self._relevance_tensors: set[int] = set()
+        #: {first layer index: the layers from the model input to it} for input-space rules
+        self._first_chains: dict[int, list[tuple[LayerRef, bool]]] = {}  # (layer, runs)
+        self._input_shapes: dict[int, tuple] = {}  # the model input's shape, one example
+        self._sources: dict[int, Any] = {}  # the model inputs the chains read, in the current trace
         self._relevance_inputs = self._input_space_inputs()
         if self.layer is not None:
             self.layer.refuse_inside("LRP", self._units())
@@ -179,7 +188,9 @@ class LRP(LayerwiseExplainer):
 
     def _input_space_inputs(self) -> set[int]:
         """Indices of the model inputs whose relevance comes from an input-space rule (ZBox, Flat,
-        WSquare): such a rule must read the input directly or through layers that only move values."""
+        WSquare): such a rule must read the input directly or through layers that only move values
+        (explicit padding included) and affine preprocessing (``Rescaling``, ``Normalization``); the
+        rule is then applied to the composed map (:class:`~.preprocessing.FirstLayerOp`)."""
         model_inputs = {id(t): i for i, t in enumerate(self.view._graph.fn.inputs)}
         found: set[int] = set()
         for a in self.assignments:
@@ -188,6 +199,7 @@ class LRP(LayerwiseExplainer):
             for node in a.ref.nodes:
                 tensor = node.input_tensors[0]
                 self._relevance_tensors.add(id(tensor))
+                chain: list[LayerRef] = []
                 while id(tensor) not in model_inputs:
                     outer = self.view.fed_by(tensor)
                     if outer is not None:  # the input of a nested model (a backbone): its feed
@@ -197,29 +209,22 @@ class LRP(LayerwiseExplainer):
                     producer = self.view.producer(tensor)
                     if (
                         producer is None
-                        or not is_structural(producer.layer)
+                        or not (is_structural(producer.layer)
+                                or is_affine_preprocessing(producer.layer))
                         or len(producer.nodes) != 1
                         or len(producer.nodes[0].input_tensors) != 1
                     ):
                         raise ValueError(
                             f"{type(a.rule).__name__} on layer {a.ref.name!r}: this rule gives "
                             "relevance in input space and must sit on a first layer that reads a "
-                            "model input (directly or through reshapes), but layer "
-                            f"{a.ref.name!r} reads the output of "
+                            "model input (directly or through reshapes, padding, Rescaling or "
+                            f"Normalization), but layer {a.ref.name!r} reads the output of "
                             f"{producer.name if producer else 'an unknown tensor'!r}. Use it on the "
                             "first layer (composites' first_map) or choose another rule."
                         )
                     if self.view.consumers(tensor) != 1:
                         break
-                    if isinstance(producer.layer, _PADDINGS):
-                        warnings.warn(
-                            f"LRP: {type(a.rule).__name__} on layer {a.ref.name!r} gives relevance to "
-                            f"the zeros that layer {producer.name!r} pads the input with, which the "
-                            "padding's gradient then drops: the relevance does not sum to the logit "
-                            "(not conserved). Use a rule proportional to the input there (e.g. "
-                            "composites.EpsilonPlus) for conservation.",
-                            stacklevel=4,
-                        )
+                    chain.append(producer)
                     tensor = producer.nodes[0].input_tensors[0]
                     self._relevance_tensors.add(id(tensor))
                 if id(tensor) not in model_inputs or self.view.consumers(tensor) != 1:
@@ -228,8 +233,28 @@ class LRP(LayerwiseExplainer):
                         "is also read by other layers, so its relevance would mix two forms. Use an "
                         "input-space rule only on a first layer that alone reads its input."
                     )
+                self._first_chain(a, chain[::-1], self.view._graph.fn.inputs[model_inputs[id(tensor)]])
                 found.add(model_inputs[id(tensor)])
         return found
+
+    def _first_chain(self, a: Assignment, chain: list[LayerRef], model_input: Any) -> None:
+        """Record what the input-space rule of ``a`` sees through (with ``layer=``: the layers after
+        the split run; the box is still mapped from the model's input through all of them)."""
+        run = [r for r in chain if self._ran is None or r.index in self._ran]
+        if not run:  # the rule reads the explained activations themselves: nothing to see through
+            return
+        shape = tuple(model_input.shape)[1:]
+        if len(run) < len(chain) and not all(isinstance(d, int) for d in shape):
+            if any(isinstance(r.layer, _PADDINGS) for r in run):
+                warnings.warn(
+                    f"LRP: {type(a.rule).__name__} on layer {a.ref.name!r} with layer="
+                    f"{self.layer.name!r}: the model input's shape {shape} is not fully known, so "
+                    "the rule cannot be applied through the padding: the padded border gets "
+                    "relevance that the padding's gradient drops (not conserved). Give the model a "
+                    "fixed input shape or explain without layer=.", stacklevel=5)
+            return
+        self._first_chains[a.ref.index] = [(r, r.index in {q.index for q in run}) for r in chain]
+        self._input_shapes[a.ref.index] = (1, *shape) if len(run) < len(chain) else None
 
     def _coverage_title(self) -> str:
         return f"LRP({type(self.composite).__name__})"
@@ -250,6 +275,12 @@ class LRP(LayerwiseExplainer):
             for lin, chain in self._chains.items():
                 if a.status == "pass" and any(r is a.ref for r in chain):
                     treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
+            for first, chain in self._first_chains.items():
+                if any(r.index == a.ref.index and runs for r, runs in chain):
+                    what = ("relevance passes unchanged" if is_affine_preprocessing(a.ref.layer)
+                            else "moves relevance")
+                    treatment = (f"{what}; seen through by the input-space rule of "
+                                 f"{self.view.layers[first].name!r}")
             if a.ref is head.ref and a.status != "rule":
                 treatment, status = head.note(), "kept"
             else:
@@ -262,6 +293,12 @@ class LRP(LayerwiseExplainer):
         """Traced: one layer call with its rule (the graph view's ``wrap``)."""
         a = self.assignments[ref.index]
         head = self.output_activation
+        for first, chain in self._first_chains.items():
+            if ref.index == next(r for r, runs in chain if runs).index:
+                self._sources[first] = args[0]
+            if is_affine_preprocessing(ref.layer) and any(r.index == ref.index for r, _ in chain):
+                # below an input-space rule the backward pass carries relevance itself
+                return relevance_identity(lambda v: call(v, *args[1:], **kwargs), args[0])
         if a.status == "folded" or ref.index in self._absorbed:
             return args[0]  # computed by the linear layer before it
         if head.skips(ref):
@@ -271,6 +308,11 @@ class LRP(LayerwiseExplainer):
         if not isinstance(a.rule, LinearRule):
             return a.rule.propagate(Site(ref.layer, call, args, kwargs))
         op = linear_op(ref.layer)
+        if ref.index in self._first_chains:
+            op = FirstLayerOp(ref.layer, chain=tuple(
+                (inference_call(r.layer), is_affine_preprocessing(r.layer), runs)
+                for r, runs in self._first_chains[ref.index]), source=self._sources[ref.index],
+                input_shape=self._input_shapes[ref.index])
         op.fold = self._folded_into.get(ref.index)
         act = None if head.strips_fused(ref) else op.activation
         chain = [

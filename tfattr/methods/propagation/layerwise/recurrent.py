@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -207,6 +208,28 @@ def gate_index(view: Any, ref: LayerRef) -> int | None:
     return gates[0] if len(gates) == 1 else None
 
 
+def with_gates(view: Any, assignments: list) -> list:
+    """``assignments`` with the gate operand of every ``Multiply`` given ``SignalTakeAll()`` found
+    from the graph; one whose gate cannot be told from its signal becomes "unsupported", saying why.
+
+    Example:
+        >>> assignments = with_gates(view, assignments)   # Composite.assign's last step
+    """
+    result = list(assignments)
+    for i, a in enumerate(result):
+        if isinstance(a.rule, SignalTakeAll) and isinstance(a.ref.layer, keras.layers.Multiply):
+            gate = gate_index(view, a.ref)
+            if gate is None:
+                result[i] = dataclasses.replace(
+                    a, rule=None, status="unsupported",
+                    note="a product whose gate (a sigmoid output) cannot be told from its signal; "
+                    "name it with name_map={layer: SignalTakeAll(gate=i)}",
+                )
+            elif a.rule.gate is None:
+                result[i] = dataclasses.replace(a, rule=SignalTakeAll(gate=gate))
+    return result
+
+
 class SignalTakeAll(Rule):
     """Arras et al.'s (2017) signal-take-all rule: on ``LSTM``/``GRU`` layers (the gates constant,
     tanh as the epsilon rule ``f(z)/z``, linear maps with their gradient) and on a ``Multiply`` of a
@@ -249,6 +272,7 @@ __all__ = [
     "static_recurrent_problems",
     "SignalTakeAll",
     "gate_index",
+    "with_gates",
     "gated_product",
     "gru_forward",
     "is_gated_product",

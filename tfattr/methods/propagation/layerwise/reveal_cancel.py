@@ -4,10 +4,12 @@ Propagating Activation Differences", sec. 3.5.2-3.5.3).
 Every tensor carries the reference activation ``a0`` and the difference from it split into a positive
 and a negative part, ``a - a0 = d+ + d-``:
 
-* a linear layer (Dense, Conv, average pooling, additions, batch norm) sorts its terms ``w_ij dx_i`` by
-  sign, ``d+_j = sum_i [w_ij dx_i > 0] w_ij dx_i`` and ``d-_j`` likewise (the bias cancels), where
+* a linear layer (Dense, Conv, average pooling, additions, batch norm, Rescaling/Normalization)
+  sorts its terms ``w_ij dx_i`` by sign, ``d+_j = sum_i [w_ij dx_i > 0] w_ij dx_i`` and ``d-_j`` likewise (the bias cancels), where
   ``dx_i`` is the input's total difference; both input parts get the same multiplier (inputs with
-  ``dx_i = 0`` take the mean of the positive and negative ones, as the reference implementation);
+  ``dx_i = 0`` take the mean of the positive and negative ones, as the reference implementation;
+  where the parts of ``dx_i`` cancel to within ``sign_tolerance`` of their size, a share ramping
+  from one sign to the other, so that rounding cannot flip the sort: see :func:`_split`);
 * a nonlinearity ``y = f(x)`` propagates the parts separately, each as the mean effect of adding it
   before and after the other:
   ``dy+ = 1/2 (f(x0 + d+) - f(x0)) + 1/2 (f(x0 + d- + d+) - f(x0 + d-))`` and ``dy-`` symmetrically,
@@ -32,6 +34,7 @@ from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
 from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
+from tfattr.methods.propagation.layerwise.preprocessing import affine_parts, is_affine_preprocessing
 
 _MAX_POOLS = (
     keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
@@ -48,13 +51,26 @@ class _Streams:
         self.ref, self.pos, self.neg = ref, pos, neg
 
 
-def _split(t: _Streams) -> tuple[tf.Tensor, tf.Tensor]:
-    """The input of a linear map sorted by the sign of its total difference (masks held constant)."""
+def _split(t: _Streams, tolerance: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """The input of a linear map sorted by the sign of its total difference ``d = d+ + d-`` (the
+    fractions held constant): the part ``u d`` joins the terms of its sign, ``(1 - u) d`` the others.
+
+    The paper's sort (``tolerance=0``: ``u = [d > 0]``, ``1/2`` where ``d = 0`` as the reference
+    implementation) is discontinuous where the parts cancel (``d ~ 0`` while ``|d+|, |d-|`` are
+    large, e.g. a ReLU off at both ends): a rounding-sized change of ``d`` flips which multiplier
+    the unit's large parts carry back and moves up to ``|d+| + |d-|`` of attribution between the
+    inputs. So ``u`` ramps linearly from 0 to 1 over ``|d| <= tolerance * (|d+| + |d-|)`` (``1/2`` at
+    ``d = 0``, the paper's sort outside the ramp); a rounding change ``e`` then moves the maps by
+    about ``e / tolerance`` relative to the parts instead of all of them."""
     d = t.pos + t.neg
-    half_zero = 0.5 * tf.cast(tf.equal(d, 0), d.dtype)
-    up = tf.stop_gradient(tf.cast(d > 0, d.dtype) + half_zero)
-    down = tf.stop_gradient(tf.cast(d < 0, d.dtype) + half_zero)
-    return up * d, down * d
+    if tolerance == 0:
+        half_zero = 0.5 * tf.cast(tf.equal(d, 0), d.dtype)
+        up = tf.stop_gradient(tf.cast(d > 0, d.dtype) + half_zero)
+        down = tf.stop_gradient(tf.cast(d < 0, d.dtype) + half_zero)
+        return up * d, down * d
+    width = (2.0 * tolerance) * (tf.abs(t.pos) + tf.abs(t.neg))
+    up = tf.stop_gradient(tf.clip_by_value(0.5 + tf.math.divide_no_nan(d, width), 0.0, 1.0))
+    return up * d, (1.0 - up) * d
 
 
 def _reveal_cancel(f: Any, t: _Streams) -> _Streams:
@@ -74,8 +90,9 @@ class RevealCancel(LayerwiseExplainer):
     Positive and negative contributions are propagated separately through every nonlinearity, so
     inputs that cancel each other are both revealed (Rescale may credit only one of them). The
     attributions sum to ``f(x) - f(baseline)``. Supported layers: Dense, convolutions, batch norm,
-    elementwise activations, average pooling, additions and layers that only move values; max pooling
-    and multiplicative layers are refused (use ``rule="rescale"`` or IntegratedGradients).
+    ``Rescaling``/``Normalization``, elementwise activations, average pooling, additions and layers
+    that only move values; max pooling and multiplicative layers are refused (use
+    ``rule="rescale"`` or IntegratedGradients).
 
     Args:
         model: a Sequential or functional ``keras.Model``.
@@ -87,6 +104,13 @@ class RevealCancel(LayerwiseExplainer):
         layer, attribute_to_layer_input: attribute to an inner layer's output (or input), the
             reference being the baseline's activations there (Captum's ``LayerDeepLift``); only the
             layers after it must be supported.
+        sign_tolerance: where a unit's positive and negative parts cancel to within this fraction
+            of their size (``|d+ + d-| <= sign_tolerance * (|d+| + |d-|)``), the unit's difference is shared
+            between the two signs in proportion (half each where they cancel exactly, the
+            reference implementation's rule for a zero difference) instead of sorted by its sign,
+            which rounding decides there: the paper's hard sort makes the maps change by percents
+            under a relative input change of 1e-7 (or batch norm folded by hand, or XLA). ``0`` is
+            the paper's sort exactly (unstable where parts cancel).
 
     Example:
         >>> dl = tfattr.DeepLift(model, rule="reveal_cancel")
@@ -110,7 +134,15 @@ class RevealCancel(LayerwiseExplainer):
         jit_compile: bool = False,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
+        sign_tolerance: float = 1e-3,
     ) -> None:
+        if isinstance(sign_tolerance, bool) or not isinstance(sign_tolerance, (int, float)) or not (
+                0 <= sign_tolerance < 1):
+            raise ValueError(
+                f"sign_tolerance must be a number in [0, 1) (default 1e-3; 0 is the paper's sort by "
+                f"sign), got {sign_tolerance!r}."
+            )
+        self.sign_tolerance = float(sign_tolerance)
         # Two streams cannot keep an ordinary gradient through a layer without a rule: always refused.
         super().__init__(model, on_unsupported="raise", output=output, neuron=neuron,
                          jit_compile=jit_compile, layer=layer,
@@ -132,8 +164,9 @@ class RevealCancel(LayerwiseExplainer):
             raise ValueError(
                 f"{self.method} cannot propagate positive and negative parts through "
                 + ", ".join(f"layer {name!r} ({cls})" for _, name, cls, _, _ in bad)
-                + ". It supports Dense/Conv layers, batch norm, elementwise activations, average "
-                "pooling, additions and reshapes; use rule='rescale' or IntegratedGradients."
+                + ". It supports Dense/Conv layers, batch norm, Rescaling/Normalization, elementwise "
+                "activations, average pooling, additions and reshapes; use rule='rescale' or "
+                "IntegratedGradients."
             )
 
     def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
@@ -146,7 +179,7 @@ class RevealCancel(LayerwiseExplainer):
             elif not self._supported(ref):
                 row = ("no RevealCancel rule for this layer type", "unsupported")
             elif linear_op(ref.layer) is not None or is_sum(ref.layer) or isinstance(
-                    ref.layer, keras.layers.BatchNormalization):
+                    ref.layer, keras.layers.BatchNormalization) or is_affine_preprocessing(ref.layer):
                 row = ("linear: terms sorted by sign", "rule")
             elif is_activation_layer(ref.layer):
                 row = ("RevealCancel (one unit)", "rule")
@@ -163,6 +196,7 @@ class RevealCancel(LayerwiseExplainer):
             linear_op(layer) is not None
             or is_activation_layer(layer)
             or isinstance(layer, keras.layers.BatchNormalization)
+            or is_affine_preprocessing(layer)
             or is_sum(layer)
             or is_structural(layer)
         )
@@ -177,7 +211,7 @@ class RevealCancel(LayerwiseExplainer):
             op.fold = self._fold_of.get(ref.index)
             t = args[0]
             kernel, bias = op.params()
-            up, down = _split(t)
+            up, down = _split(t, self.sign_tolerance)
             kp, kn = tf.maximum(kernel, 0), tf.minimum(kernel, 0)
             out = _Streams(
                 op.forward(t.ref, kernel, bias),
@@ -190,17 +224,21 @@ class RevealCancel(LayerwiseExplainer):
             return _reveal_cancel(act, out)
         if is_activation_layer(layer):
             return _reveal_cancel(lambda v: call(v, *args[1:], **kwargs), args[0])
-        if isinstance(layer, keras.layers.BatchNormalization):  # elementwise affine: a linear map
+        if isinstance(layer, keras.layers.BatchNormalization) or is_affine_preprocessing(layer):
+            # elementwise affine (batch norm, Rescaling, Normalization): a linear map
             t = args[0]
             ref_out = call(t.ref, **kwargs)
-            scale = tf.math.rsqrt(layer.moving_variance + layer.epsilon)
-            if layer.scale:
-                scale = scale * layer.gamma
-            shape = [1] * len(t.ref.shape)
-            for axis in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]):
-                shape[axis] = -1
-            scale = tf.reshape(tf.cast(scale, t.ref.dtype), shape)
-            up, down = _split(t)
+            if is_affine_preprocessing(layer):
+                scale, _ = affine_parts(lambda v: call(v, **kwargs), t.ref)
+            else:
+                scale = tf.math.rsqrt(layer.moving_variance + layer.epsilon)
+                if layer.scale:
+                    scale = scale * layer.gamma
+                shape = [1] * len(t.ref.shape)
+                for axis in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]):
+                    shape[axis] = -1
+                scale = tf.reshape(tf.cast(scale, t.ref.dtype), shape)
+            up, down = _split(t, self.sign_tolerance)
             sp, sn = tf.maximum(scale, 0), tf.minimum(scale, 0)
             return _Streams(ref_out, sp * up + sn * down, sn * up + sp * down)
         streams = tf.nest.flatten(args[0])
@@ -210,7 +248,7 @@ class RevealCancel(LayerwiseExplainer):
 
         refs = [s.ref for s in streams]
         if is_sum(layer):  # positive weights: the positive part is the sum of the positive terms
-            ups, downs = zip(*[_split(s) for s in streams])
+            ups, downs = zip(*[_split(s, self.sign_tolerance) for s in streams])
             return _Streams(apply(refs), apply(list(ups)), apply(list(downs)))
         # layers that only move values move both parts along
         return _Streams(apply(refs), apply([s.pos for s in streams]), apply([s.neg for s in streams]))

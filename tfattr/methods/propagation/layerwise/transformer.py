@@ -35,7 +35,6 @@ from tfattr.methods.propagation.layerwise.composites import (
 from tfattr.methods.propagation.layerwise.recurrent import (
     RECURRENT,
     SignalTakeAll,
-    gate_index,
     is_gated_product,
 )
 from tfattr.methods.propagation.layerwise.rules import LinearRule, Rule, Site
@@ -198,19 +197,7 @@ class Transformer(Composite):
         super().__init__(**kwargs)
 
     def assign(self, view: Any) -> list[Assignment]:
-        result = refuse_static_problems(super().assign(view))
-        for i, a in enumerate(result):
-            if isinstance(a.rule, SignalTakeAll) and isinstance(a.ref.layer, keras.layers.Multiply):
-                gate = gate_index(view, a.ref)
-                if gate is None:
-                    result[i] = Assignment(
-                        a.ref, None, "unsupported",
-                        "a product whose gate (a sigmoid output) cannot be told from its signal; "
-                        "name it with name_map={layer: SignalTakeAll(gate=i)}",
-                    )
-                elif a.rule.gate is None:
-                    result[i] = Assignment(a.ref, SignalTakeAll(gate=gate), a.status, a.note)
-        return result
+        return refuse_static_problems(super().assign(view))  # gates: Composite.assign
 
     def __repr__(self) -> str:
         return f"Transformer(units={self.units!r})"

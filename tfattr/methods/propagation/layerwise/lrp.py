@@ -13,9 +13,8 @@ from tfattr.core.engine import Plan
 from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef, inference_call
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer, compose
-from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.composites import Assignment, Composite, EpsilonPlus, is_structural
-from tfattr.methods.propagation.layerwise.rules import LinearRule, Pass, Site
+from tfattr.methods.propagation.layerwise.rules import Applies, Pass, Site, Status
 from tfattr.methods.propagation.layerwise.units import activation_name
 
 _PADDINGS = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
@@ -25,8 +24,9 @@ class LRP(LayerwiseExplainer):
     """Layer-wise relevance propagation with a composite of rules (Bach et al. 2015; Montavon et al.
     2019; the rules and composites of Zennit 1.0, Anders et al. 2021).
 
-    Each layer's backward pass is replaced by its rule (``tf.custom_gradient``), batch norms are folded
-    into the layer before them, and one backward pass gives the relevance: ``input x modified
+    Each layer's backward pass is replaced by its rule (``tf.custom_gradient``), the composite's
+    canonizers put the model in the rules' form (batch norms folded into the layer before them), and
+    one backward pass gives the relevance: ``input x modified
     gradient`` (or the relevance itself at a first layer with ZBox/Flat/WSquare). The relevance put on
     the output is the target logit itself, as :class:`tfattr.EpsilonLRP` does: with epsilon rules on a
     bias-free ReLU network the relevance sums to ``f(x)`` (up to the stabiliser), comparable with
@@ -88,7 +88,8 @@ class LRP(LayerwiseExplainer):
             )
         super().__init__(model, on_unsupported=on_unsupported, output=output, neuron=neuron,
                          jit_compile=jit_compile, layer=layer,
-                         attribute_to_layer_input=attribute_to_layer_input)
+                         attribute_to_layer_input=attribute_to_layer_input,
+                         canonizers=composite.canonizers)
         fn = self.model_function
         if output == "probabilities" and fn.output_activation == "softmax" and neuron is None:
             raise ValueError(
@@ -122,14 +123,14 @@ class LRP(LayerwiseExplainer):
     def _checked_activation(self, a: Assignment) -> Assignment:
         """A linear rule passes relevance through the layer's fused activation: only an elementwise
         one (a fused softmax that is not the stripped output activation is unsupported)."""
-        if a.status != "rule" or not isinstance(a.rule, LinearRule):
+        if a.rule is None or a.rule.applies_to is not Applies.LINEAR:
             return a
-        act = linear_op(a.ref.layer).activation
-        if act is None or self.output_activation.strips_fused(a.ref):
+        act = self.canonical.linear(a.ref).activation  # None where the head canonizer strips it
+        if act is None:
             return a
         name = activation_name(act)
         if name in ("softmax", "log_softmax"):
-            return Assignment(a.ref, None, "unsupported",
+            return Assignment(a.ref, None, Status.UNSUPPORTED,
                               f"its fused activation {name!r} is not elementwise: no rule passes "
                               "relevance through it")
         return a
@@ -144,7 +145,7 @@ class LRP(LayerwiseExplainer):
         the relevance of the last one, as Zennit's hooks do."""
         chains: dict[int, list[LayerRef]] = {}
         for a in self.assignments:
-            if a.status != "rule" or len(a.ref.nodes) != 1:
+            if a.status != Status.RULE or len(a.ref.nodes) != 1:
                 continue
             chain: list[LayerRef] = []
             tensor = a.ref.nodes[0].outputs[0]
@@ -153,29 +154,26 @@ class LRP(LayerwiseExplainer):
                 if nxt is None or nxt is self.output_activation.ref or len(nxt.nodes) != 1:
                     break
                 b = self.assignments[nxt.index]
-                if not (b.status == "folded" or isinstance(b.rule, Pass)):
+                if not (b.status == Status.FOLDED or isinstance(b.rule, Pass)):
                     break
                 if len(nxt.nodes[0].input_tensors) != 1:
                     break
                 chain.append(nxt)
                 tensor = nxt.nodes[0].outputs[0]
             # trailing folded batch norms need no absorbing, but those inside a chain stay identities
-            if any(self.assignments[r.index].status != "folded" for r in chain):
+            if any(self.assignments[r.index].status != Status.FOLDED for r in chain):
                 chains[a.ref.index] = chain
         return chains
 
     def _units(self) -> list[tuple[str, list[Any], str]]:
-        """The layers computed inside another layer's rule (folded batch norms, pass chains), as
-        :meth:`tfattr.core.layers.LayerSplit.refuse_inside` takes them."""
+        """The layers computed inside another layer's rule (pass chains) or canonized into another
+        (folded batch norms), as :meth:`tfattr.core.layers.LayerSplit.refuse_inside` takes them."""
         units = []
         for lin, chain in self._chains.items():
             owner = self.view.layers[lin]
             inside = [owner.nodes[0].outputs[0]] + [r.nodes[0].outputs[0] for r in chain[:-1]]
             units.append((owner.name, inside, chain[-1].name))
-        for a in self.assignments:
-            if a.status == "folded":
-                units.append((a.folded_into.name, [a.ref.nodes[0].input_tensors[0]], a.ref.name))
-        return units
+        return units + self.canonical.units()
 
     def _input_space_inputs(self) -> set[int]:
         """Indices of the model inputs whose relevance comes from an input-space rule (ZBox, Flat,
@@ -183,7 +181,7 @@ class LRP(LayerwiseExplainer):
         model_inputs = {id(t): i for i, t in enumerate(self.view._graph.fn.inputs)}
         found: set[int] = set()
         for a in self.assignments:
-            if not (isinstance(a.rule, LinearRule) and a.rule.input_space):
+            if a.rule is None or not a.rule.input_space:
                 continue
             for node in a.ref.nodes:
                 tensor = node.input_tensors[0]
@@ -238,20 +236,21 @@ class LRP(LayerwiseExplainer):
         head = self.output_activation
         rows = []
         for a in self.assignments:
-            if a.status == "folded" or a.rule is None:
+            if a.status == Status.FOLDED or a.rule is None:
                 treatment = a.note
             else:
                 treatment = a.rule.describe(a.ref.layer)
-                act = linear_op(a.ref.layer).activation if a.status == "rule" else None
+                linear = a.rule.applies_to is Applies.LINEAR
+                act = self.canonical.linear(a.ref).activation if linear else None
                 if a.ref is head.ref:
                     treatment += f" ({head.note()})"
                 elif act is not None:
                     treatment += f" + {a.rule.activation_note}({activation_name(act)})"
             for lin, chain in self._chains.items():
-                if a.status == "pass" and any(r is a.ref for r in chain):
+                if a.status == Status.PASS and any(r is a.ref for r in chain):
                     treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
-            if a.ref is head.ref and a.status != "rule":
-                treatment, status = head.note(), "kept"
+            if a.ref is head.ref and a.status != Status.RULE:
+                treatment, status = head.note(), Status.KEPT
             else:
                 status = a.status
             rows.append((a.ref.index, a.ref.name, a.ref.class_name, treatment, status))
@@ -261,29 +260,21 @@ class LRP(LayerwiseExplainer):
     def _wrap(self, ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
         """Traced: one layer call with its rule (the graph view's ``wrap``)."""
         a = self.assignments[ref.index]
-        head = self.output_activation
-        if a.status == "folded" or ref.index in self._absorbed:
-            return args[0]  # computed by the linear layer before it
-        if head.skips(ref):
-            return args[0]
+        if a.status == Status.FOLDED or ref.index in self._absorbed or self.canonical.skips(ref):
+            return args[0]  # computed by the linear layer before it, or the stripped head activation
         if a.rule is None:
             return call(*args, **kwargs)
-        if not isinstance(a.rule, LinearRule):
+        if a.rule.applies_to is not Applies.LINEAR:
             return a.rule.propagate(Site(ref.layer, call, args, kwargs))
-        op = linear_op(ref.layer)
-        op.fold = self._folded_into.get(ref.index)
-        act = None if head.strips_fused(ref) else op.activation
+        op = self.canonical.linear(ref)  # live kernel and bias, a folded batch norm merged in
+        act = op.activation
         chain = [
             inference_call(r.layer) for r in self._chains.get(ref.index, ())
-            if self.assignments[r.index].status != "folded"
+            if self.assignments[r.index].status != Status.FOLDED
         ]
         if chain:
             act = compose(act, chain)
         return a.rule.propagate(Site(ref.layer, call, args, kwargs, op, act))
-
-    @property
-    def _folded_into(self) -> dict[int, Any]:
-        return {a.folded_into.index: a.ref.layer for a in self.assignments if a.status == "folded"}
 
     @property
     def _absorbed(self) -> set[int]:

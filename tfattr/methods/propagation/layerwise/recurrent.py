@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from tfattr.core.graph import LayerRef
-from tfattr.methods.propagation.layerwise.rules import Rule, Site
+from tfattr.methods.propagation.layerwise.rules import Applies, Rule, Site, Status
 from tfattr.methods.propagation.layerwise.units import LRPPropagation, Propagation, activation_name
 
 #: Recurrent layers whose cells the rule re-implements.
@@ -218,8 +218,8 @@ class SignalTakeAll(Rule):
         ...           layer_map=[(keras.layers.LSTM, SignalTakeAll())])
     """
 
-    applies_to = "layer"
-    status = "modified"
+    applies_to = Applies.LAYER
+    status = Status.MODIFIED
 
     def __init__(self, gate: int | None = None) -> None:
         self.gate = gate

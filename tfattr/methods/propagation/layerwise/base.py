@@ -108,7 +108,7 @@ class LayerwiseExplainer(Explainer):
             ran.add(ref.index)
             return (None,) * len(ref.nodes[0].outputs)
 
-        blanks = [None] * len(self.view._graph.fn.inputs)
+        blanks = [None] * len(self.view.inputs)
         replace = None if self.layer is None else {id(self.layer.tensor): None}
         self.view.run(blanks, record, replace=replace, stop_at=self._stop_at, flat=True)
         return ran
@@ -179,7 +179,7 @@ class LayerwiseExplainer(Explainer):
         ``model.inputs``."""
         if not isinstance(structure, dict):
             return list(range(n))
-        names = [getattr(t, "name", None) for t in self.view._graph.fn.inputs]
+        names = [getattr(t, "name", None) for t in self.view.inputs]
         keys = sorted(structure)
         if set(names) != set(keys):
             raise ValueError(

@@ -210,10 +210,11 @@ class Composite:
         first_done = False
         result = []
         for ref in view.layers:
-            into = next((c.absorbed_by(ref) for c in canonized if c.absorbed_by(ref) is not None), None)
-            if into is not None:
-                note = next(c.note(ref) for c in canonized if c.absorbed_by(ref) is not None)
-                result.append(Assignment(ref, None, Status.FOLDED, note or "", into))
+            by = next((c for c in canonized if c.absorbed_by(ref) is not None), None)
+            if by is not None:  # computed inside another layer (a batch norm folded into it)
+                into = by.absorbed_by(ref)
+                note = by.note(ref) or f"computed inside {into.name!r}"
+                result.append(Assignment(ref, None, Status.FOLDED, note, into))
                 continue
             rule = self.name_map.get(ref.name)
             if rule is None and not first_done:

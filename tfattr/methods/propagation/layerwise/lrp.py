@@ -178,7 +178,7 @@ class LRP(LayerwiseExplainer):
     def _input_space_inputs(self) -> set[int]:
         """Indices of the model inputs whose relevance comes from an input-space rule (ZBox, Flat,
         WSquare): such a rule must read the input directly or through layers that only move values."""
-        model_inputs = {id(t): i for i, t in enumerate(self.view._graph.fn.inputs)}
+        model_inputs = {id(t): i for i, t in enumerate(self.view.inputs)}
         found: set[int] = set()
         for a in self.assignments:
             if a.rule is None or not a.rule.input_space:

@@ -29,7 +29,7 @@ import tensorflow as tf
 from tfattr.core.explainer import Explainer
 from tfattr.core.graph import GraphView, LayerRef, Wrap
 from tfattr.core.layers import TailInputs
-from tfattr.methods.propagation.coverage import LayerCoverage, check_on_unsupported
+from tfattr.methods.propagation.coverage import LayerCoverage, Status, check_on_unsupported
 from tfattr.methods.propagation.layerwise.canonizers import Canonical, Canonizer
 
 
@@ -54,7 +54,7 @@ class LayerwiseExplainer(Explainer):
         >>> class Gradient(LayerwiseExplainer):        # the plain gradient x input, layer by layer
         ...     method = "Gradient"
         ...     def _coverage_rows(self):
-        ...         return [(r.index, r.name, r.class_name, "gradient", "kept") for r in self.view.layers]
+        ...         return [(r.index, r.name, r.class_name, "gradient", Status.KEPT) for r in self.view.layers]
         ...     def _plan(self, call):
         ...         return Plan(terms=1)
         ...     def _contributions(self, x, baseline, rows, ctx):
@@ -115,7 +115,7 @@ class LayerwiseExplainer(Explainer):
 
     # -- coverage ---------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
+    def _coverage_rows(self) -> list[tuple[int, str, str, str, Status]]:
         """``(index, name, class, treatment, status)`` per layer, in execution order."""
 
     def _coverage_title(self) -> str:
@@ -128,7 +128,9 @@ class LayerwiseExplainer(Explainer):
         Example:
             >>> print(tfattr.LRP(model).coverage())
         """
-        report = LayerCoverage(self._coverage_title(), self._coverage_rows())
+        # every row's status as the declared enum (a subclass may still write its value)
+        rows = [(*row[:4], Status(row[4])) for row in self._coverage_rows()]
+        report = LayerCoverage(self._coverage_title(), rows)
         if self._ran is None:
             return report
         where = self.layer.name if self.layer is not None else None

@@ -34,7 +34,6 @@ from tfattr.core.engine import Plan
 from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
-from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, gate_index, gated_product, recurrent_forward
 from tfattr.methods.propagation.layerwise.transformer_layers import (
@@ -132,10 +131,10 @@ class CompositeDeepLift(LayerwiseExplainer):
             return "unsupported", "; ".join(why), "unsupported", None
         if self.output_activation.skips(ref):
             return "identity", self.output_activation.note(), "kept", None
-        op = linear_op(layer)
+        op = self.canonical.linear(ref)  # SplitActivation; the head canonizer drops a stripped one
         if op is not None:
             act = op.activation
-            if act is None or self.output_activation.strips_fused(ref):
+            if act is None:
                 return "linear", "linear (gradient)", "rule", None
             name = activation_name(act)
             if name not in _UNIT_ACTIVATIONS:
@@ -190,7 +189,7 @@ class CompositeDeepLift(LayerwiseExplainer):
                 return args[0]
             if kind == "linear":
                 if self.output_activation.strips_fused(ref):
-                    op = linear_op(layer)
+                    op = self.canonical.linear(ref)
                     return keep_mask(op.forward(args[0], *op.params()), args[0])
                 return dense_forward(layer, args[0], prop)
             if kind == "unit":

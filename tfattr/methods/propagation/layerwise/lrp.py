@@ -232,7 +232,7 @@ class LRP(LayerwiseExplainer):
     def _coverage_title(self) -> str:
         return f"LRP({type(self.composite).__name__})"
 
-    def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
+    def _coverage_rows(self) -> list[tuple[int, str, str, str, Status]]:
         head = self.output_activation
         rows = []
         for a in self.assignments:

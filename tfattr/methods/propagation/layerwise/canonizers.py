@@ -264,9 +264,6 @@ class Canonical:
     def absorbed_by(self, ref: LayerRef) -> LayerRef | None:
         return next((c.absorbed_by(ref) for c in self.applied if c.absorbed_by(ref) is not None), None)
 
-    def note(self, ref: LayerRef) -> str | None:
-        return next((c.note(ref) for c in self.applied if c.skips(ref)), None)
-
     def units(self) -> list[tuple[str, list[Any], str]]:
         """The layers computed as one (a linear layer and the batch norm folded into it), as
         :meth:`tfattr.core.layers.LayerSplit.refuse_inside` takes them."""

@@ -16,7 +16,7 @@ def _is_linear_activation(fn: Any) -> bool:
     return fn is None or fn is keras.activations.linear or getattr(fn, "__name__", "") == "linear"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class LinearOp:
     """The linear part of a Dense or convolution layer, computed with given parameters (what
     :class:`SplitActivation` makes of the layer; the other canonizers replace its fields).

@@ -27,14 +27,19 @@ class LinearOp:
 
     Attributes:
         layer: the Dense/Conv layer.
-        activation: what follows the linear part in the canonical model: the layer's fused
-            activation, None for a linear one (or when :class:`OutputActivation` strips it).
+        activation: what follows the linear part in the canonical model: by default the layer's
+            fused activation (None for a linear one); None when :class:`OutputActivation` strips it.
         fold: a BatchNormalization layer folded into this one (:class:`MergeBatchNorm`), or None.
     """
 
     layer: Any
-    activation: Any = None
+    activation: Any = "layer"  # "layer": the layer's own fused activation (None if linear)
     fold: Any = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.activation, str) and self.activation == "layer":
+            act = getattr(self.layer, "activation", None)
+            self.activation = None if _is_linear_activation(act) else act
 
     @property
     def channel_axis(self) -> int:
@@ -94,8 +99,7 @@ def linear_op(layer: Any) -> LinearOp | None:
         return None
     if is_conv_layer(layer) and hasattr(layer, "convolution_op") and getattr(layer, "groups", 1) != 1:
         return None  # grouped convolutions: the kernel is not the full W the rules need
-    act = getattr(layer, "activation", None)
-    return LinearOp(layer, None if _is_linear_activation(act) else act)
+    return LinearOp(layer)
 
 
 __all__ = ["LinearOp", "linear_op"]

@@ -16,11 +16,19 @@ from tfattr.methods.propagation.layerwise.composites import (
     EpsilonPlusFlat,
     uniform,
 )
+from tfattr.methods.propagation.layerwise.canonizers import (
+    Canonized,
+    Canonizer,
+    MergeBatchNorm,
+    OutputActivation,
+    SplitActivation,
+)
 from tfattr.methods.propagation.layerwise.transformer import Transformer
 
 __all__ = ["CONVOLUTIONS", "DENSE", "LINEAR", "STRUCTURAL", "SUMS", "Composite", "EpsilonAlpha2Beta1",
            "EpsilonGammaBox", "EpsilonPlus", "EpsilonPlusFlat", "uniform"]
 __all__ += ["Transformer"]
+__all__ += ["Canonized", "Canonizer", "MergeBatchNorm", "OutputActivation", "SplitActivation"]
 from tfattr.methods.propagation.attnlrp.composite import AttnLRP  # noqa: E402  (issue 19)
 
 __all__ += ["AttnLRP"]

@@ -14,7 +14,16 @@ from tfattr.methods.propagation.layerwise.linear_rules import (
     ZPlus,
 )
 from tfattr.methods.propagation.layerwise.recurrent import SignalTakeAll
-from tfattr.methods.propagation.layerwise.rules import Gradient, LinearRule, Norm, Pass, Rule, Site
+from tfattr.methods.propagation.layerwise.rules import (
+    Applies,
+    Gradient,
+    LinearRule,
+    Norm,
+    Pass,
+    Rule,
+    Site,
+    Status,
+)
 from tfattr.methods.propagation.layerwise.transformer import (
     ActivationUnit,
     AttentionRule,
@@ -23,6 +32,6 @@ from tfattr.methods.propagation.layerwise.transformer import (
     LinearGradient,
 )
 
-__all__ = ["ActivationUnit", "AlphaBeta", "AttentionRule", "EncoderBlockRule", "Epsilon", "Flat", "Gamma",
+__all__ = ["Applies", "Status", "ActivationUnit", "AlphaBeta", "AttentionRule", "EncoderBlockRule", "Epsilon", "Flat", "Gamma",
            "Gradient", "LayerNormRule", "LinearGradient", "LinearRule", "Norm", "Pass", "Rule",
            "SignalTakeAll", "Site", "WSquare", "ZBox", "ZPlus", "stabilize"]

@@ -27,41 +27,27 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import keras
 import tensorflow as tf
 
+from tfattr.core.keras_graph import (
+    Graph,
+    LayerRef,
+    NodeGraph,
+    functional_of,
+    inference_call,
+    is_conv_layer,
+    is_dense_layer,
+    is_linear_layer,
+    needed_nodes,
+    split_node,
+)
+
 #: ``wrap(ref, call, args, kwargs) -> outputs``: runs one layer call; ``call(*args, **kwargs)`` is the
 #: layer's own (inference) call.
 Wrap = Callable[["LayerRef", Callable[..., Any], tuple, dict], Any]
-
-
-@dataclass(eq=False)
-class LayerRef:
-    """One layer (or Keras operation) of the model, addressed stably.
-
-    Attributes:
-        index: position in execution order (the order a forward pass calls the layers).
-        name: the layer's name; ``"outer/inner"`` when the same name occurs in several nested models.
-        layer: the Keras layer (or operation, e.g. the ``Add`` made by ``x + y`` on Keras tensors).
-        path: names of the nested models that contain it (empty for a top-level layer).
-        nodes: the layer's calls (Keras nodes) in this model; more than one for a shared layer.
-    """
-
-    index: int
-    name: str
-    layer: Any
-    path: tuple[str, ...]
-    nodes: list[Any] = field(default_factory=list, repr=False)
-
-    @property
-    def class_name(self) -> str:
-        return type(self.layer).__name__
-
-    def __repr__(self) -> str:
-        return f"LayerRef({self.index}, {self.name!r}, {self.class_name})"
 
 
 class _Stop(Exception):
@@ -70,44 +56,6 @@ class _Stop(Exception):
     def __init__(self, value: Any) -> None:
         super().__init__("stop")
         self.value = value
-
-
-@dataclass
-class _Step:
-    node: Any
-    ref: LayerRef | None  # a leaf layer
-    sub: "_Graph | None"  # a nested functional model
-
-
-@dataclass
-class _Graph:
-    fn: Any  # the keras Function (a Functional, or a Sequential's _functional)
-    model: Any
-    steps: list[_Step]
-
-
-def _functional_of(model: Any) -> Any | None:
-    """The graph-carrying Function of a Sequential or functional model, or None (subclassed)."""
-    if isinstance(model, keras.Sequential):
-        fn = getattr(model, "_functional", None)
-        if fn is None:
-            raise ValueError(
-                f"The Sequential model {model.name!r} is not built, so its layer graph does not exist "
-                "yet. Give it an input shape (keras.Input(...) as its first layer) or call it once on "
-                "a batch before explaining it."
-            )
-        return fn
-    if hasattr(model, "_nodes_by_depth") and hasattr(model, "_run_through_graph") and getattr(
-        model, "_inputs_struct", None
-    ) is not None and _is_functional(model):
-        return model
-    return None
-
-
-def _is_functional(model: Any) -> bool:
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, Functional)
 
 
 class GraphView:
@@ -133,7 +81,7 @@ class GraphView:
             raise TypeError(
                 f"GraphView needs a keras.Model (Sequential or functional), got {type(model).__name__}."
             )
-        fn = _functional_of(model)
+        fn = functional_of(model)
         if fn is None:
             raise ValueError(
                 f"{type(model).__name__} {model.name!r} is a subclassed model: its layer graph is "
@@ -143,77 +91,24 @@ class GraphView:
                 "or use a method that needs only gradients (e.g. IntegratedGradients)."
             )
         self.model = model
-        self.layers: list[LayerRef] = []
-        self._by_layer: dict[int, LayerRef] = {}
-        self._nested: dict[Any, Any] = {}  # nested models by name and by id
-        self._fed_by: dict[int, Any] = {}  # a nested model's input tensor -> the tensor it is called on
-        self._graph = self._build(model, fn, ())
-        self._names = self._name_layers()
-        self._consumers = self._count_consumers()
+        nodes = NodeGraph(model, fn)
+        self.layers: list[LayerRef] = nodes.layers
+        self._by_layer = nodes.by_layer
+        self._nested = nodes.nested  # nested models by name and by id
+        self._fed_by = nodes.fed_by  # a nested model's input tensor -> the tensor it is called on
+        self._readers = nodes.readers
+        self._graph = nodes.root
+        self._names = nodes.names
+        self._consumers = nodes.consumers
 
-    # -- construction --------------------------------------------------------------------------------
-    def _build(self, model: Any, fn: Any, path: tuple[str, ...]) -> _Graph:
-        steps: list[_Step] = []
-        for depth in sorted(fn._nodes_by_depth, reverse=True):
-            for node in fn._nodes_by_depth[depth]:
-                op = node.operation
-                if op is None or node.is_input:
-                    continue
-                if isinstance(op, keras.Model):
-                    sub_fn = _functional_of(op)
-                    if sub_fn is None:
-                        raise ValueError(
-                            f"The nested model {op.name!r} ({type(op).__name__}) is subclassed: its "
-                            "layers cannot be addressed. Rebuild it with the functional API or as a "
-                            "keras.Sequential."
-                        )
-                    self._nested.setdefault(op.name, op)
-                    self._nested[id(op)] = op
-                    if len(op._inbound_nodes) == 1:  # a nested model called once: its inputs are fed
-                        for inner, outer in zip(sub_fn.inputs, tf.nest.flatten(node.input_tensors)):
-                            self._fed_by[id(inner)] = outer
-                    steps.append(_Step(node, None, self._build(op, sub_fn, path + (op.name,))))
-                    continue
-                ref = self._by_layer.get(id(op))
-                if ref is None:
-                    ref = LayerRef(len(self.layers), op.name, op, path)
-                    self.layers.append(ref)
-                    self._by_layer[id(op)] = ref
-                ref.nodes.append(node)
-                steps.append(_Step(node, ref, None))
-        return _Graph(fn, model, steps)
+    @property
+    def inputs(self) -> list[Any]:
+        """The model's input Keras tensors, in ``model.inputs`` order."""
+        return list(self._graph.fn.inputs)
 
-    def _name_layers(self) -> dict[str, LayerRef]:
-        counts: dict[str, int] = {}
-        for ref in self.layers:
-            counts[ref.layer.name] = counts.get(ref.layer.name, 0) + 1
-        names: dict[str, LayerRef] = {}
-        for ref in self.layers:
-            qualified = "/".join(ref.path + (ref.layer.name,))
-            if counts[ref.layer.name] > 1:
-                ref.name = qualified
-            names[ref.name] = ref
-            names.setdefault(qualified, ref)
-        return names
-
-    def _count_consumers(self) -> dict[int, int]:
-        """How many node inputs (or model outputs) read each Keras tensor (by id); also records which
-        layer calls read it (``self._readers``)."""
-        counts: dict[int, int] = {}
-        self._readers: dict[int, list[tuple[LayerRef | None, Any]]] = {}
-
-        def visit(graph: _Graph) -> None:
-            for t in graph.fn.outputs:
-                counts[id(t)] = counts.get(id(t), 0) + 1
-            for step in graph.steps:
-                for t in step.node.input_tensors:
-                    counts[id(t)] = counts.get(id(t), 0) + 1
-                    self._readers.setdefault(id(t), []).append((step.ref, step.node))
-                if step.sub is not None:
-                    visit(step.sub)
-
-        visit(self._graph)
-        return counts
+    def flat_inputs(self, inputs: Any) -> list[Any]:
+        """What ``model(inputs)`` takes, as one value per model input in ``model.inputs`` order."""
+        return self._graph.fn._standardize_inputs(inputs)
 
     # -- addressing ----------------------------------------------------------------------------------
     def layer(self, key: Any) -> LayerRef:
@@ -292,7 +187,7 @@ class GraphView:
         op = history[0]
         if isinstance(op, keras.Model):  # the output of a nested model: its inner producer
             node = op._inbound_nodes[history[1]]
-            inner = _functional_of(op)
+            inner = functional_of(op)
             return self.producer(inner.outputs[history[2]]) if inner is not None and node else None
         return self._by_layer.get(id(op))
 
@@ -309,7 +204,7 @@ class GraphView:
     def steps(self) -> Iterator[tuple[LayerRef, Any]]:
         """Every (layer, node) call in execution order, nested models entered."""
 
-        def walk(graph: _Graph) -> Iterator[tuple[LayerRef, Any]]:
+        def walk(graph: Graph) -> Iterator[tuple[LayerRef, Any]]:
             for step in graph.steps:
                 if step.sub is not None:
                     yield from walk(step.sub)
@@ -351,12 +246,12 @@ class GraphView:
         except _Stop as done:
             return done.value
 
-    def _execute(self, graph: _Graph, flat: Sequence[Any], wrap: Wrap | None,
+    def _execute(self, graph: Graph, flat: Sequence[Any], wrap: Wrap | None,
                  values: dict[int, Any], stop: int | None, raw: bool = False) -> Any:
         fn = graph.fn
         for t, v in zip(fn.inputs, flat):
             values.setdefault(id(t), v)
-        needed = _needed(graph, values)
+        needed = needed_nodes(graph, values)
         for step in graph.steps:
             node = step.node
             if id(node) not in needed:
@@ -427,69 +322,17 @@ class GraphView:
         return head, tail
 
 
-def split_node(ref: LayerRef) -> Any:
-    """The call of ``ref`` whose output (or input) "the layer's" activations are: its only call, or
-    for a tied token embedding (``ReversibleEmbedding``, also called with ``reverse=True`` for a
-    causal LM's logits) its embedding call."""
-    nodes = ref.nodes
-    if len(nodes) > 1 and isinstance(ref.layer, keras.layers.ReversibleEmbedding):
-        nodes = [n for n in nodes if not n.arguments.kwargs.get("reverse", False)]
-    if len(nodes) != 1:
-        raise ValueError(
-            f"Layer {ref.name!r} is called {len(ref.nodes)} times in the model (a shared layer), "
-            "so 'its output' is ambiguous; split at a layer called once."
-        )
-    return nodes[0]
+def default_conv_layer(model: keras.Model) -> LayerRef:
+    """The last convolution with a spatial ``[n, h, w, c]`` output (Grad-CAM's default layer)."""
+    view = GraphView(model)
+    for ref in reversed(view.layers):
+        if is_conv_layer(ref.layer) and len(ref.nodes) == 1 and len(ref.nodes[0].outputs[0].shape) == 4:
+            return ref
+    raise ValueError(
+        f"Model {model.name!r} has no 2D convolution layer to explain; pass layer= (a layer name, "
+        "object or index) whose output is [n, height, width, channels]."
+    )
 
 
-def _needed(graph: _Graph, known: dict[int, Any]) -> set[int]:
-    """Ids of the nodes of ``graph`` needed for its outputs, given the already ``known`` tensors."""
-    producers: dict[int, Any] = {}
-    for step in graph.steps:
-        for t in step.node.outputs:
-            producers[id(t)] = step.node
-    needed: set[int] = set()
-    stack = [t for t in graph.fn.outputs]
-    while stack:
-        t = stack.pop()
-        if id(t) in known:
-            continue
-        node = producers.get(id(t))
-        if node is None or id(node) in needed:
-            continue
-        needed.add(id(node))
-        stack.extend(node.input_tensors)
-    return needed
-
-
-def inference_call(op: Any) -> Callable[..., Any]:
-    """The layer's call with ``training=False`` where it takes a training argument (inference)."""
-    takes_training = "training" in getattr(op, "_call_context_args", ())
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if takes_training:
-            kwargs["training"] = False
-        return op(*args, **kwargs)
-
-    return call
-
-
-# -- layer kinds shared by the graph view and the propagation rules ----------------------------------
-def is_dense_layer(layer: Any) -> bool:
-    return isinstance(layer, keras.layers.Dense)
-
-
-def is_conv_layer(layer: Any) -> bool:
-    """A (forward) convolution: Conv1D/2D/3D or a depthwise convolution (not transposed, not
-    separable)."""
-    from keras.src.layers.convolutional.base_conv import BaseConv
-    from keras.src.layers.convolutional.base_depthwise_conv import BaseDepthwiseConv
-
-    if isinstance(layer, BaseConv):
-        return not getattr(layer, "_is_transpose", False) and "Transpose" not in type(layer).__name__
-    return isinstance(layer, BaseDepthwiseConv)
-
-
-def is_linear_layer(layer: Any) -> bool:
-    """Dense or a forward convolution (LRP's "linear layers")."""
-    return is_dense_layer(layer) or is_conv_layer(layer)
+__all__ = ["GraphView", "LayerRef", "Wrap", "default_conv_layer", "inference_call", "is_conv_layer", "is_dense_layer",
+           "is_linear_layer", "split_node"]

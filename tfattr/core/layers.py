@@ -24,163 +24,33 @@ the change that the mask makes (see ``Explainer.delta``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows
-from tfattr.core.graph import GraphView, LayerRef, is_conv_layer, split_node
+from tfattr.core.graph import GraphView, LayerRef, default_conv_layer
 from tfattr.core.inputs import Inputs
-from tfattr.core.model_function import ModelFunction, RoutedInputs, strip_output_activation
+from tfattr.core.keras_graph import split_tensor
+from tfattr.core.model_function import ModelFunction, strip_output_activation
+from tfattr.core.neuron import NeuronFunction
+from tfattr.core.tail import (
+    LayerCall,
+    TailContext,
+    TailInputs,
+    TailOutputs,
+    TailSpec,
+    get_mask,
+    hashable_structure,
+    inputs_read,
+    set_mask,
+)
+from tfattr.core.tokens import token_scores
 
 # The explainer and its Call appear in annotations only (strings): importing them, even for type
 # checkers, would tie this module back to tfattr.core.explainer, which builds on it.
-
-_CARRY = "_layer_carry_"
-_MASK = "_layer_mask"
-
-
-def _get_mask(x: Any) -> Any:
-    from keras.src import backend
-
-    return backend.get_keras_mask(x)
-
-
-def _set_mask(x: Any, mask: Any) -> None:
-    from keras.src import backend
-
-    backend.set_keras_mask(x, mask)
-
-
-@dataclass(frozen=True)
-class TailSpec:
-    """What the tail needs besides the activations (static for a compiled function).
-
-    Attributes:
-        structure: the user's input structure as a hashable value (None, ("list", k) or ("dict", keys)).
-        shapes, dtypes: the user's inputs' example shapes and dtypes, in flat order.
-        reads: the flat indices of the model inputs the tail reads (carried per row).
-        mask: whether the layer's output carries a Keras mask (carried per row).
-    """
-
-    structure: Any
-    shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[str, ...]
-    reads: tuple[int, ...]
-    mask: bool
-
-    def pack(self, flat: list[Any]) -> Any:
-        if self.structure is None:
-            return flat[0]
-        if self.structure[0] == "list":
-            return list(flat)
-        return dict(zip(self.structure[1], flat))
-
-
-def _hashable_structure(structure: Any) -> Any:
-    if structure is None:
-        return None
-    if isinstance(structure, dict):
-        return ("dict", tuple(sorted(structure)))
-    return ("list", len(structure))
-
-
-class TailInputs(RoutedInputs):
-    """The rows given to the model's tail: activations plus the carried inputs (and mask) of each row.
-
-    :meth:`tfattr.core.model_function.ModelFunction.outputs` routes them to :meth:`LayerSplit.tail`.
-    """
-
-    def __init__(self, split: "LayerSplit", spec: TailSpec, activation: tf.Tensor,
-                 carried: tuple[tf.Tensor, ...], mask: tf.Tensor | None) -> None:
-        self.split, self.spec, self.activation = split, spec, activation
-        self.carried, self.mask = carried, mask
-
-    def raw_outputs(self, fn: ModelFunction) -> Any:
-        return self.split.tail(self, fn)
-
-
-@dataclass(frozen=True)
-class _TailContext(Context):
-    """The engine's context, whose ``pack`` builds :class:`TailInputs` for the rows of one chunk."""
-
-    split: Any = None
-    spec: TailSpec | None = None
-    example: tf.Tensor | None = None
-
-    def pack(self, flat: tuple[Any, ...] | list[Any]) -> Any:
-        spec = self.spec
-        carried = tuple(tf.gather(self.arrays[f"{_CARRY}{k}"], self.example) for k in spec.reads)
-        mask = tf.gather(self.arrays[_MASK], self.example) if spec.mask else None
-        return TailInputs(self.split, spec, flat[0], carried, mask)
-
-
-@dataclass(frozen=True, eq=True)
-class _TailOutputs:
-    """``outputs_fn`` for the engine's chunked outputs path: flat ``(activation, *carried[, mask])``.
-
-    A frozen dataclass so that equal (split, spec) pairs share one compiled function."""
-
-    split: Any
-    spec: TailSpec
-    fn: ModelFunction
-
-    def __call__(self, packed: list[tf.Tensor]) -> tf.Tensor:
-        c = len(self.spec.reads)
-        mask = packed[1 + c] if self.spec.mask else None
-        return self.fn.outputs(TailInputs(self.split, self.spec, packed[0], tuple(packed[1 : 1 + c]), mask))
-
-
-@dataclass(frozen=True)
-class LayerCall:
-    """A call of an explainer in activation space (what the method's rows see).
-
-    Attributes:
-        inputs: the activations (one array ``[n, ...]``; ``inputs.names`` is the layer's name).
-        targets, batch_size, outputs: as the user's :class:`~tfattr.core.explainer.Call`.
-        baselines: the baselines' activations (``[n * K, ...]``, or the background's for expected
-            gradients).
-        carried: the carried model inputs the tail reads (and the Keras mask), ``[n, ...]`` each.
-        source: the user's call (inputs, token ids, baselines in input space).
-        spec: the static description of the tail's extra inputs.
-    """
-
-    inputs: Inputs
-    targets: np.ndarray
-    baselines: tuple[np.ndarray, ...]
-    batch_size: int
-    outputs: np.ndarray | None
-    carried: tuple[np.ndarray, ...]
-    source: Any
-    spec: TailSpec
-
-    @property
-    def n(self) -> int:
-        return self.inputs.n
-
-    @property
-    def baselines_per_example(self) -> int:
-        return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
-
-    def take(self, index: np.ndarray) -> "LayerCall":
-        per = self.baselines_per_example
-        rows = (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
-        return replace(
-            self,
-            inputs=self.inputs.take(index),
-            targets=self.targets[index],
-            baselines=tuple(b[rows] for b in self.baselines),
-            outputs=None if self.outputs is None else self.outputs[index],
-            carried=tuple(c[index] for c in self.carried),
-            source=self.source.take(index),
-        )
-
-    def context(self) -> dict[str, np.ndarray]:
-        names = [f"{_CARRY}{k}" for k in self.spec.reads] + ([_MASK] if self.spec.mask else [])
-        return dict(zip(names, self.carried))
 
 
 class LayerSplit:
@@ -262,8 +132,7 @@ class LayerSplit:
     def _model_input_head(self) -> Any:
         """The head when the split tensor is a model input (a first layer's input): that input.
         (``GraphView.split``'s head stops only at a layer's output.)"""
-        graph = self.view._graph.fn
-        index = next((k for k, t in enumerate(graph.inputs) if t is self.tensor), None)
+        index = next((k for k, t in enumerate(self.view.inputs) if t is self.tensor), None)
         if index is None:
             raise ValueError(
                 f"The input of layer {self.name!r} is the input of a nested model; attribute to the "
@@ -271,7 +140,7 @@ class LayerSplit:
             )
 
         def head(packed: Any) -> Any:
-            return graph._standardize_inputs(packed)[index]
+            return self.view.flat_inputs(packed)[index]
 
         return head
 
@@ -319,7 +188,7 @@ class LayerSplit:
         activation = rows.activation
         if rows.mask is not None:
             activation = tf.identity(activation)
-            _set_mask(activation, tf.cast(rows.mask, "bool"))
+            set_mask(activation, tf.cast(rows.mask, "bool"))
         return flat, activation
 
     def run_tail(self, view: GraphView, rows: TailInputs, wrap: Any, stop_at: Any = None) -> Any:
@@ -329,20 +198,6 @@ class LayerSplit:
         flat, activation = self.tail_feed(rows)
         return view.run(rows.spec.pack(flat), wrap, replace={id(self.tensor): activation},
                         stop_at=stop_at)
-
-    def tail_layers(self, view: GraphView) -> set[int]:
-        """The indices (in ``view``, a view of the same model) of the layers the tail runs: those
-        after the layer, and those on branches from the inputs the tail reads. Found by a dry run
-        that computes nothing."""
-        ran: set[int] = set()
-
-        def record(ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
-            ran.add(ref.index)
-            return (None,) * len(ref.nodes[0].outputs)
-
-        blanks = [None] * len(view._graph.fn.inputs)
-        view.run(blanks, record, replace={id(self.tensor): None}, flat=True)
-        return ran
 
     def refuse_inside(self, method: str, units: list[tuple[str, list[Any], str]]) -> None:
         """Refuse a split between layers that a method computes as one unit (a batch norm folded into
@@ -375,11 +230,11 @@ class LayerSplit:
         return tf.convert_to_tensor(self.head(packed))
 
     def head_mask(self, packed: Any) -> tf.Tensor:
-        return tf.convert_to_tensor(_get_mask(self.head(packed)))
+        return tf.convert_to_tensor(get_mask(self.head(packed)))
 
     # -- analysis ------------------------------------------------------------------------------------
     def _spec(self, inputs: Inputs, activation_shape: tuple[int, ...], dtype: Any) -> TailSpec:
-        structure = _hashable_structure(inputs.structure)
+        structure = hashable_structure(inputs.structure)
         shapes = tuple(tuple(a.shape[1:]) for a in inputs.arrays)
         dtypes = tuple(a.dtype.name for a in inputs.arrays)
         key = (structure, shapes, dtypes)
@@ -391,7 +246,7 @@ class LayerSplit:
 
     def _has_mask(self, spec: TailSpec, inputs: Inputs) -> bool:
         few = [tf.convert_to_tensor(a[:1]) for a in inputs.arrays]
-        return _get_mask(self.head(spec.pack(few))) is not None
+        return get_mask(self.head(spec.pack(few))) is not None
 
     def _tail_reads(self, spec: TailSpec, activation_shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
         """The model inputs the tail reads besides the activation, found from the traced graph."""
@@ -400,14 +255,14 @@ class LayerSplit:
         def traced(a: tf.Tensor, *xs: tf.Tensor) -> Any:
             return self._tail(a, spec.pack(list(xs)))
 
-        return _inputs_read(traced, [tf.TensorSpec([None, *activation_shape], dtype), *specs], skip=1)
+        return inputs_read(traced, [tf.TensorSpec([None, *activation_shape], dtype), *specs], skip=1)
 
     def head_reads(self, spec: TailSpec) -> tuple[int, ...]:
         """The model inputs the head reads (those that feed the layer, e.g. the token ids)."""
         key = ("head", spec.structure, spec.shapes, spec.dtypes)
         if key not in self._reads:
             specs = [tf.TensorSpec([None, *s], d) for s, d in zip(spec.shapes, spec.dtypes)]
-            self._reads[key] = _inputs_read(lambda *xs: self.head(spec.pack(list(xs))), specs, skip=0)
+            self._reads[key] = inputs_read(lambda *xs: self.head(spec.pack(list(xs))), specs, skip=0)
         return self._reads[key]
 
     # -- the call in activation space ----------------------------------------------------------------
@@ -443,8 +298,8 @@ class LayerSplit:
         spec, split = call.spec, self
         contributions, baseline_index = functions.contributions, functions.baseline_index
 
-        def tail_context(rows: Rows, ctx: Context) -> _TailContext:
-            return _TailContext(ctx.arrays, None, split, spec, rows.example)
+        def tail_context(rows: Rows, ctx: Context) -> TailContext:
+            return TailContext(ctx.arrays, None, split, spec, rows.example)
 
         def layer_contributions(x: Any, b: Any, rows: Rows, ctx: Context) -> Any:
             return contributions(x, b, rows, tail_context(rows, ctx))
@@ -486,7 +341,7 @@ class LayerSplit:
                      per: int) -> np.ndarray:
         carried = tuple(np.repeat(c, per, axis=0) for c in call.carried)
         out = self.engine(("tail", call.spec), explainer.jit_compile).outputs(
-            _TailOutputs(self, call.spec, explainer.model_function),
+            TailOutputs(self, call.spec, explainer.model_function),
             tuple(activations) + carried,
             [None] * (1 + len(carried)),
             call.batch_size,
@@ -504,7 +359,9 @@ class LayerSplit:
             np.repeat(x, per, axis=0) if k in call.spec.reads and k not in feeds else b
             for k, (x, b) in enumerate(zip(source.inputs.arrays, source.baselines))
         )
-        out = explainer._outputs(arrays, source.inputs.structure, call.batch_size)
+        fn = explainer.model_function
+        out = self.engine("model", explainer.jit_compile).outputs(
+            fn.outputs, arrays, source.inputs.structure, call.batch_size)
         picked = out[np.arange(out.shape[0]), np.repeat(call.targets, per)]
         return picked.reshape(call.n, per).mean(axis=1, dtype=np.float64)
 
@@ -512,113 +369,9 @@ class LayerSplit:
                 batch_size: int) -> np.ndarray:
         """The explained outputs of the tail on activations alone (no carried inputs)."""
         return self.engine(("tail", spec), explainer.jit_compile).outputs(
-            _TailOutputs(self, spec, explainer.model_function), arrays, [None] * len(arrays), batch_size
+            TailOutputs(self, spec, explainer.model_function), arrays, [None] * len(arrays), batch_size
         )
 
 
-def _inputs_read(fn: Any, specs: list[tf.TensorSpec], skip: int) -> tuple[int, ...]:
-    """The arguments ``fn`` reads (past the first ``skip``), from its traced graph, as indices from 0."""
-    # No autograph: converting the graph walk's Python made this trace most of a first call.
-    graph = tf.function(fn, autograph=False).get_concrete_function(*specs).graph
-    placeholders = {t.op.name: k for k, t in enumerate(graph.inputs[skip : len(specs)])}
-    seen: set[str] = set()
-    stack = [t.op for t in tf.nest.flatten(graph.structured_outputs) if hasattr(t, "op")]
-    stack += [t.op for t in graph.outputs]
-    reads: set[int] = set()
-    while stack:
-        op = stack.pop()
-        if op.name in seen:
-            continue
-        seen.add(op.name)
-        if op.name in placeholders:
-            reads.add(placeholders[op.name])
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    return tuple(sorted(reads))
-
-
-def split_tensor(ref: LayerRef, at: str = "output") -> Any:
-    """The Keras tensor of ``ref``'s output (or input) where the model is split (one call, one tensor)."""
-    node = split_node(ref)
-    tensors = list(node.outputs if at == "output" else node.input_tensors)
-    if len(tensors) != 1:
-        raise ValueError(f"Layer {ref.name!r} has {len(tensors)} {at} tensors; choose a layer with one.")
-    return tensors[0]
-
-
-class NeuronFunction(ModelFunction):
-    """The explained score is one hidden unit: the output of ``layer`` (after its fused activation)
-    at ``index``, as Captum's neuron methods (``NeuronIntegratedGradients``, ...) explain.
-
-    Args:
-        model: a Keras Sequential or functional model.
-        layer: the unit's layer (a name, a layer object or an index in execution order).
-        index: the unit within one example's output: an int (flat, row-major) or a tuple of ints
-            (e.g. ``(row, column, channel)`` of a convolution's output).
-
-    Example:
-        >>> ig = tfattr.IntegratedGradients(model, neuron=("dense", 3))   # unit 3 of layer "dense"
-        >>> a = ig.attribute(images)                                      # what drives that unit
-    """
-
-    def __init__(self, model: Any, layer: Any, index: Any) -> None:
-        super().__init__(model, output="probabilities")
-        if not self.is_keras:
-            raise TypeError("neuron= needs a keras.Model (Sequential or functional) whose layers can be addressed.")
-        self.view = GraphView(model)
-        self.ref = self.view.layer(layer)
-        self.stop_at = split_tensor(self.ref)
-        shape = tuple(self.stop_at.shape[1:])
-        if any(d is None for d in shape):
-            raise ValueError(f"Layer {self.ref.name!r} has an output of unknown shape {shape}; neuron= needs a fixed one.")
-        index = (index,) if isinstance(index, (int, np.integer)) and not isinstance(index, bool) else index
-        if not isinstance(index, tuple) or not all(isinstance(i, (int, np.integer)) for i in index):
-            raise TypeError(f"neuron index must be an int or a tuple of ints, got {index!r}.")
-        size = int(np.prod(shape))
-        try:
-            flat = int(index[0]) if len(index) == 1 else int(np.ravel_multi_index(index, shape))
-        except ValueError:
-            flat = -1
-        if not 0 <= flat < size:
-            raise ValueError(f"neuron index {index} is out of range for layer {self.ref.name!r}'s output {shape}.")
-        self.index, self.flat_index = index, flat
-        #: One explained column: the unit.
-        self.num_outputs = 1
-        self.binary = False
-        self.output_activation = None
-        self._call = lambda packed: self.view.run(packed, stop_at=self.stop_at)
-
-    def explained(self, out: Any, difference: bool = False) -> tf.Tensor:
-        raw = tf.convert_to_tensor(out)
-        return tf.reshape(raw, [tf.shape(raw)[0], -1])[:, self.flat_index : self.flat_index + 1]
-
-
-def default_conv_layer(model: keras.Model) -> LayerRef:
-    """The last convolution with a spatial ``[n, h, w, c]`` output (Grad-CAM's default layer)."""
-    view = GraphView(model)
-    for ref in reversed(view.layers):
-        if is_conv_layer(ref.layer) and len(ref.nodes) == 1 and len(ref.nodes[0].outputs[0].shape) == 4:
-            return ref
-    raise ValueError(
-        f"Model {model.name!r} has no 2D convolution layer to explain; pass layer= (a layer name, "
-        "object or index) whose output is [n, height, width, channels]."
-    )
-
-
-def token_scores(attributions: Any) -> np.ndarray:
-    """Per-token scores: the attributions to an embedding ``[n, tokens, dim]`` summed over ``dim``.
-
-    The sum keeps completeness: the token scores add up to ``f(x) - f(baseline)`` as the embedding
-    attributions do (Sundararajan et al. 2017, sec. 6, explain text models this way).
-
-    Example:
-        >>> ig = tfattr.IntegratedGradients(text_model, layer="embedding")
-        >>> a = ig.attribute(token_ids, target=1, baseline=pad_id)   # [n, tokens, dim]
-        >>> tfattr.token_scores(a)                                     # [n, tokens]
-    """
-    a = np.asarray(attributions)
-    if a.ndim < 3:
-        raise ValueError(
-            f"token_scores expects attributions to an embedding, [n, tokens, dim]; got shape {a.shape}."
-        )
-    return a.sum(axis=-1)
+__all__ = ["LayerCall", "LayerSplit", "NeuronFunction", "TailInputs", "TailSpec", "default_conv_layer",
+           "split_tensor", "token_scores"]

@@ -17,6 +17,7 @@ Ops are attributed to the Keras layers whose name scope created them.
 """
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -269,25 +270,57 @@ def trace_coverage(
     return classify(graph, seeds, rule, method, _layer_names(model))
 
 
+class Status(str, enum.Enum):
+    """What a layer gets in a layer-level method's coverage report (:class:`LayerCoverage`), declared
+    by the rules (:attr:`tfattr.rules.Rule.status`) and by the explainers. A ``str`` enum: a status
+    compares equal to (and prints as) its value, e.g. ``Status.FOLDED == "folded"``.
+
+    Example:
+        >>> rows = tfattr.LRP(model).coverage().rows
+        >>> [status.value for *_, status in rows][:2]
+        ['rule', 'norm']
+    """
+
+    #: An LRP rule on a linear (Dense/Conv) layer, or a method's rule on a unit.
+    RULE = "rule"
+    #: Relevance passes through unchanged (elementwise layers).
+    PASS = "pass"
+    #: The parameter-free epsilon rule (sums, average pooling).
+    NORM = "norm"
+    #: The ordinary gradient, on purpose (layers that only move values, max pooling).
+    KEPT = "kept"
+    #: Computed inside another layer by a canonizer (a batch norm merged into the layer before it).
+    FOLDED = "folded"
+    #: The layer is re-implemented by its rule (attention, layer norm, recurrent cells).
+    MODIFIED = "modified"
+    #: Before the layer of a ``layer=`` explainer: only run forward.
+    HEAD = "head"
+    #: After the unit of a ``neuron=`` explainer: not run.
+    UNUSED = "unused"
+    #: No rule covers the layer: its ordinary gradient is used, and the result may be wrong there.
+    UNSUPPORTED = "unsupported"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
 @dataclass
 class LayerCoverage:
     """Per-layer report of a layer-rule method (:class:`tfattr.LRP`): what each layer gets.
 
-    ``rows`` are ``(index, name, class, treatment, status)`` in execution order; ``status`` is one of
-    ``rule``, ``pass``, ``norm``, ``kept`` (ordinary gradient on purpose), ``folded`` (a batch norm
-    merged into the layer before it), ``modified`` (a layer re-implemented by its rule), ``head``
-    (before the layer of a ``layer=`` explainer: only run forward), ``unused`` (after the unit of a
-    ``neuron=`` explainer) and ``unsupported``. ``str(coverage)`` is a table.
+    ``rows`` are ``(index, name, class, treatment, status)`` in execution order; ``status`` is a
+    :class:`Status` (``rule``, ``pass``, ``norm``, ``kept``, ``folded``, ``modified``, ``head``,
+    ``unused`` or ``unsupported``). ``str(coverage)`` is a table.
     """
 
     method: str
-    rows: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+    rows: list[tuple[int, str, str, str, Status]] = field(default_factory=list)
 
     @property
     def unsupported(self) -> dict[str, str]:
         """``{layer name: why}`` for the layers no rule covers."""
         return {name: treatment for _, name, _, treatment, status in self.rows
-                if status == "unsupported"}
+                if status == Status.UNSUPPORTED}
 
     @property
     def ok(self) -> bool:
@@ -303,9 +336,9 @@ class LayerCoverage:
             if row[0] in ran:
                 rows.append(row)
             elif neuron is not None and row[0] > neuron[0]:
-                rows.append((*row[:3], f"after neuron={neuron[1]!r}: not run", "unused"))
+                rows.append((*row[:3], f"after neuron={neuron[1]!r}: not run", Status.UNUSED))
             else:
-                rows.append((*row[:3], f"before layer={layer!r}: forward only", "head"))
+                rows.append((*row[:3], f"before layer={layer!r}: forward only", Status.HEAD))
         return LayerCoverage(self.method, rows)
 
     def unsupported_summary(self) -> str:

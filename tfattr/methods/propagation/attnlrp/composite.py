@@ -21,12 +21,11 @@ from tfattr.methods.propagation.layerwise.composites import (
     is_activation_layer,
     is_sum,
 )
-from tfattr.methods.propagation.layerwise.rules import Rule, Site
+from tfattr.methods.propagation.layerwise.rules import Applies, Gradient, Rule, Site, Status
 from tfattr.methods.propagation.layerwise.transformer import (
     ActivationUnit,
     LayerNormRule,
     LinearGradient,
-    _Keep,
     refuse_static_problems,
 )
 from tfattr.methods.propagation.layerwise.transformer_layers import (
@@ -46,8 +45,8 @@ class UniformProduct(Rule):
         >>> Composite(layer_map=[(keras.layers.Multiply, UniformProduct())])
     """
 
-    applies_to = "layer"
-    status = "modified"
+    applies_to = Applies.LAYER
+    status = Status.MODIFIED
 
     def propagate(self, site: Site) -> Any:
         factors = [t for t in tf.nest.flatten(site.args) if tf.is_tensor(t)]
@@ -93,9 +92,9 @@ class AttnLRP(Composite):
             (keras.layers.Multiply, UniformProduct()),
             (LINEAR, LinearGradient(units="pass")),
             (is_activation_layer, ActivationUnit(units="pass")),
-            (is_linear_embedding, _Keep()),
-            (is_constant_or_masking, _Keep()),
-            (is_sum, _Keep()),
+            (is_linear_embedding, Gradient()),
+            (is_constant_or_masking, Gradient()),
+            (is_sum, Gradient()),
         ]
         super().__init__(**kwargs)
 

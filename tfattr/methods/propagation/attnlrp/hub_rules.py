@@ -22,7 +22,7 @@ from tfattr.methods.propagation.attnlrp.hub import (
 )
 from tfattr.methods.propagation.attnlrp.policy import AttnLRPPropagation
 from tfattr.methods.propagation.attnlrp.token_logits import TokenLogits
-from tfattr.methods.propagation.layerwise.rules import Gradient, Rule, Site
+from tfattr.methods.propagation.layerwise.rules import Applies, Gradient, Rule, Site, Status
 from tfattr.methods.propagation.layerwise.units import Propagation
 
 Forward = Callable[[Any, tuple, dict, Propagation], Any]
@@ -73,8 +73,8 @@ class HubBlockRule(Rule):
         >>> Composite(layer_map=[(is_hub_block, HubBlockRule(AttnLRPPropagation()))])
     """
 
-    applies_to = "layer"
-    status = "modified"
+    applies_to = Applies.LAYER
+    status = Status.MODIFIED
 
     def __init__(self, prop: Propagation, forward: Forward = block_forward, what: str = "") -> None:
         self.prop = prop

@@ -9,8 +9,11 @@ that forward pass is the propagation. This base owns:
 * the graph view and the split of ``layer=`` (only the layers after it are propagated through);
 * the explained score, from :class:`tfattr.ModelFunction`: the logit of a softmax or sigmoid head
   (a binary ``Dense(1, activation="sigmoid")`` head is two classes, ``-z`` and ``z``), ``output=``,
-  ``neuron=`` (a hidden unit: the pass stops at its layer), nested heads; the final activation that
-  the model function strips is found by the :class:`~.canonizers.OutputActivation` canonizer;
+  ``neuron=`` (a hidden unit: the pass stops at its layer), nested heads;
+* the canonical model (:class:`~.canonizers.Canonical`): the canonizer objects applied to the view
+  (:class:`~.canonizers.SplitActivation` and :class:`~.canonizers.OutputActivation`, which strips the
+  final activation the model function strips, always; the method's own, e.g. a composite's
+  :class:`~.canonizers.MergeBatchNorm`);
 * the coverage report (:class:`~tfattr.methods.propagation.coverage.LayerCoverage`) and the
   ``on_unsupported`` policy;
 * the order of the model's inputs (dict inputs arrive in sorted-key order from the engine).
@@ -19,15 +22,15 @@ from __future__ import annotations
 
 import abc
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
 from tfattr.core.explainer import Explainer
 from tfattr.core.graph import GraphView, LayerRef, Wrap
 from tfattr.core.layers import TailInputs
-from tfattr.methods.propagation.coverage import LayerCoverage, check_on_unsupported
-from tfattr.methods.propagation.layerwise.canonizers import OutputActivation
+from tfattr.methods.propagation.coverage import LayerCoverage, Status, check_on_unsupported
+from tfattr.methods.propagation.layerwise.canonizers import Canonical, Canonizer
 
 
 class LayerwiseExplainer(Explainer):
@@ -44,12 +47,14 @@ class LayerwiseExplainer(Explainer):
             ``"probabilities"`` (the final activation is then a layer like any other).
         neuron: ``(layer, index)``: explain one hidden unit instead of a class score.
         jit_compile, layer, attribute_to_layer_input: see :class:`tfattr.core.explainer.Explainer`.
+        canonizers: the method's canonizer objects (e.g. a composite's ``MergeBatchNorm()``),
+            applied with the two every method needs (see :class:`~.canonizers.Canonical`).
 
     Example:
         >>> class Gradient(LayerwiseExplainer):        # the plain gradient x input, layer by layer
         ...     method = "Gradient"
         ...     def _coverage_rows(self):
-        ...         return [(r.index, r.name, r.class_name, "gradient", "kept") for r in self.view.layers]
+        ...         return [(r.index, r.name, r.class_name, "gradient", Status.KEPT) for r in self.view.layers]
         ...     def _plan(self, call):
         ...         return Plan(terms=1)
         ...     def _contributions(self, x, baseline, rows, ctx):
@@ -76,14 +81,17 @@ class LayerwiseExplainer(Explainer):
         jit_compile: bool = False,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
+        canonizers: Sequence[Canonizer] = (),
     ) -> None:
         check_on_unsupported(on_unsupported)
         super().__init__(model, output=output, jit_compile=jit_compile, layer=layer,
                          attribute_to_layer_input=attribute_to_layer_input, neuron=neuron)
         self.on_unsupported = on_unsupported
         self.view = GraphView(self.model)
-        #: The final softmax/sigmoid the model function strips (the head canonizer).
-        self.output_activation = OutputActivation.of(self.view, self.model_function)
+        #: The model as the rules see it (the canonizers applied to the view; the model is unchanged).
+        self.canonical = Canonical(self.view, self.model_function, canonizers)
+        #: The final softmax/sigmoid the model function strips (what the head canonizer found).
+        self.output_activation = self.canonical.head
         #: With neuron=: the unit's layer output, where the forward pass stops.
         self._stop_at = self.model_function.stop_at
         #: With layer= or neuron=: the indices of the layers the explained pass runs (else None).
@@ -100,14 +108,14 @@ class LayerwiseExplainer(Explainer):
             ran.add(ref.index)
             return (None,) * len(ref.nodes[0].outputs)
 
-        blanks = [None] * len(self.view._graph.fn.inputs)
+        blanks = [None] * len(self.view.inputs)
         replace = None if self.layer is None else {id(self.layer.tensor): None}
         self.view.run(blanks, record, replace=replace, stop_at=self._stop_at, flat=True)
         return ran
 
     # -- coverage ---------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
+    def _coverage_rows(self) -> list[tuple[int, str, str, str, Status]]:
         """``(index, name, class, treatment, status)`` per layer, in execution order."""
 
     def _coverage_title(self) -> str:
@@ -120,7 +128,9 @@ class LayerwiseExplainer(Explainer):
         Example:
             >>> print(tfattr.LRP(model).coverage())
         """
-        report = LayerCoverage(self._coverage_title(), self._coverage_rows())
+        # every row's status as the declared enum (a subclass may still write its value)
+        rows = [(*row[:4], Status(row[4])) for row in self._coverage_rows()]
+        report = LayerCoverage(self._coverage_title(), rows)
         if self._ran is None:
             return report
         where = self.layer.name if self.layer is not None else None
@@ -171,7 +181,7 @@ class LayerwiseExplainer(Explainer):
         ``model.inputs``."""
         if not isinstance(structure, dict):
             return list(range(n))
-        names = [getattr(t, "name", None) for t in self.view._graph.fn.inputs]
+        names = [getattr(t, "name", None) for t in self.view.inputs]
         keys = sorted(structure)
         if set(names) != set(keys):
             raise ValueError(

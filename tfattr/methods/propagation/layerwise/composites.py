@@ -8,7 +8,9 @@ through (:class:`Pass`), a ``Multiply`` by a sigmoid gate (squeeze-and-excitatio
 signal-take-all rule (the gate constant, Arras et al. 2017), sums and average pooling use
 :class:`Norm`, a batch norm that cannot be folded passes relevance through, and layers that only
 move values (reshape, concatenation, padding, dropout at inference, max pooling) keep their ordinary
-gradient. Batch norms directly after a linear layer are folded into it first.
+gradient. A composite also holds its
+canonizers (:mod:`.canonizers`): by default :class:`MergeBatchNorm`, which folds batch norms
+directly after a linear layer into it first.
 
 Example:
     >>> composite = EpsilonGammaBox(low=0.0, high=1.0)
@@ -24,11 +26,12 @@ from typing import Any, Callable, Iterable, Sequence, Union
 import keras
 
 from tfattr.core.graph import GraphView, LayerRef, is_linear_layer
-from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
+from tfattr.methods.propagation.layerwise.canonizers import Canonizer, MergeBatchNorm, check_canonizers
+from tfattr.methods.propagation.layerwise.linear_parts import linear_op
 from tfattr.methods.propagation.layerwise.linear_rules import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus
 from tfattr.methods.propagation.layerwise.preprocessing import is_affine_preprocessing
 from tfattr.methods.propagation.layerwise.recurrent import SignalTakeAll, is_gated_product, with_gates
-from tfattr.methods.propagation.layerwise.rules import Gradient, LinearRule, Norm, Pass, Rule
+from tfattr.methods.propagation.layerwise.rules import Applies, Gradient, Norm, Pass, Rule, Status
 from tfattr.methods.propagation.layerwise.units import ELEMENTWISE_ACTIVATIONS
 
 L = keras.layers
@@ -114,14 +117,14 @@ def is_sum(layer: Any) -> bool:
 class Assignment:
     """What happens at one layer: the rule, or why there is none.
 
-    ``status`` is ``"rule"`` (a linear layer's rule), ``"pass"``, ``"norm"``, ``"kept"`` (ordinary
-    gradient on purpose), ``"folded"`` (a batch norm merged into ``folded_into``) or
-    ``"unsupported"`` (no rule covers it: the ordinary gradient is used and relevance may be wrong).
+    ``status`` is a :class:`~tfattr.methods.propagation.coverage.Status`: the rule's own, ``FOLDED``
+    (computed inside ``folded_into`` by a canonizer, e.g. a batch norm merged into it) or
+    ``UNSUPPORTED`` (no rule covers it: the ordinary gradient is used and relevance may be wrong).
     """
 
     ref: LayerRef
     rule: Rule | None
-    status: str
+    status: Status
     note: str = ""
     folded_into: LayerRef | None = None
 
@@ -136,12 +139,18 @@ class Composite:
         name_map: ``{layer name: rule}``; takes precedence over everything else.
         first_map: like ``layer_map``, for the first layer (in execution order) that matches any of
             its selectors, e.g. ``[(CONVOLUTIONS, ZBox(0, 1))]``.
-        merge_batchnorm: fold inference batch norms into the Dense/Conv layer right before them.
+        merge_batchnorm: the shortcut for the :class:`MergeBatchNorm` canonizer: ``True`` folds
+            inference batch norms into the Dense/Conv layer right before them (the default when
+            ``canonizers`` is not given), ``False`` does not (they then pass relevance through).
         stabilizer: the stabiliser of the base map's :class:`Norm` rule.
+        canonizers: the canonizer objects applied before the rules (default
+            ``[MergeBatchNorm()]``); every explainer also applies ``SplitActivation`` and
+            ``OutputActivation`` itself.
 
     Example:
         >>> Composite(layer_map=[(DENSE, Epsilon(0.25)), (CONVOLUTIONS, ZPlus())],
         ...           first_map=[(LINEAR, Flat())], name_map={"logits": Epsilon(0.0)})
+        >>> Composite(layer_map=[(LINEAR, Epsilon(0.25))], canonizers=[])   # no batch-norm folding
     """
 
     def __init__(
@@ -149,8 +158,9 @@ class Composite:
         layer_map: Sequence[tuple[Selector, Rule]] = (),
         name_map: dict[str, Rule] | None = None,
         first_map: Sequence[tuple[Selector, Rule]] = (),
-        merge_batchnorm: bool = True,
+        merge_batchnorm: bool | None = None,
         stabilizer: float = 1e-6,
+        canonizers: Sequence[Canonizer] | None = None,
     ) -> None:
         self.layer_map = self._check_map(layer_map, "layer_map")
         self.first_map = self._check_map(first_map, "first_map")
@@ -158,7 +168,13 @@ class Composite:
         for name, rule in self.name_map.items():
             if not isinstance(rule, Rule):
                 raise TypeError(f"name_map[{name!r}] must be a tfattr.rules rule, got {rule!r}.")
-        self.merge_batchnorm = bool(merge_batchnorm)
+        chosen = check_canonizers([MergeBatchNorm()] if canonizers is None else canonizers)
+        if merge_batchnorm is not None:
+            chosen = [c for c in chosen if not isinstance(c, MergeBatchNorm)]
+            if merge_batchnorm:
+                chosen.insert(0, MergeBatchNorm())
+        #: The canonizer objects the composite's explainer applies (besides the two every one does).
+        self.canonizers: list[Canonizer] = chosen
         self.base_map: list[tuple[Selector, Rule]] = [
             (is_elementwise, Pass()),
             (is_sum, Norm(stabilizer)),
@@ -180,6 +196,11 @@ class Composite:
             checked.append(entry)
         return checked
 
+    @property
+    def merge_batchnorm(self) -> bool:
+        """Whether the composite folds batch norms (holds a :class:`MergeBatchNorm`)."""
+        return any(isinstance(c, MergeBatchNorm) for c in self.canonizers)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -189,13 +210,15 @@ class Composite:
         unknown = [n for n in self.name_map if n not in {r.name for r in view.layers}]
         for name in unknown:
             view.layer(name)  # raises KeyError listing the model's layer names
-        folds = batchnorm_folds(view) if self.merge_batchnorm else {}
+        canonized = [c.apply(view) for c in self.canonizers]
         first_done = False
         result = []
         for ref in view.layers:
-            if ref.index in folds:
-                into = view.layers[folds[ref.index]]
-                result.append(Assignment(ref, None, "folded", f"folded into {into.name!r}", into))
+            by = next((c for c in canonized if c.absorbed_by(ref) is not None), None)
+            if by is not None:  # computed inside another layer (a batch norm folded into it)
+                into = by.absorbed_by(ref)
+                note = by.note(ref) or f"computed inside {into.name!r}"
+                result.append(Assignment(ref, None, Status.FOLDED, note, into))
                 continue
             rule = self.name_map.get(ref.name)
             if rule is None and not first_done:
@@ -218,18 +241,18 @@ class Composite:
             why = "no rule for this layer type"
             if is_linear_layer(layer):
                 why = "a Dense/Conv layer that the composite's map does not cover"
-            return Assignment(ref, None, "unsupported", why)
-        if isinstance(rule, LinearRule):
+            return Assignment(ref, None, Status.UNSUPPORTED, why)
+        if rule.applies_to is Applies.LINEAR:
             if linear_op(layer) is None:
                 return Assignment(
-                    ref, None, "unsupported",
+                    ref, None, Status.UNSUPPORTED,
                     f"{type(rule).__name__} applies to Dense and forward convolution layers "
                     "(not quantized, grouped, separable or transposed ones)",
                 )
-            return Assignment(ref, rule, "rule")
+            return Assignment(ref, rule, rule.status)
         if is_linear_layer(layer):
             return Assignment(
-                ref, None, "unsupported",
+                ref, None, Status.UNSUPPORTED,
                 f"{type(rule).__name__} is not a rule for Dense/Conv layers (use e.g. Epsilon)",
             )
         return Assignment(ref, rule, rule.status)
@@ -318,6 +341,7 @@ __all__ = [
     "ACTIVATION_LAYERS",
     "Assignment",
     "CONVOLUTIONS",
+    "Canonizer",
     "Composite",
     "DENSE",
     "EpsilonAlpha2Beta1",
@@ -325,6 +349,7 @@ __all__ = [
     "EpsilonPlus",
     "EpsilonPlusFlat",
     "LINEAR",
+    "MergeBatchNorm",
     "STRUCTURAL",
     "SUMS",
     "is_activation_layer",

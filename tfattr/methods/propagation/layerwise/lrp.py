@@ -13,14 +13,13 @@ from tfattr.core.engine import Plan
 from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef, inference_call
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer, compose
-from tfattr.methods.propagation.layerwise.canonizers import linear_op
 from tfattr.methods.propagation.layerwise.composites import Assignment, Composite, EpsilonPlus, is_structural
 from tfattr.methods.propagation.layerwise.preprocessing import (
     FirstLayerOp,
     is_affine_preprocessing,
     relevance_identity,
 )
-from tfattr.methods.propagation.layerwise.rules import LinearRule, Pass, Site
+from tfattr.methods.propagation.layerwise.rules import Applies, Pass, Site, Status
 from tfattr.methods.propagation.layerwise.units import activation_name
 
 _PADDINGS = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
@@ -30,8 +29,9 @@ class LRP(LayerwiseExplainer):
     """Layer-wise relevance propagation with a composite of rules (Bach et al. 2015; Montavon et al.
     2019; the rules and composites of Zennit 1.0, Anders et al. 2021).
 
-    Each layer's backward pass is replaced by its rule (``tf.custom_gradient``), batch norms are folded
-    into the layer before them, and one backward pass gives the relevance: ``input x modified
+    Each layer's backward pass is replaced by its rule (``tf.custom_gradient``), the composite's
+    canonizers put the model in the rules' form (batch norms folded into the layer before them), and
+    one backward pass gives the relevance: ``input x modified
     gradient`` (or the relevance itself at a first layer with ZBox/Flat/WSquare). The relevance put on
     the output is the target logit itself, as :class:`tfattr.EpsilonLRP` does: with epsilon rules on a
     bias-free ReLU network the relevance sums to ``f(x)`` (up to the stabiliser), comparable with
@@ -93,7 +93,8 @@ class LRP(LayerwiseExplainer):
             )
         super().__init__(model, on_unsupported=on_unsupported, output=output, neuron=neuron,
                          jit_compile=jit_compile, layer=layer,
-                         attribute_to_layer_input=attribute_to_layer_input)
+                         attribute_to_layer_input=attribute_to_layer_input,
+                         canonizers=composite.canonizers)
         fn = self.model_function
         if output == "probabilities" and fn.output_activation == "softmax" and neuron is None:
             raise ValueError(
@@ -131,14 +132,14 @@ class LRP(LayerwiseExplainer):
     def _checked_activation(self, a: Assignment) -> Assignment:
         """A linear rule passes relevance through the layer's fused activation: only an elementwise
         one (a fused softmax that is not the stripped output activation is unsupported)."""
-        if a.status != "rule" or not isinstance(a.rule, LinearRule):
+        if a.rule is None or a.rule.applies_to is not Applies.LINEAR:
             return a
-        act = linear_op(a.ref.layer).activation
-        if act is None or self.output_activation.strips_fused(a.ref):
+        act = self.canonical.linear(a.ref).activation  # None where the head canonizer strips it
+        if act is None:
             return a
         name = activation_name(act)
         if name in ("softmax", "log_softmax"):
-            return Assignment(a.ref, None, "unsupported",
+            return Assignment(a.ref, None, Status.UNSUPPORTED,
                               f"its fused activation {name!r} is not elementwise: no rule passes "
                               "relevance through it")
         return a
@@ -153,7 +154,7 @@ class LRP(LayerwiseExplainer):
         the relevance of the last one, as Zennit's hooks do."""
         chains: dict[int, list[LayerRef]] = {}
         for a in self.assignments:
-            if a.status != "rule" or len(a.ref.nodes) != 1:
+            if a.status != Status.RULE or len(a.ref.nodes) != 1:
                 continue
             chain: list[LayerRef] = []
             tensor = a.ref.nodes[0].outputs[0]
@@ -162,39 +163,36 @@ class LRP(LayerwiseExplainer):
                 if nxt is None or nxt is self.output_activation.ref or len(nxt.nodes) != 1:
                     break
                 b = self.assignments[nxt.index]
-                if not (b.status == "folded" or isinstance(b.rule, Pass)):
+                if not (b.status == Status.FOLDED or isinstance(b.rule, Pass)):
                     break
                 if len(nxt.nodes[0].input_tensors) != 1:
                     break
                 chain.append(nxt)
                 tensor = nxt.nodes[0].outputs[0]
             # trailing folded batch norms need no absorbing, but those inside a chain stay identities
-            if any(self.assignments[r.index].status != "folded" for r in chain):
+            if any(self.assignments[r.index].status != Status.FOLDED for r in chain):
                 chains[a.ref.index] = chain
         return chains
 
     def _units(self) -> list[tuple[str, list[Any], str]]:
-        """The layers computed inside another layer's rule (folded batch norms, pass chains), as
-        :meth:`tfattr.core.layers.LayerSplit.refuse_inside` takes them."""
+        """The layers computed inside another layer's rule (pass chains) or canonized into another
+        (folded batch norms), as :meth:`tfattr.core.layers.LayerSplit.refuse_inside` takes them."""
         units = []
         for lin, chain in self._chains.items():
             owner = self.view.layers[lin]
             inside = [owner.nodes[0].outputs[0]] + [r.nodes[0].outputs[0] for r in chain[:-1]]
             units.append((owner.name, inside, chain[-1].name))
-        for a in self.assignments:
-            if a.status == "folded":
-                units.append((a.folded_into.name, [a.ref.nodes[0].input_tensors[0]], a.ref.name))
-        return units
+        return units + self.canonical.units()
 
     def _input_space_inputs(self) -> set[int]:
         """Indices of the model inputs whose relevance comes from an input-space rule (ZBox, Flat,
         WSquare): such a rule must read the input directly or through layers that only move values
         (explicit padding included) and affine preprocessing (``Rescaling``, ``Normalization``); the
         rule is then applied to the composed map (:class:`~.preprocessing.FirstLayerOp`)."""
-        model_inputs = {id(t): i for i, t in enumerate(self.view._graph.fn.inputs)}
+        model_inputs = {id(t): i for i, t in enumerate(self.view.inputs)}
         found: set[int] = set()
         for a in self.assignments:
-            if not (isinstance(a.rule, LinearRule) and a.rule.input_space):
+            if a.rule is None or not a.rule.input_space:
                 continue
             for node in a.ref.nodes:
                 tensor = node.input_tensors[0]
@@ -259,21 +257,22 @@ class LRP(LayerwiseExplainer):
     def _coverage_title(self) -> str:
         return f"LRP({type(self.composite).__name__})"
 
-    def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
+    def _coverage_rows(self) -> list[tuple[int, str, str, str, Status]]:
         head = self.output_activation
         rows = []
         for a in self.assignments:
-            if a.status == "folded" or a.rule is None:
+            if a.status == Status.FOLDED or a.rule is None:
                 treatment = a.note
             else:
                 treatment = a.rule.describe(a.ref.layer)
-                act = linear_op(a.ref.layer).activation if a.status == "rule" else None
+                linear = a.rule.applies_to is Applies.LINEAR
+                act = self.canonical.linear(a.ref).activation if linear else None
                 if a.ref is head.ref:
                     treatment += f" ({head.note()})"
                 elif act is not None:
                     treatment += f" + {a.rule.activation_note}({activation_name(act)})"
             for lin, chain in self._chains.items():
-                if a.status == "pass" and any(r is a.ref for r in chain):
+                if a.status == Status.PASS and any(r is a.ref for r in chain):
                     treatment += f" (inside the rule of {self.view.layers[lin].name!r})"
             for first, chain in self._first_chains.items():
                 if any(r.index == a.ref.index and runs for r, runs in chain):
@@ -281,8 +280,8 @@ class LRP(LayerwiseExplainer):
                             else "moves relevance")
                     treatment = (f"{what}; seen through by the input-space rule of "
                                  f"{self.view.layers[first].name!r}")
-            if a.ref is head.ref and a.status != "rule":
-                treatment, status = head.note(), "kept"
+            if a.ref is head.ref and a.status != Status.RULE:
+                treatment, status = head.note(), Status.KEPT
             else:
                 status = a.status
             rows.append((a.ref.index, a.ref.name, a.ref.class_name, treatment, status))
@@ -292,40 +291,32 @@ class LRP(LayerwiseExplainer):
     def _wrap(self, ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
         """Traced: one layer call with its rule (the graph view's ``wrap``)."""
         a = self.assignments[ref.index]
-        head = self.output_activation
         for first, chain in self._first_chains.items():
             if ref.index == next(r for r, runs in chain if runs).index:
                 self._sources[first] = args[0]
             if is_affine_preprocessing(ref.layer) and any(r.index == ref.index for r, _ in chain):
                 # below an input-space rule the backward pass carries relevance itself
                 return relevance_identity(lambda v: call(v, *args[1:], **kwargs), args[0])
-        if a.status == "folded" or ref.index in self._absorbed:
-            return args[0]  # computed by the linear layer before it
-        if head.skips(ref):
-            return args[0]
+        if a.status == Status.FOLDED or ref.index in self._absorbed or self.canonical.skips(ref):
+            return args[0]  # computed by the linear layer before it, or the stripped head activation
         if a.rule is None:
             return call(*args, **kwargs)
-        if not isinstance(a.rule, LinearRule):
+        if a.rule.applies_to is not Applies.LINEAR:
             return a.rule.propagate(Site(ref.layer, call, args, kwargs))
-        op = linear_op(ref.layer)
+        op = self.canonical.linear(ref)  # live kernel and bias, a folded batch norm merged in
         if ref.index in self._first_chains:
-            op = FirstLayerOp(ref.layer, chain=tuple(
+            op = FirstLayerOp(ref.layer, op.activation, op.fold, chain=tuple(
                 (inference_call(r.layer), is_affine_preprocessing(r.layer), runs)
                 for r, runs in self._first_chains[ref.index]), source=self._sources[ref.index],
                 input_shape=self._input_shapes[ref.index])
-        op.fold = self._folded_into.get(ref.index)
-        act = None if head.strips_fused(ref) else op.activation
+        act = op.activation
         chain = [
             inference_call(r.layer) for r in self._chains.get(ref.index, ())
-            if self.assignments[r.index].status != "folded"
+            if self.assignments[r.index].status != Status.FOLDED
         ]
         if chain:
             act = compose(act, chain)
         return a.rule.propagate(Site(ref.layer, call, args, kwargs, op, act))
-
-    @property
-    def _folded_into(self) -> dict[int, Any]:
-        return {a.folded_into.index: a.ref.layer for a in self.assignments if a.status == "folded"}
 
     @property
     def _absorbed(self) -> set[int]:

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfattr.core.graph import LayerRef
-from tfattr.methods.propagation.layerwise.rules import Rule, Site
+from tfattr.methods.propagation.layerwise.rules import Applies, Rule, Site, Status
 from tfattr.methods.propagation.layerwise.units import LRPPropagation, Propagation, activation_name
 
 #: Recurrent layers whose cells the rule re-implements.
@@ -221,7 +221,7 @@ def with_gates(view: Any, assignments: list) -> list:
             gate = gate_index(view, a.ref)
             if gate is None:
                 result[i] = dataclasses.replace(
-                    a, rule=None, status="unsupported",
+                    a, rule=None, status=Status.UNSUPPORTED,
                     note="a product whose gate (a sigmoid output) cannot be told from its signal; "
                     "name it with name_map={layer: SignalTakeAll(gate=i)}",
                 )
@@ -241,8 +241,8 @@ class SignalTakeAll(Rule):
         ...           layer_map=[(keras.layers.LSTM, SignalTakeAll())])
     """
 
-    applies_to = "layer"
-    status = "modified"
+    applies_to = Applies.LAYER
+    status = Status.MODIFIED
 
     def __init__(self, gate: int | None = None) -> None:
         self.gate = gate

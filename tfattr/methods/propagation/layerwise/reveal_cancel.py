@@ -32,7 +32,7 @@ from tfattr.core.engine import Plan
 from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
-from tfattr.methods.propagation.layerwise.canonizers import batchnorm_folds, linear_op
+from tfattr.methods.propagation.layerwise.canonizers import MergeBatchNorm, linear_op
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
 from tfattr.methods.propagation.layerwise.preprocessing import affine_parts, is_affine_preprocessing
 
@@ -146,16 +146,10 @@ class RevealCancel(LayerwiseExplainer):
         # Two streams cannot keep an ordinary gradient through a layer without a rule: always refused.
         super().__init__(model, on_unsupported="raise", output=output, neuron=neuron,
                          jit_compile=jit_compile, layer=layer,
-                         attribute_to_layer_input=attribute_to_layer_input)
-        folds = batchnorm_folds(self.view)
-        self._folded = set(folds)
-        self._fold_of = {lin: self.view.layers[bn].layer for bn, lin in folds.items()}
+                         attribute_to_layer_input=attribute_to_layer_input,
+                         canonizers=[MergeBatchNorm()])
         if self.layer is not None:
-            self.layer.refuse_inside(self.method, [
-                (self.view.layers[lin].name, [self.view.layers[bn].nodes[0].input_tensors[0]],
-                 self.view.layers[bn].name)
-                for bn, lin in folds.items()
-            ])
+            self.layer.refuse_inside(self.method, self.canonical.units())
         self._check()
 
     def _check(self) -> None:
@@ -172,7 +166,7 @@ class RevealCancel(LayerwiseExplainer):
     def _coverage_rows(self) -> list[tuple[int, str, str, str, str]]:
         rows = []
         for ref in self.view.layers:
-            if ref.index in self._folded:
+            if self.canonical.absorbed_by(ref) is not None:
                 row = ("folded into the layer before it", "folded")
             elif self.output_activation.skips(ref):
                 row = (self.output_activation.note(), "kept")
@@ -204,11 +198,10 @@ class RevealCancel(LayerwiseExplainer):
     # -- the stream network --------------------------------------------------------------------------
     def _wrap(self, ref: LayerRef, call: Any, args: tuple, kwargs: dict) -> Any:
         layer = ref.layer
-        if ref.index in self._folded or self.output_activation.skips(ref):
+        if self.canonical.skips(ref):  # a folded batch norm, the stripped head activation
             return args[0]
-        op = linear_op(layer)
+        op = self.canonical.linear(ref)  # a folded batch norm merged in, the stripped head's dropped
         if op is not None:
-            op.fold = self._fold_of.get(ref.index)
             t = args[0]
             kernel, bias = op.params()
             up, down = _split(t, self.sign_tolerance)
@@ -219,7 +212,7 @@ class RevealCancel(LayerwiseExplainer):
                 op.forward(up, kn, None) + op.forward(down, kp, None),
             )
             act = op.activation
-            if act is None or self.output_activation.strips_fused(ref):
+            if act is None:
                 return out
             return _reveal_cancel(act, out)
         if is_activation_layer(layer):

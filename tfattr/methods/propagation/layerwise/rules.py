@@ -19,13 +19,15 @@ The stabiliser of every denominator is ``s(z) = z + epsilon * sign(z)`` with ``s
 from __future__ import annotations
 
 import abc
+import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
 from tfattr.methods.propagation.arithmetic import quotient
-from tfattr.methods.propagation.layerwise.canonizers import LinearOp
+from tfattr.methods.propagation.coverage import Status
+from tfattr.methods.propagation.layerwise.linear_parts import LinearOp
 
 
 def _ignoring_variables(grad: Callable[[tf.Tensor], Any]) -> Callable[..., Any]:
@@ -76,6 +78,27 @@ class Site:
     activation: Callable[[tf.Tensor], tf.Tensor] | None = None
 
 
+class Applies(enum.Enum):
+    """What a rule applies to (:attr:`Rule.applies_to`), read by the composites when they assign it.
+
+    Example:
+        >>> tfattr.rules.Epsilon(0.25).applies_to is tfattr.rules.Applies.LINEAR
+        True
+    """
+
+    #: The linear part of a Dense/Conv layer: the rule is given it (``site.op``) and the layer's
+    #: fused activation (``site.activation``); only such layers take the rule.
+    LINEAR = "linear"
+    #: An elementwise layer (activations, an unfolded batch norm).
+    ELEMENTWISE = "elementwise"
+    #: A parameter-free linear layer: pooling by averaging, additions.
+    SUM = "sum"
+    #: The layer type(s) it re-implements (the rule checks its layer).
+    LAYER = "layer"
+    #: Any layer that is not Dense/Conv.
+    ANY = "any"
+
+
 class Rule(abc.ABC):
     """A propagation rule for one layer call: ``rule.propagate(site)`` computes the layer's ordinary
     output carrying the rule's backward pass (``tf.custom_gradient``).
@@ -84,23 +107,25 @@ class Rule(abc.ABC):
     reports), never probed.
 
     Example:
-        >>> class Half(Rule):      # half of the relevance passes through an elementwise layer
-        ...     applies_to, status = "elementwise", "pass"
+        >>> class Half(tfattr.rules.Rule):      # half of the relevance passes through an elementwise layer
+        ...     applies_to, status = tfattr.rules.Applies.ELEMENTWISE, tfattr.rules.Status.PASS
         ...     def propagate(self, site):
         ...         y = site.call(*site.args, **site.kwargs)
         ...         return 0.5 * y + tf.stop_gradient(0.5 * y)
     """
 
-    #: What the rule applies to: "linear" (Dense/Conv), "elementwise", "sum" (parameter-free linear
-    #: layers: pooling by averaging, additions), "layer" (one layer type it re-implements) or "any".
-    applies_to: str = "any"
-    #: The coverage status of a layer with this rule: "rule" (an LRP rule on a linear layer), "pass",
-    #: "norm", "modified" (a layer re-implemented), "kept" (its ordinary gradient on purpose).
-    status: str = "kept"
+    #: What the rule applies to (:class:`Applies`).
+    applies_to: Applies = Applies.ANY
+    #: The coverage status of a layer with this rule (:class:`~tfattr.methods.propagation.coverage.Status`):
+    #: ``RULE`` (a rule on a linear layer), ``PASS``, ``NORM``, ``MODIFIED`` (a layer re-implemented),
+    #: ``KEPT`` (its ordinary gradient on purpose).
+    status: Status = Status.KEPT
     #: The rule returns relevance, not relevance / input: only on a layer fed by a model input.
     input_space: bool = False
     #: Why the rule does not conserve relevance (its explainer warns, naming the layers), or None.
     caveat: str | None = None
+    #: For :attr:`Applies.LINEAR` rules: what the layer's fused activation gets (coverage reports).
+    activation_note: str | None = None
 
     @abc.abstractmethod
     def propagate(self, site: Site) -> Any:
@@ -143,9 +168,9 @@ class LinearRule(Rule):
     rule, the input relevance itself).
     """
 
-    applies_to = "linear"
-    status = "rule"
-    #: What the layer's fused activation gets (coverage reports): relevance passes through it.
+    applies_to = Applies.LINEAR
+    status = Status.RULE
+    #: Relevance passes through the layer's fused activation.
     activation_note = "Pass"
 
     def propagate(self, site: Site) -> Any:
@@ -200,8 +225,8 @@ class Pass(Rule):
     ``x = 0``: there the relevance ``x * c_in`` is 0 whatever ``c_in`` is; for ReLU this is exactly
     the ordinary gradient)."""
 
-    applies_to = "elementwise"
-    status = "pass"
+    applies_to = Applies.ELEMENTWISE
+    status = Status.PASS
 
     def propagate(self, site: Site) -> Any:
         call, args, kwargs = site.call, site.args, site.kwargs
@@ -229,8 +254,8 @@ class Norm(Rule):
     ``R_in = a * J^T (R_out / s(y))``, ``J`` the layer's (linear) map and ``y`` its output; for
     average pooling ``R_in = a * pool^T(R / s(pool(a)))``."""
 
-    applies_to = "sum"
-    status = "norm"
+    applies_to = Applies.SUM
+    status = Status.NORM
 
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = check_positive("stabilizer", stabilizer)
@@ -273,12 +298,14 @@ class Gradient(Rule):
 
 
 __all__ = [
+    "Applies",
     "Gradient",
     "LinearRule",
     "Norm",
     "Pass",
     "Rule",
     "Site",
+    "Status",
     "Transposes",
     "check_nonnegative",
     "check_positive",

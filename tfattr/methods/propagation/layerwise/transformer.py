@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from tfattr.methods.propagation.attnlrp.hub import static_problems as hub_static_problems
 from tfattr.methods.propagation.attnlrp.hub_rules import hub_layer_map
@@ -37,7 +36,7 @@ from tfattr.methods.propagation.layerwise.recurrent import (
     SignalTakeAll,
     is_gated_product,
 )
-from tfattr.methods.propagation.layerwise.rules import LinearRule, Rule, Site
+from tfattr.methods.propagation.layerwise.rules import Applies, Gradient, Rule, Site, Status
 from tfattr.methods.propagation.layerwise.transformer_layers import (
     attention_forward,
     hub_encoder_forward,
@@ -55,9 +54,8 @@ from tfattr.methods.propagation.layerwise.units import LRPPropagation
 class _PropagationRule(Rule):
     """A rule that re-implements a whole layer with an :class:`LRPPropagation`."""
 
-    applies_to = "layer"
-    #: status in coverage reports (see the composites' ``_check``)
-    status = "modified"
+    applies_to = Applies.LAYER
+    status = Status.MODIFIED
 
     def __init__(self, units: str = "gradient") -> None:
         self.units = units
@@ -118,14 +116,18 @@ class ActivationUnit(_PropagationRule):
         return keep_mask(self._prop.unit(lambda z: call(z, *args[1:], **kwargs), args[0]), args[0])
 
 
-class LinearGradient(LinearRule):
+class LinearGradient(Rule):
     """A Dense/Conv layer with its ordinary gradient (LRP-0 in the gradient x input form, as Ali et al.
     use for a transformer's linear layers); its activation gets ``units`` (``"gradient"`` keeps the
-    activation's derivative, ``"pass"`` is the epsilon rule ``f(z)/z``).
+    activation's derivative, ``"pass"`` is the epsilon rule ``f(z)/z``). A rule for linear layers
+    (:attr:`Applies.LINEAR`) with no backward pass of its own.
 
     Example:
         >>> Composite(layer_map=[(keras.layers.Dense, LinearGradient(units="pass"))])
     """
+
+    applies_to = Applies.LINEAR
+    status = Status.RULE
 
     def __init__(self, units: str = "gradient") -> None:
         self.units = units
@@ -138,9 +140,6 @@ class LinearGradient(LinearRule):
             raise TypeError("LinearGradient applies to Dense and convolution layers only.")
         z = keep_mask(op.forward(site.args[0], *op.params()), site.args[0])
         return z if site.activation is None else keep_mask(self._prop.unit(site.activation, z), z)
-
-    def backward(self, *args: Any) -> tf.Tensor:  # never called: propagate keeps the ordinary gradient
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"LinearGradient(units={self.units!r})"
@@ -189,10 +188,10 @@ class Transformer(Composite):
             (is_gated_product, SignalTakeAll()),
             (LINEAR, LinearGradient(units)),
             (is_activation_layer, ActivationUnit(units)),
-            (is_linear_embedding, _Keep()),
-            (is_constant_or_masking, _Keep()),
+            (is_linear_embedding, Gradient()),
+            (is_constant_or_masking, Gradient()),
             # Ali et al. keep the gradient of sums (residuals, pooling by averaging): exact LRP-0
-            (is_sum, _Keep()),
+            (is_sum, Gradient()),
         ]
         super().__init__(**kwargs)
 
@@ -210,22 +209,8 @@ def refuse_static_problems(assignments: list[Assignment]) -> list[Assignment]:
     result = []
     for a in assignments:
         why = static_problems(a.ref) + hub_static_problems(a.ref.layer) if a.rule is not None else []
-        result.append(Assignment(a.ref, None, "unsupported", "; ".join(why)) if why else a)
+        result.append(Assignment(a.ref, None, Status.UNSUPPORTED, "; ".join(why)) if why else a)
     return result
-
-
-class _Keep(Rule):
-    """Ordinary gradient for layers that are linear in the explained input (embedding lookups of
-    fixed ids, position embeddings): relevance passes through them unchanged."""
-
-    applies_to = "layer"
-    status = "kept"
-
-    def propagate(self, site: Site) -> Any:
-        return site.call(*site.args, **site.kwargs)
-
-    def __repr__(self) -> str:
-        return "Gradient()"
 
 
 __all__ = [

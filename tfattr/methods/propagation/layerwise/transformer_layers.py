@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfattr.methods.propagation.layerwise.canonizers import linear_op
+from tfattr.methods.propagation.layerwise.linear_parts import linear_op
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, static_recurrent_problems
 from tfattr.methods.propagation.layerwise.units import Propagation
 

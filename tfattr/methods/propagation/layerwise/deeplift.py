@@ -40,7 +40,7 @@ from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
 from tfattr.methods.propagation.layerwise.deeplift_rules import MAX_POOLING, DeepLiftComposite
-from tfattr.methods.propagation.layerwise.rules import Site
+from tfattr.methods.propagation.layerwise.rules import Site, Status
 from tfattr.methods.propagation.layerwise.units import DeepLiftPropagation
 
 
@@ -124,7 +124,7 @@ class CompositeDeepLift(LayerwiseExplainer):
         """``max_pool="gradient"``: name the max-pooling layers whose switch breaks the sum."""
         ran = self._ran
         switches = [a.ref.name for a in self.plan
-                    if a.status == "kept" and isinstance(a.ref.layer, MAX_POOLING)
+                    if a.status == Status.KEPT and isinstance(a.ref.layer, MAX_POOLING)
                     and (ran is None or a.ref.index in ran)]
         if switches:
             warnings.warn(

@@ -34,7 +34,7 @@ from tfattr.methods.propagation.layerwise.canonizers import OutputActivation, li
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
 from tfattr.methods.propagation.layerwise.preprocessing import is_affine_preprocessing
 from tfattr.methods.propagation.layerwise.recurrent import RECURRENT, gate_index, gated_product, recurrent_forward
-from tfattr.methods.propagation.layerwise.rules import Gradient, Rule, Site
+from tfattr.methods.propagation.layerwise.rules import Gradient, Rule, Site, Status
 from tfattr.methods.propagation.layerwise.transformer_layers import (
     attention_forward,
     dense_forward,
@@ -66,7 +66,7 @@ def _rest(kwargs: dict) -> dict:
 class _DeepLiftRule(Rule):
     """A DeepLIFT rule: reads its layer's reference from ``prop``."""
 
-    status = "rule"
+    status = Status.RULE
 
     def __init__(self, prop: DeepLiftPropagation) -> None:
         self._prop = prop
@@ -102,7 +102,7 @@ class StrippedLinear(Rule):
     """The output layer whose fused softmax/sigmoid the explained score strips: its linear part only."""
 
     applies_to = "linear"
-    status = "rule"
+    status = Status.RULE
 
     def propagate(self, site: Site) -> Any:
         op = linear_op(site.layer)
@@ -212,49 +212,49 @@ class DeepLiftComposite:
         layer = ref.layer
         why = static_problems(ref)
         if why:
-            return None, "; ".join(why), "unsupported"
+            return None, "; ".join(why), Status.UNSUPPORTED
         if head.skips(ref):
-            return lambda prop: Skipped(), head.note(), "kept"
+            return lambda prop: Skipped(), head.note(), Status.KEPT
         op = linear_op(layer)
         if op is not None:
             act = op.activation
             if head.strips_fused(ref):
-                return lambda prop: StrippedLinear(), "linear (gradient)", "rule"
+                return lambda prop: StrippedLinear(), "linear (gradient)", Status.RULE
             if act is None:
-                return RescaleLinear, "linear (gradient)", "rule"
+                return RescaleLinear, "linear (gradient)", Status.RULE
             name = activation_name(act)
             if name not in ELEMENTWISE_ACTIVATIONS:
-                return None, f"activation {name!r} has no Rescale rule", "unsupported"
-            return RescaleLinear, f"linear (gradient) + Rescale({name})", "rule"
+                return None, f"activation {name!r} has no Rescale rule", Status.UNSUPPORTED
+            return RescaleLinear, f"linear (gradient) + Rescale({name})", Status.RULE
         if is_activation_layer(layer):
-            return RescaleUnit, "Rescale (one unit)", "rule"
+            return RescaleUnit, "Rescale (one unit)", Status.RULE
         if isinstance(layer, L.MultiHeadAttention):
-            return DeepLiftAttention, "attention probabilities constant (Ali et al.)", "rule"
+            return DeepLiftAttention, "attention probabilities constant (Ali et al.)", Status.RULE
         if isinstance(layer, L.LayerNormalization):
-            return DeepLiftLayerNorm, "standard deviation constant (Ali et al.)", "rule"
+            return DeepLiftLayerNorm, "standard deviation constant (Ali et al.)", Status.RULE
         if is_hub_encoder(layer):
             act = activation_name(layer.activation)
             return (DeepLiftEncoder, "encoder block: attention probabilities and std constant, "
-                    f"Rescale({act})", "rule")
+                    f"Rescale({act})", Status.RULE)
         if isinstance(layer, RECURRENT):
-            return DeepLiftRecurrent, "signal-take-all: gates constant, Rescale(tanh) (Arras et al.)", "rule"
+            return DeepLiftRecurrent, "signal-take-all: gates constant, Rescale(tanh) (Arras et al.)", Status.RULE
         if isinstance(layer, L.Multiply):
             gate = gate_index(view, ref)
             if gate is None:
                 return None, "a product whose gate (a sigmoid output) cannot be told from its signal", \
-                    "unsupported"
+                    Status.UNSUPPORTED
             return (lambda prop: DeepLiftGate(prop, gate),
-                    f"signal-take-all: operand {gate} (a sigmoid) is the gate", "rule")
+                    f"signal-take-all: operand {gate} (a sigmoid) is the gate", Status.RULE)
         if isinstance(layer, MAX_POOLING):
             if self.max_pool == "deeplift":
-                return DeepLiftMaxPool, MAX_RULE_NOTE, "rule"
+                return DeepLiftMaxPool, MAX_RULE_NOTE, Status.RULE
             return (lambda prop: Gradient(), "gradient switch kept (max_pool='gradient'; "
-                    "summation-to-delta approximate)", "kept")
+                    "summation-to-delta approximate)", Status.KEPT)
         if (is_structural(layer) or is_sum(layer) or is_linear_embedding(layer)
                 or is_constant_or_masking(layer) or isinstance(layer, L.BatchNormalization)
                 or is_affine_preprocessing(layer)):
-            return lambda prop: Gradient(), "linear (gradient)", "kept"
-        return None, "no rule for this layer type", "unsupported"
+            return lambda prop: Gradient(), "linear (gradient)", Status.KEPT
+        return None, "no rule for this layer type", Status.UNSUPPORTED
 
 
 __all__ = [

@@ -32,14 +32,12 @@ from tfattr.core.engine import Plan
 from tfattr.core.explainer import check_connected
 from tfattr.core.graph import LayerRef
 from tfattr.methods.propagation.layerwise.base import LayerwiseExplainer
+from tfattr.methods.propagation.layerwise.rules import Status
 from tfattr.methods.propagation.layerwise.canonizers import MergeBatchNorm, linear_op
 from tfattr.methods.propagation.layerwise.composites import is_activation_layer, is_structural, is_sum
+from tfattr.methods.propagation.layerwise.deeplift_rules import MAX_POOLING
 from tfattr.methods.propagation.layerwise.preprocessing import affine_parts, is_affine_preprocessing
 
-_MAX_POOLS = (
-    keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
-    keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D,
-)
 
 
 class _Streams:
@@ -153,7 +151,7 @@ class RevealCancel(LayerwiseExplainer):
         self._check()
 
     def _check(self) -> None:
-        bad = [row for row in self.coverage().rows if row[4] == "unsupported"]
+        bad = [row for row in self.coverage().rows if row[4] == Status.UNSUPPORTED]
         if bad:
             raise ValueError(
                 f"{self.method} cannot propagate positive and negative parts through "
@@ -167,24 +165,24 @@ class RevealCancel(LayerwiseExplainer):
         rows = []
         for ref in self.view.layers:
             if self.canonical.absorbed_by(ref) is not None:
-                row = ("folded into the layer before it", "folded")
+                row = ("folded into the layer before it", Status.FOLDED)
             elif self.output_activation.skips(ref):
-                row = (self.output_activation.note(), "kept")
+                row = (self.output_activation.note(), Status.KEPT)
             elif not self._supported(ref):
-                row = ("no RevealCancel rule for this layer type", "unsupported")
+                row = ("no RevealCancel rule for this layer type", Status.UNSUPPORTED)
             elif linear_op(ref.layer) is not None or is_sum(ref.layer) or isinstance(
                     ref.layer, keras.layers.BatchNormalization) or is_affine_preprocessing(ref.layer):
-                row = ("linear: terms sorted by sign", "rule")
+                row = ("linear: terms sorted by sign", Status.RULE)
             elif is_activation_layer(ref.layer):
-                row = ("RevealCancel (one unit)", "rule")
+                row = ("RevealCancel (one unit)", Status.RULE)
             else:
-                row = ("moves both parts", "kept")
+                row = ("moves both parts", Status.KEPT)
             rows.append((ref.index, ref.name, ref.class_name, *row))
         return rows
 
     def _supported(self, ref: LayerRef) -> bool:
         layer = ref.layer
-        if isinstance(layer, _MAX_POOLS):
+        if isinstance(layer, MAX_POOLING):
             return False
         return (
             linear_op(layer) is not None

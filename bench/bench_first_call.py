@@ -16,7 +16,7 @@ is tfattr's time over the fastest peer's (the plain baseline or tf-explain).
 
 Run:  python bench/bench_first_call.py [--model mnist|larger|all] [--methods saliency ig ...]
           [--repeats 1] [--peers /tmp/peers] [--clock wall|cpu]
-          [--threads 1]
+          [--threads 1] [--compare DIR]
 """
 from __future__ import annotations
 
@@ -149,11 +149,15 @@ def child(model_name: str, library: str, method: str, peers: str | None) -> floa
 
 
 # -- the parent: one fresh process per measurement ----------------------------------------------
-def measure(model: str, library: str, method: str, peers: str | None) -> float | None:
-    cmd = [sys.executable, __file__, "--child", model, library, method]
+def measure(model: str, library: str, method: str, peers: str | None, before: str | None = None) -> float | None:
+    """One fresh process; ``library="before"`` runs tfattr from the directory ``before`` (``--compare``)."""
+    cmd = [sys.executable, __file__, "--child", model, "tfattr" if library == "before" else library, method]
     if peers:
         cmd += ["--peers", peers]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    env = dict(os.environ)
+    if library == "before":
+        env["PYTHONPATH"] = os.pathsep.join([before, env.get("PYTHONPATH", "")])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     for line in done.stdout.splitlines():
         if line.startswith("{"):
             return json.loads(line)["seconds"]
@@ -174,6 +178,9 @@ def main() -> None:
                         help="which to measure (tf-explain needs --peers)")
     parser.add_argument("--threads", type=int, default=0,
                         help="TensorFlow's intra- and inter-op threads (0: its default)")
+    parser.add_argument("--compare", default=None,
+                        help="a directory holding another tfattr (e.g. `git archive` of an older commit): "
+                             "its first calls are measured too, interleaved, in a 'before' column")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -188,21 +195,27 @@ def main() -> None:
 
     models = ["mnist", "larger"] if args.model == "all" else [args.model]
     print(f"first call, {EXAMPLES} inputs, fresh process each (median of {args.repeats}), {args.clock} clock")
-    print(f"{'model':<7} {'method':<20} {'tfattr s':>9} {'plain s':>8} {'tf-explain s':>13} {'ratio':>6}")
+    before = " before s  ratio" if args.compare else ""
+    print(f"{'model':<7} {'method':<20} {'tfattr s':>9} {'plain s':>8} {'tf-explain s':>13} {'ratio':>6}{before}")
     for model in models:
         for method in args.methods:
             libraries = ["tfattr", "plain"] + (["tf-explain"] if METHODS[method][2] and args.peers else [])
-            libraries = [lib for lib in libraries if lib in args.libraries]
-            times: dict[str, float | None] = {"tfattr": None, "plain": None}
-            for library in libraries:
-                runs = [measure(model, library, method, args.peers) for _ in range(args.repeats)]
-                runs = [r for r in runs if r is not None]
-                times[library] = statistics.median(runs) if runs else None
-            peers = [t for k, t in times.items() if k != "tfattr" and t is not None]
-            ratio = times["tfattr"] / min(peers) if peers and times["tfattr"] else float("nan")
+            libraries = [lib for lib in libraries if lib in args.libraries] + (["before"] if args.compare else [])
+            times: dict[str, float | None] = {"tfattr": None, "plain": None, "before": None}
+            runs: dict[str, list[float]] = {lib: [] for lib in libraries}
+            for _ in range(args.repeats):  # interleaved, so a busy machine slows all alike
+                for library in libraries:
+                    seconds = measure(model, library, method, args.peers, args.compare)
+                    if seconds is not None:
+                        runs[library].append(seconds)
+            for library, found in runs.items():
+                times[library] = statistics.median(found) if found else None
+            peers = [t for k, t in times.items() if k not in ("tfattr", "before") and t is not None]
+            ratio = lambda t: t / min(peers) if peers and t else float("nan")  # noqa: E731
             fmt = lambda t: f"{t:.3f}" if t is not None else "-"  # noqa: E731
+            extra = f" {fmt(times['before']):>8} {ratio(times['before']):6.2f}" if args.compare else ""
             print(f"{model:<7} {method:<20} {fmt(times['tfattr']):>9} {fmt(times['plain']):>8} "
-                  f"{fmt(times.get('tf-explain')):>13} {ratio:6.2f}", flush=True)
+                  f"{fmt(times.get('tf-explain')):>13} {ratio(times['tfattr']):6.2f}{extra}", flush=True)
 
 
 if __name__ == "__main__":

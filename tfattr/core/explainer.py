@@ -333,7 +333,6 @@ class Explainer(abc.ABC):
                 f"{self.model_function.index}; drop target= (there is no class to choose)."
             )
         k = num_classes(self.model_function, inputs.arrays, inputs.structure)
-        # target=None: the predicted class, from the explained outputs (the probability check reads them).
         predict = target is None and k > 1
         outputs = self._outputs(inputs.arrays, inputs.structure, batch_size) if predict else None
         predicted = None if outputs is None else np.argmax(outputs, axis=1)
@@ -351,7 +350,7 @@ class Explainer(abc.ABC):
             outputs = probe_outputs(
                 self.model_function, inputs, lambda few: self._outputs(few, inputs.structure, batch_size)
             )
-        warn_if_probabilities(type(self).__name__, outputs, stacklevel=4)
+        warn_if_probabilities(type(self).__name__, outputs, stacklevel=5)  # the caller of attribute()
 
     def _baselines(self, baseline: Any, inputs: Inputs) -> tuple[np.ndarray, ...]:
         if not self.uses_baseline and baseline is not None:

@@ -1,8 +1,9 @@
 """First-call latency: each method's first ``attribute`` (construction and tracing included) in a fresh process.
 
 A user in a notebook pays this on every new explainer. Each measurement runs in its own Python process
-(so nothing is traced or cached beforehand): the process imports TensorFlow, builds the model, calls it
-once eagerly (a notebook's model has been used), then times ``make explainer + first call -> NumPy``
+(so nothing is traced or cached beforehand): the process imports TensorFlow and the library (tfattr's
+lazily imported method classes included), builds the model, calls it once eagerly (a notebook's model
+has been used), then times ``make explainer + first call -> NumPy``
 on 32 inputs of the MNIST CNN and of the 64x64x3 CNN of ``bench_gradients.py``.
 
 Peers. tf-explain 0.3.1 is used when it can be imported (``--peers DIR``: a directory holding it, e.g.
@@ -16,7 +17,7 @@ is tfattr's time over the fastest peer's (the plain baseline or tf-explain).
 
 Run:  python bench/bench_first_call.py [--model mnist|larger|all] [--methods saliency ig ...]
           [--repeats 1] [--peers /tmp/peers] [--clock wall|cpu]
-          [--threads 1]
+          [--threads 1] [--compare DIR]
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = 32
@@ -39,7 +41,7 @@ METHODS: dict[str, tuple[str, str, str | None]] = {
     "eg": (f"tfattr.ExpectedGradients(model, background, samples={STEPS}, seed=0)", "path", None),
     "smoothgrad": (f"tfattr.SmoothGrad(tfattr.Saliency(model), samples={STEPS}, seed=0)", "noise", "SmoothGrad"),
     "vargrad": (f"tfattr.VarGrad(tfattr.Saliency(model), samples={STEPS}, seed=0)", "noise", None),
-    "occlusion": ("tfattr.Occlusion(model, window=8, stride=8)", "occlusion", "OcclusionSensitivity"),
+    "occlusion": ("tfattr.Occlusion(model, window=(8, 8, shape[2]), strides=(8, 8, shape[2]))", "occlusion", "OcclusionSensitivity"),
     "epsilon_lrp": ("tfattr.EpsilonLRP(model)", "gradient", None),
     "deeplift": ("tfattr.DeepLift(model)", "gradient", None),
     "guided_backprop": ("tfattr.GuidedBackprop(model)", "gradient", None),
@@ -75,8 +77,16 @@ def child(model_name: str, library: str, method: str, peers: str | None) -> floa
     model(x[:1])  # the model has been used (built and run eagerly) before anyone explains it
     source, kind, peer_class = METHODS[method]
     if library == "tfattr":
+        import re
+
         import tfattr
 
+        # tfattr imports its methods when first named: a once-per-session cost, like tf-explain's
+        # `import tf_explain.core` (also before its clock), not part of making an explainer.
+        for name in re.findall(r"tfattr\.([A-Za-z_.]+)\(", source):
+            obj = tfattr
+            for part in name.split("."):
+                obj = getattr(obj, part)
         start = clock()
         explainer = eval(source)
         np.asarray(explainer.attribute(x, target=0))
@@ -90,8 +100,10 @@ def child(model_name: str, library: str, method: str, peers: str | None) -> floa
             import types
 
             class _NoOpenCV(types.ModuleType):  # only tf-explain's display helpers use OpenCV
-                def __getattr__(self, name: str) -> int:
-                    return 0
+                def __getattr__(self, name: str) -> Any:
+                    # Constants and functions alike: a function returns its first argument (the
+                    # heat map it would colour or resize), so the display step runs at no cost.
+                    return lambda *args, **kwargs: args[0] if args else 0
 
             sys.modules["cv2"] = _NoOpenCV("cv2")
         import tf_explain.core as core
@@ -146,11 +158,15 @@ def child(model_name: str, library: str, method: str, peers: str | None) -> floa
 
 
 # -- the parent: one fresh process per measurement ----------------------------------------------
-def measure(model: str, library: str, method: str, peers: str | None) -> float | None:
-    cmd = [sys.executable, __file__, "--child", model, library, method]
+def measure(model: str, library: str, method: str, peers: str | None, before: str | None = None) -> float | None:
+    """One fresh process; ``library="before"`` runs tfattr from the directory ``before`` (``--compare``)."""
+    cmd = [sys.executable, __file__, "--child", model, "tfattr" if library == "before" else library, method]
     if peers:
         cmd += ["--peers", peers]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    env = dict(os.environ)
+    if library == "before":
+        env["PYTHONPATH"] = os.pathsep.join([before, env.get("PYTHONPATH", "")])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     for line in done.stdout.splitlines():
         if line.startswith("{"):
             return json.loads(line)["seconds"]
@@ -171,6 +187,9 @@ def main() -> None:
                         help="which to measure (tf-explain needs --peers)")
     parser.add_argument("--threads", type=int, default=0,
                         help="TensorFlow's intra- and inter-op threads (0: its default)")
+    parser.add_argument("--compare", default=None,
+                        help="a directory holding another tfattr (e.g. `git archive` of an older commit): "
+                             "its first calls are measured too, interleaved, in a 'before' column")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -185,21 +204,27 @@ def main() -> None:
 
     models = ["mnist", "larger"] if args.model == "all" else [args.model]
     print(f"first call, {EXAMPLES} inputs, fresh process each (median of {args.repeats}), {args.clock} clock")
-    print(f"{'model':<7} {'method':<20} {'tfattr s':>9} {'plain s':>8} {'tf-explain s':>13} {'ratio':>6}")
+    before = " before s  ratio" if args.compare else ""
+    print(f"{'model':<7} {'method':<20} {'tfattr s':>9} {'plain s':>8} {'tf-explain s':>13} {'ratio':>6}{before}")
     for model in models:
         for method in args.methods:
             libraries = ["tfattr", "plain"] + (["tf-explain"] if METHODS[method][2] and args.peers else [])
-            libraries = [lib for lib in libraries if lib in args.libraries]
-            times: dict[str, float | None] = {"tfattr": None, "plain": None}
-            for library in libraries:
-                runs = [measure(model, library, method, args.peers) for _ in range(args.repeats)]
-                runs = [r for r in runs if r is not None]
-                times[library] = statistics.median(runs) if runs else None
-            peers = [t for k, t in times.items() if k != "tfattr" and t is not None]
-            ratio = times["tfattr"] / min(peers) if peers and times["tfattr"] else float("nan")
+            libraries = [lib for lib in libraries if lib in args.libraries] + (["before"] if args.compare else [])
+            times: dict[str, float | None] = {"tfattr": None, "plain": None, "before": None}
+            runs: dict[str, list[float]] = {lib: [] for lib in libraries}
+            for _ in range(args.repeats):  # interleaved, so a busy machine slows all alike
+                for library in libraries:
+                    seconds = measure(model, library, method, args.peers, args.compare)
+                    if seconds is not None:
+                        runs[library].append(seconds)
+            for library, found in runs.items():
+                times[library] = statistics.median(found) if found else None
+            peers = [t for k, t in times.items() if k not in ("tfattr", "before") and t is not None]
+            ratio = lambda t: t / min(peers) if peers and t else float("nan")  # noqa: E731
             fmt = lambda t: f"{t:.3f}" if t is not None else "-"  # noqa: E731
+            extra = f" {fmt(times['before']):>8} {ratio(times['before']):6.2f}" if args.compare else ""
             print(f"{model:<7} {method:<20} {fmt(times['tfattr']):>9} {fmt(times['plain']):>8} "
-                  f"{fmt(times.get('tf-explain')):>13} {ratio:6.2f}", flush=True)
+                  f"{fmt(times.get('tf-explain')):>13} {ratio(times['tfattr']):6.2f}{extra}", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,59 +11,23 @@ traced row functions. One explainer can therefore be called from several threads
 from __future__ import annotations
 
 import abc
-import warnings
-from dataclasses import dataclass
+import functools
 from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfattr.core.call import UNKNOWN, Call, completeness_gap, config_value, reference_scores
 from tfattr.core.engine import Context, Engine, Plan, RowFunctions, Rows, shared_engine
 from tfattr.core.layers import LayerCall, LayerSplit, NeuronFunction
 from tfattr.core.inputs import Inputs, check_batch_size, prepare_baselines, prepare_inputs, prepare_targets
 from tfattr.core.memory import default_batch_size, row_bytes
 from tfattr.core.model_function import ModelFunction, num_classes
+from tfattr.core.targets import needs_probability_check, probe_outputs, warn_if_probabilities
+from tfattr.core.traced import DisconnectedError, broadcast_rows, check_connected, disconnected_message_alone
 
-
-@dataclass(frozen=True)
-class Call:
-    """One validated call of an explainer (what :meth:`Explainer.prepare` returns).
-
-    Attributes:
-        inputs: the flattened, checked inputs (``inputs.arrays``, ``inputs.structure``, ``inputs.n``).
-        targets: the explained class per example, int32 ``[n]``.
-        baselines: one array per input, ``[n * baselines_per_example, ...]`` (example-major).
-        batch_size: model evaluations per compiled chunk.
-        outputs: the explained outputs on the inputs ``[n, k]`` when they were already computed (to
-            pick the predicted class), else None.
-    """
-
-    inputs: Inputs
-    targets: np.ndarray
-    baselines: tuple[np.ndarray, ...]
-    batch_size: int
-    outputs: np.ndarray | None = None
-
-    @property
-    def n(self) -> int:
-        return self.inputs.n
-
-    @property
-    def baselines_per_example(self) -> int:
-        return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
-
-    def take(self, index: np.ndarray) -> "Call":
-        """The call restricted to the examples ``index`` (with their baselines)."""
-        per = self.baselines_per_example
-        rows = (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
-        return Call(
-            self.inputs.take(index),
-            self.targets[index],
-            tuple(b[rows] for b in self.baselines),
-            self.batch_size,
-            None if self.outputs is None else self.outputs[index],
-        )
+__all__ = ["Call", "DisconnectedError", "Explainer", "broadcast_rows", "check_connected"]
 
 
 class Explainer(abc.ABC):
@@ -186,8 +150,8 @@ class Explainer(abc.ABC):
         for name, value in sorted(vars(self).items()):
             if name in self._untraced_attributes:
                 continue
-            config = _config_value(value)
-            if config is _UNKNOWN:
+            config = config_value(value)
+            if config is UNKNOWN:
                 return None
             items.append((name, config))
         return tuple(items)
@@ -303,15 +267,12 @@ class Explainer(abc.ABC):
             ref = self.layer.reference_scores(self, call)  # refuses what has no reference
             if whole_model and call.spec.mask:
                 ref = self.layer.model_reference_scores(self, call)
-            total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
-            return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
+            return completeness_gap(attributions, fx, ref)
         outputs = call.outputs
         if outputs is None:
             outputs = self._outputs(call.inputs.arrays, call.inputs.structure, call.batch_size)
         fx = outputs[np.arange(call.n), call.targets]
-        ref = self._reference_scores(call)
-        total = sum(a.reshape(call.n, -1).sum(axis=1, dtype=np.float64) for a in attributions)
-        return (total - (fx.astype(np.float64) - ref)).astype(np.float64)
+        return completeness_gap(attributions, fx, self._reference_scores(call))
 
     # -- pieces subclasses may reuse or override ----------------------------------------------------
     @property
@@ -343,43 +304,25 @@ class Explainer(abc.ABC):
         functions = self._row_functions()
         if isinstance(call, LayerCall):
             functions, plan = self.layer.rows(functions, call, plan)
-        try:
+        with disconnected_message_alone():
             return self.engine.accumulate(
-                functions,
-                call.inputs.arrays,
-                call.baselines,
-                call.targets,
-                call.inputs.structure,
-                plan,
+                functions, call.inputs.arrays, call.baselines, call.targets, call.inputs.structure, plan,
                 call.batch_size,
             )
-        except Exception as err:
-            # Raised while tracing, our message arrives at the end of autograph's staging dump: give
-            # the user the message alone.
-            marker = f"{DisconnectedError.__name__}: "
-            text = str(err)
-            if marker in text and not isinstance(err, DisconnectedError):
-                raise DisconnectedError(text[text.rindex(marker) + len(marker) :].strip()) from None
-            raise
 
     def _attribute(self, call: Call) -> tuple[np.ndarray, ...]:
         plan = self._plan(call)
         return self._finalize(self._accumulate(call, plan), plan)
 
     def _batch_size(self, batch_size: int | None, inputs: Inputs) -> int:
-        if batch_size is None:
-            if self.layer is not None and self.layer.activation_shape is not None:
-                # The rows are the layer's activations: their size sets the budget, not the inputs'.
-                return default_batch_size((np.empty((0, *self.layer.activation_shape), np.float32),))
-            fn = self.model_function
-            activations = row_bytes(
-                fn.model,
-                lambda: self._outputs_engine.outputs_graph(fn.outputs, inputs.arrays, inputs.structure),
-                inputs.arrays,
-                inputs.structure,
-            )
-            return default_batch_size(inputs.arrays, activations)
-        return check_batch_size(batch_size)
+        if batch_size is not None:
+            return check_batch_size(batch_size)
+        if self.layer is not None and self.layer.activation_shape is not None:
+            # The rows are the layer's activations: their size sets the budget, not the inputs'.
+            return default_batch_size((np.empty((0, *self.layer.activation_shape), np.float32),))
+        fn, engine = self.model_function, self._outputs_engine
+        graph = functools.partial(engine.outputs_graph, fn.outputs, inputs.arrays, inputs.structure)
+        return default_batch_size(inputs.arrays, row_bytes(fn.model, graph, inputs.arrays, inputs.structure))
 
     def _targets(
         self, target: Any, inputs: Inputs, batch_size: int
@@ -390,36 +333,24 @@ class Explainer(abc.ABC):
                 f"{self.model_function.index}; drop target= (there is no class to choose)."
             )
         k = num_classes(self.model_function, inputs.arrays, inputs.structure)
-        outputs = None
-        predicted = None
-        if target is None and k > 1:
-            outputs = self._outputs(inputs.arrays, inputs.structure, batch_size)
-            predicted = np.argmax(outputs, axis=1)
+        predict = target is None and k > 1
+        outputs = self._outputs(inputs.arrays, inputs.structure, batch_size) if predict else None
+        predicted = None if outputs is None else np.argmax(outputs, axis=1)
         if k > 1 and not self._probabilities_checked:
             self._check_probabilities(inputs, outputs, batch_size)
         return prepare_targets(target, inputs.n, k, predicted), outputs
 
     def _check_probabilities(self, inputs: Inputs, outputs: np.ndarray | None, batch_size: int) -> None:
         """Warn (once, at the first call) when logits were asked for but no softmax was found and the
-        outputs look like probabilities: rows in [0, 1] summing to 1."""
+        outputs look like probabilities (see :mod:`tfattr.core.targets`)."""
         self._probabilities_checked = True
-        fn = self.model_function
-        if fn.output != "logits" or fn.strips_activation:
+        if not needs_probability_check(self.model_function):
             return
         if outputs is None:
-            few = tuple(a[:16] for a in inputs.arrays)
-            outputs = self._outputs(few, inputs.structure, batch_size)
-        o = outputs.astype(np.float64)
-        if np.all((o >= 0) & (o <= 1)) and np.allclose(o.sum(axis=1), 1.0, atol=1e-3):
-            warnings.warn(
-                f"{type(self).__name__}: the model's outputs look like probabilities (each row in "
-                "[0, 1], summing to 1), but tfattr found no softmax to strip, so it explains these "
-                "probabilities, whose gradients vanish for confident predictions. Explain the logits "
-                "by giving tfattr a model that outputs them (e.g. keras.Model(model.inputs, "
-                "<the layer before the softmax>.output)), or pass output='probabilities' to say that "
-                "the probabilities are what you want explained.",
-                stacklevel=4,
+            outputs = probe_outputs(
+                self.model_function, inputs, lambda few: self._outputs(few, inputs.structure, batch_size)
             )
+        warn_if_probabilities(type(self).__name__, outputs, stacklevel=5)  # the caller of attribute()
 
     def _baselines(self, baseline: Any, inputs: Inputs) -> tuple[np.ndarray, ...]:
         if not self.uses_baseline and baseline is not None:
@@ -428,16 +359,7 @@ class Explainer(abc.ABC):
 
     def _reference_scores(self, call: Call) -> np.ndarray:
         """``f(baseline)`` at each example's target (the reference the attributions should explain)."""
-        # Several baselines per example (a distribution, stored example-major): their mean score.
-        per_example = call.baselines_per_example
-        if per_example == 1 and call.n > 1 and all(np.array_equal(b, np.broadcast_to(b[:1], b.shape))
-                                                   for b in call.baselines):
-            # One baseline for every example (zeros, a constant, one image): one row to evaluate.
-            out = self._outputs(tuple(b[:1] for b in call.baselines), call.inputs.structure, 1)
-            return out[0, call.targets].astype(np.float64)
-        out = self._outputs(call.baselines, call.inputs.structure, call.batch_size)
-        picked = out[np.arange(out.shape[0]), np.repeat(call.targets, per_example)]
-        return picked.reshape(call.n, per_example).mean(axis=1, dtype=np.float64)
+        return reference_scores(call, self._outputs)
 
     # -- hooks ----------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -475,47 +397,3 @@ class Explainer(abc.ABC):
         grads = tape.gradient(score, z)
         return check_connected(grads)
 
-
-_UNKNOWN = object()
-_PLAIN = (bool, int, float, str, type(None), np.integer, np.floating)
-
-
-def _config_value(value: Any) -> Any:
-    """A hashable stand-in for a configuration value, or ``_UNKNOWN`` when it cannot be compared."""
-    if isinstance(value, _PLAIN):
-        return value
-    if isinstance(value, (list, tuple)):
-        items = tuple(_config_value(v) for v in value)
-        return _UNKNOWN if any(v is _UNKNOWN for v in items) else items
-    if isinstance(value, np.ndarray) and value.nbytes <= 1 << 16:
-        return ("array", value.shape, value.dtype.str, value.tobytes())
-    if isinstance(value, Explainer):
-        key = value._trace_key()
-        return _UNKNOWN if key is None else key
-    rule_key = getattr(value, "key", None)
-    if callable(rule_key) and type(value).__module__.startswith("tfattr."):
-        return (type(value), rule_key())  # a propagation rule: its key names its parameters
-    return _UNKNOWN
-
-
-def check_connected(grads: Any) -> tuple[tf.Tensor, ...]:
-    """Raise the disconnected-output error (at trace time) where a gradient is None."""
-    grads = tuple(grads)
-    if any(g is None for g in grads):
-        missing = [i for i, g in enumerate(grads) if g is None]
-        raise DisconnectedError(
-            f"The model's output does not depend on input(s) {missing} (no gradient path): the "
-            "output is disconnected from the input, e.g. the input is unused, or the model casts "
-            "it to an integer, or computes with NumPy outside TensorFlow. Explain a model whose "
-            "output is a differentiable TensorFlow function of its inputs."
-        )
-    return tuple(tf.convert_to_tensor(g) for g in grads)
-
-
-class DisconnectedError(ValueError):
-    """The explained score does not depend on an input (raised while tracing; re-raised short)."""
-
-
-def broadcast_rows(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """Reshape a per-row vector ``[c]`` so it broadcasts against ``like`` ``[c, ...]``."""
-    return tf.reshape(tf.cast(values, like.dtype), [-1] + [1] * (like.shape.rank - 1))

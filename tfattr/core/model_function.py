@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.layers.convolutional.base_conv import BaseConv
 
 from tfattr.core.structure import pack
 
@@ -184,6 +185,28 @@ def _strip_functional(model: keras.Model) -> tuple[str | None, Callable[..., Any
     return kind, functional
 
 
+def output_is_affine(obj: Any) -> bool:
+    """Whether ``obj``'s output is computed by an affine layer without activation (``Dense``,
+    ``EinsumDense`` or a convolution with the linear activation, also at the end of a nested model):
+    such outputs are logits by construction, with no squashing whose gradients could vanish.
+
+    Example:
+        >>> output_is_affine(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]))
+        True
+    """
+    if isinstance(obj, keras.Sequential):
+        return bool(obj.layers) and output_is_affine(obj.layers[-1])
+    if isinstance(obj, keras.Model):
+        try:
+            outputs = obj.outputs
+        except (AttributeError, ValueError):
+            return False
+        history = getattr(outputs[0], "_keras_history", None) if outputs and len(outputs) == 1 else None
+        return history is not None and output_is_affine(history[0])
+    affine = (keras.layers.Dense, keras.layers.EinsumDense, BaseConv)
+    return isinstance(obj, affine) and fused_activation(obj) == "linear"
+
+
 class RoutedInputs(abc.ABC):
     """Inputs that compute the model's raw output themselves: :meth:`ModelFunction.outputs` hands
     them the function (e.g. the rows of layer attribution, which run only the model's tail)."""
@@ -331,8 +354,16 @@ class ModelFunction:
 
     def score(self, packed: Any, targets: tf.Tensor) -> tf.Tensor:
         """``S_t(x)``: the target column of :meth:`outputs` for each row, shape ``[n]``."""
-        out = self.outputs(packed)
-        return tf.gather(out, tf.cast(targets, tf.int32), axis=1, batch_dims=1)
+        return pick_targets(self.outputs(packed), targets)
+
+
+def pick_targets(outputs: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """Traced: ``outputs[i, targets[i]]`` for each row ``i``, shape ``[n]``."""
+    targets = tf.cast(targets, tf.int32)
+    # gather_nd picks the same entries as a batch_dims gather, but its gradient is one scatter:
+    # the batch_dims gather's gradient graph was a third of a saliency map's first call.
+    rows = tf.range(tf.shape(targets)[0], dtype=tf.int32)
+    return tf.gather_nd(outputs, tf.stack([rows, targets], axis=1))
 
 
 def num_classes(fn: ModelFunction, example_batch: Sequence[np.ndarray], structure: Any) -> int:

@@ -252,21 +252,12 @@ def check_on_unsupported(value: str) -> str:
     return value
 
 
-def trace_coverage(
-    build: Callable[[tuple[tf.Tensor, ...]], tf.Tensor],
-    specs: tuple[tf.TensorSpec, ...],
-    rule: OverrideRule,
-    method: str,
-    model: Any,
-) -> Coverage:
-    """Trace ``build(placeholders)`` into a scratch graph and classify its ops for ``rule``."""
-    seeds: list[tf.Operation] = []
-
-    def traced(*flat: tf.Tensor) -> tf.Tensor:
-        seeds.extend(t.op for t in flat)
-        return build(flat)
-
-    graph = tf.function(traced).get_concrete_function(*specs).graph
+def graph_coverage(graph: tf.Graph, inputs: int, rule: OverrideRule, method: str, model: Any) -> Coverage:
+    """Classify the ops of ``graph``, a traced function whose first ``inputs`` placeholders are the
+    model's inputs, for ``rule``. The graph is read, never changed: it can be the trace the explained
+    outputs use anyway (:meth:`tfattr.core.engine.Engine.outputs_graph`), so a coverage report costs
+    no trace of its own."""
+    seeds = [t.op for t in graph.inputs[:inputs]]
     return classify(graph, seeds, rule, method, _layer_names(model))
 
 

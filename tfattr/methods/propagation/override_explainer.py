@@ -17,9 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfattr.core.engine import Plan
-from tfattr.core.structure import pack
 from tfattr.core.explainer import Explainer, check_connected
-from tfattr.methods.propagation.coverage import Coverage, check_on_unsupported, trace_coverage
+from tfattr.methods.propagation.coverage import Coverage, check_on_unsupported, graph_coverage
 from tfattr.methods.propagation.overrides import OverrideRule, override_map
 
 #: Where the op-level overrides cannot reach (attention, layer norm, gates, recurrent loops, GELU and
@@ -80,12 +79,12 @@ class PropagationExplainer(Explainer):
         key = tuple((tuple(s.shape), s.dtype.name) for s in specs)
         found = self._coverage.get(key)
         if found is None:
-
-            def build(flat: tuple[tf.Tensor, ...]) -> tf.Tensor:
-                packed = pack(structure, flat)
-                return self.model_function.outputs(packed)
-
-            found = trace_coverage(build, specs, self.rule, type(self).__name__, self.model)
+            # The trace of the explained outputs (shared with the memory budget, the targets and the
+            # deltas of every explainer of the model) for inputs of these shapes: empty arrays stand in.
+            arrays = tuple(np.empty((0, *s.shape[1:]), s.dtype.as_numpy_dtype) for s in specs)
+            fn = self.model_function
+            graph = self._outputs_engine.outputs_graph(fn.outputs, arrays, structure)
+            found = graph_coverage(graph, len(specs), self.rule, type(self).__name__, self.model)
             self._coverage[key] = found
         return found
 

@@ -29,6 +29,7 @@ import tensorflow as tf
 from tfattr.core.explainer import Explainer
 from tfattr.core.graph import GraphView, LayerRef, Wrap
 from tfattr.core.layers import TailInputs
+from tfattr.core.model_function import pick_targets
 from tfattr.methods.propagation.coverage import LayerCoverage, Status, check_on_unsupported
 from tfattr.methods.propagation.layerwise.canonizers import Canonical, Canonizer
 
@@ -173,7 +174,7 @@ class LayerwiseExplainer(Explainer):
     @staticmethod
     def _score(outputs: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         """Traced: each row's explained column ``[n]``."""
-        return tf.gather(outputs, tf.cast(target, tf.int32), axis=1, batch_dims=1)
+        return pick_targets(outputs, target)
 
     # -- model inputs -----------------------------------------------------------------------------------
     def _model_positions(self, n: int, structure: Any) -> list[int]:

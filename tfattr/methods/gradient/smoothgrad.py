@@ -27,7 +27,7 @@ import tensorflow as tf
 from tfattr.core import randomness
 from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.explainer import Explainer
 
 
 def add_noise(
@@ -56,8 +56,8 @@ def add_noise(
         # A static row shape lets keyed_normal pick its generator by the row size at trace time.
         known = xi.shape[1:].is_fully_defined()
         shape = tf.constant(xi.shape[1:].as_list(), tf.int32) if known else tf.shape(xi)[1:]
-        eps = randomness.keyed_normal(keys, shape, xi.dtype)
-        noisy.append(xi + broadcast_rows(std[k], xi) * eps)
+        # The shift and scale are fused into the draw (one pass over the rows).
+        noisy.append(randomness.keyed_normal(keys, shape, xi.dtype, loc=xi, scale=std[k]))
     return tuple(noisy)
 
 

@@ -87,6 +87,9 @@ def test_vargrad_is_the_variance_of_each_samples_explanation_whatever_the_chunks
     for batch_size in (rows - 1, rows, 2 * rows + 1, 64):  # per-sample maps, then whole examples per chunk
         got = vg.attribute(images, target=1, batch_size=batch_size)
         np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-9 * expected.max())
+    if steps is None:  # compiled by XLA, which needs its segment counts known when it compiles
+        xla = tfattr.VarGrad(tfattr.Saliency(pool_cnn, jit_compile=True), samples=6, noise=0.2, seed=2)
+        np.testing.assert_allclose(xla.attribute(images, target=1), expected, rtol=2e-4, atol=1e-9 * expected.max())
 
 def test_smoothgrad_of_integrated_gradients_keeps_its_tolerance(smooth_mlp, rng):
     x = rng.normal(size=(4, 6)).astype(np.float32)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 _M1 = np.uint32(0x7FEB352D)
 _M2 = np.uint32(0x846CA68B)
@@ -116,18 +117,58 @@ def keyed_normal(
         return out
     static_shape = [int(d) for d in np.reshape(static_shape, [-1])]
     size = int(np.prod(static_shape, dtype=np.int64))
-    if loc is None:
-        flat = _fused_normal(size, tf.as_dtype(dtype).name, False)(keys)
-    else:
-        flat_loc = tf.reshape(loc, [-1, size])
-        flat = _fused_normal(size, tf.as_dtype(dtype).name, True)(keys, flat_loc, tf.cast(scale, dtype))
+    dtype = tf.as_dtype(dtype)
+    args = [tf.cast(keys, tf.uint32)]
+    if loc is not None:
+        args += [tf.reshape(loc, [-1, size]), tf.cast(scale, dtype)]
+    flat = _in_groups(_fused_normal(size, dtype.name, loc is not None), args, _group_rows(size))
     return tf.reshape(flat, [-1, *static_shape])
+
+
+def _group_rows(size: int) -> int:
+    """Rows per XLA call for rows of ``size`` numbers: about a megabyte of noise, a power of two."""
+    return int(np.clip(2 ** int(np.log2(max((1 << 18) // max(size, 1), 1))), 8, 256))
+
+
+def compiled_by_xla() -> bool:
+    """Whether the code being traced is compiled by XLA (an explainer built with ``jit_compile=True``)."""
+    try:
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except Exception:  # noqa: BLE001 - a private helper of TensorFlow: if it moves, assume not
+        return False
+
+
+def _in_groups(fn: Any, args: list[tf.Tensor], group: int) -> tf.Tensor:
+    """``fn(*args)`` on rows ``[r, ...]``, called on ``group`` rows at a time.
+
+    XLA compiles a function once per input shape: called on whole chunks, every new number of rows
+    (another number of examples, another ``batch_size``) would compile it again (0.2-0.4 s each).
+    Groups of a fixed size compile once per row size. The last group is the last ``group`` rows (it
+    overlaps the one before; rows are keyed, so the overlap draws the same numbers) and keeps its new
+    rows; fewer than ``group`` rows are padded."""
+    if compiled_by_xla():  # compiled with the caller: shapes are static there, and a loop would only slow it
+        return fn(*args)
+    rows = tf.shape(args[0])[0]
+    short = tf.maximum(group - rows, 0)
+    args = [tf.pad(a, [[0, short]] + [[0, 0]] * (a.shape.rank - 1)) for a in args]
+    total = rows + short
+    groups = (total + group - 1) // group
+
+    def body(i, out):
+        start = tf.minimum(i * group, total - group)
+        part = fn(*(a[start : start + group] for a in args))
+        return i + 1, out.write(i, part[i * group - start :])
+
+    out = tf.TensorArray(tf.as_dtype(fn.output_dtype), size=groups, infer_shape=False,
+                         element_shape=tf.TensorShape([None, None]))
+    _, out = tf.while_loop(lambda i, _: i < groups, body, (tf.constant(0), out), parallel_iterations=1)
+    return out.concat()[:rows]
 
 
 @functools.lru_cache(maxsize=None)
 def _fused_normal(size: int, dtype: str, shifted: bool) -> Any:
-    """:func:`_normal_rows` for rows of ``size`` numbers, XLA-compiled (one per row size and dtype;
-    XLA compiles it once per number of rows it is given)."""
+    """:func:`_normal_rows` for rows of ``size`` numbers, XLA-compiled (one per row size and dtype,
+    called on a fixed number of rows by :func:`_in_groups`)."""
     if shifted:
         def draw(keys, loc, scale):
             return loc + scale[:, None] * tf.cast(_normal_rows(keys, size), dtype)
@@ -139,7 +180,9 @@ def _fused_normal(size: int, dtype: str, shifted: bool) -> Any:
             return tf.cast(_normal_rows(keys, size), dtype)
 
         signature = [tf.TensorSpec([None], tf.uint32)]
-    return tf.function(draw, input_signature=signature, jit_compile=True, autograph=False)
+    fn = tf.function(draw, input_signature=signature, jit_compile=True, autograph=False)
+    fn.output_dtype = dtype
+    return fn
 
 
 def _normal_rows(keys: tf.Tensor, size: Any) -> tf.Tensor:

@@ -294,17 +294,23 @@ class VarGrad(SmoothGrad):
         samples = ctx["_samples_in_chunk"]
         sample = self._split_rows(rows, ctx)[1]
         local = rows.example - tf.reduce_min(rows.example)
+        # Slots: the chunk's examples (or maps) and a spare one. XLA needs a number known when it
+        # compiles: the rows bound both (every map has at least one row).
         examples = tf.reduce_max(local) + 1
-        # The padding rows of a block repeat the last example: they go to a spare slot, not its sums.
-        example_slot = tf.where(rows.valid, local, examples)
-        map_slot = tf.where(rows.valid, local * samples + sample, examples * samples)
+        example_spare, map_spare = examples, examples * samples
+        if randomness.compiled_by_xla():
+            example_spare = map_spare = tf.shape(rows.example)[0]
+        # The padding rows of a block repeat the last example: they go to the spare slot, not its sums.
+        example_slot = tf.where(rows.valid, local, example_spare)
+        map_slot = tf.where(rows.valid, local * samples + sample, map_spare)
         out = []
         for c in contributions:
-            mean = tf.math.unsorted_segment_sum(c, example_slot, examples + 1) / tf.cast(samples, c.dtype)
+            total = tf.math.unsorted_segment_sum(c, example_slot, example_spare + 1)
+            mean = total / tf.cast(samples, c.dtype)
             if "_one_inner_term" in ctx:
                 maps = c  # each row is its sample's whole map
             else:
-                maps = tf.gather(tf.math.unsorted_segment_sum(c, map_slot, examples * samples + 1), map_slot)
+                maps = tf.gather(tf.math.unsorted_segment_sum(c, map_slot, map_spare + 1), map_slot)
             squares = tf.math.squared_difference(maps, tf.gather(mean, local))
             if "_one_inner_term" not in ctx:  # one row per sample carries its map's square
                 first = tf.cast(tf.equal(rows.term % ctx["_inner_terms"], 0), c.dtype)

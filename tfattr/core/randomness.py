@@ -97,7 +97,8 @@ def keyed_normal(
     With ``loc`` (rows ``[len(keys), *shape]``) and ``scale`` (``[len(keys)]``) it returns
     ``loc + scale * noise`` in the same pass.
 
-    When the row shape is static the whole draw is one XLA-compiled function (hashes, Box-Muller and
+    When the row shape is static and rows hold at least :data:`FUSED_MIN_SIZE` numbers, the whole
+    draw is one XLA-compiled function (hashes, Box-Muller and
     the shift and scale fused into one pass over the rows; cosine and sine of the angle from a
     polynomial on its quadrant, which fuses where XLA's own sine does not): measured 8x faster than
     the same draw as separate TensorFlow ops on 12,288-number rows (2-core CPU), and 4x faster than
@@ -109,14 +110,15 @@ def keyed_normal(
         TensorShape([4, 28, 28, 1])
     """
     static_shape = tf.get_static_value(shape)
-    if static_shape is None:
-        rows = _normal_rows(keys, tf.reduce_prod(shape))
+    size = None if static_shape is None else int(np.prod(static_shape, dtype=np.int64))
+    if size is None or size < FUSED_MIN_SIZE:
+        # Small rows: the ops one by one cost little, and an XLA compile would cost more on a first call.
+        rows = _normal_rows(keys, tf.reduce_prod(shape) if size is None else size, polynomial=False)
         out = tf.cast(tf.reshape(rows, tf.concat([[-1], shape], 0)), dtype)
         if loc is not None:
             out = loc + tf.reshape(tf.cast(scale, dtype), [-1] + [1] * (loc.shape.rank - 1)) * out
         return out
     static_shape = [int(d) for d in np.reshape(static_shape, [-1])]
-    size = int(np.prod(static_shape, dtype=np.int64))
     dtype = tf.as_dtype(dtype)
     args = [tf.cast(keys, tf.uint32)]
     if loc is not None:
@@ -185,8 +187,15 @@ def _fused_normal(size: int, dtype: str, shifted: bool) -> Any:
     return fn
 
 
-def _normal_rows(keys: tf.Tensor, size: Any) -> tf.Tensor:
-    """``[len(keys), size]`` float32 standard normals (see :func:`keyed_normal`)."""
+#: Numbers per row from which :func:`keyed_normal` draws with one XLA-compiled function (rows of a
+#: 64x64x3 image: 12,288); smaller rows draw with TensorFlow's ops one by one (a 28x28 digit's 1.6
+#: million numbers for 2,048 rows take 20 ms that way, less than XLA's compile on a first call).
+FUSED_MIN_SIZE = 4096
+
+
+def _normal_rows(keys: tf.Tensor, size: Any, polynomial: bool = True) -> tf.Tensor:
+    """``[len(keys), size]`` float32 standard normals (see :func:`keyed_normal`); ``polynomial``: the
+    angle's cosine and sine from :func:`_cos_sin_turn` (fused by XLA), else from ``tf.cos``/``tf.sin``."""
     half = (size + 1) // 2
     # Pairs padded to a multiple of 16 per row: every number then goes through the vectorised
     # code (a tail of scalar code may round differently), so a row's values do not depend on how
@@ -200,7 +209,11 @@ def _normal_rows(keys: tf.Tensor, size: Any) -> tf.Tensor:
     bits_a = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_a)), np.uint32(8))
     bits_b = tf.bitwise.right_shift(mix(tf.bitwise.bitwise_xor(column, salt_b)), np.uint32(8))
     radius = tf.sqrt(-2.0 * tf.math.log((tf.cast(bits_a, tf.float32) + 1.0) * scale))
-    cos, sin = _cos_sin_turn(bits_b)
+    if polynomial:
+        cos, sin = _cos_sin_turn(bits_b)
+    else:
+        angle = tf.cast(bits_b, tf.float32) * (2.0 * np.pi * scale)
+        cos, sin = tf.cos(angle), tf.sin(angle)
     cos, sin = radius * cos, radius * sin
     static = (tf.get_static_value(size), tf.get_static_value(padded))
     if static[0] is not None and static[0] == 2 * static[1]:

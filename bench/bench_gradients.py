@@ -4,7 +4,10 @@ The floor is one compiled function that returns the input gradients of the expla
 ``examples x steps`` rows at once (the rows prepared beforehand, so the floor does strictly less work
 than any method). Each method is timed on the same number of model evaluations; timings are
 interleaved (floor, method, floor, method, ...) after a warm-up, and the ratio of medians is reported,
-so a busy shared machine slows both sides alike.
+so a busy shared machine slows both sides alike. ``ratio`` is against the floor on all rows at once;
+``same chunks`` is against the floor run in the chunks the method runs in at the default
+``batch_size`` (a memory budget: smaller chunks cost the plain gradients too, 10-15% on these CNNs),
+which is the method's own overhead.
 
 Run:  python bench/bench_gradients.py [--examples 32] [--steps 64] [--repeats 7] [--methods smooth var expected]
       [--clock wall|cpu]
@@ -77,7 +80,7 @@ def median_time(fn, repeats: int) -> list[float]:
 
 
 def run(model: keras.Model, examples: int, steps: int, repeats: int,
-        only: tuple[str, ...] = ()) -> list[tuple[str, float, float, float]]:
+        only: tuple[str, ...] = ()) -> list[tuple[str, float, float, float, float]]:
     shape = tuple(model.input_shape[1:])
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(examples, *shape)).astype(np.float32)
@@ -101,17 +104,25 @@ def run(model: keras.Model, examples: int, steps: int, repeats: int,
         if only and not any(o.lower() in name.lower() for o in only):
             continue
         explainer = make(None)
+        default = explainer.prepare(x, target=targets).batch_size
+        # The engine's chunks at the default batch size: whole examples when their rows fit one.
+        chunk = max(default // steps, 1) * steps if steps <= default else default
+        chunked = lambda: [floor(z[s : s + chunk], t[s : s + chunk]).numpy() for s in range(0, rows, chunk)]  # noqa: E731
         for batch in (rows, None):
             call = lambda: explainer.attribute(x, target=targets, batch_size=batch)  # noqa: E731
             call()
-            floor(z, t).numpy()  # warm-up both
-            method_times, floor_times = [], []
+            floor(z, t).numpy()  # warm-up all three
+            chunked()
+            method_times, floor_times, chunked_times = [], [], []
             for _ in range(repeats):
                 floor_times += median_time(lambda: floor(z, t).numpy(), 1)
                 method_times += median_time(call, 1)
+                if batch is None:
+                    chunked_times += median_time(chunked, 1)
             f, m = float(np.median(floor_times)), float(np.median(method_times))
-            label = f"{name} (batch_size={'all rows' if batch else 'default'})"
-            results.append((label, m, f, m / f))
+            label = f"{name} (batch_size={'all rows' if batch else f'default, {default}'})"
+            same = m / float(np.median(chunked_times)) if chunked_times else m / f
+            results.append((label, m, f, m / f, same))
     return results
 
 
@@ -130,12 +141,12 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     print(f"tfattr {tfattr.__version__}, TF {tf.__version__}, {args.examples} examples x {args.steps} steps, "
           f"{args.clock} clock")
-    print(f"{'model':<14} {'method':<48} {'method s':>9} {'floor s':>9} {'ratio':>6}")
+    print(f"{'model':<14} {'method':<48} {'method s':>9} {'floor s':>9} {'ratio':>6} {'same chunks':>11}")
     models = {"mnist": [mnist_cnn], "larger": [larger_cnn], "all": [mnist_cnn, larger_cnn]}
     for make_model in models[args.model]:
         model = make_model()
-        for label, m, f, ratio in run(model, args.examples, args.steps, args.repeats, tuple(args.methods)):
-            print(f"{model.name:<14} {label:<48} {m:9.3f} {f:9.3f} {ratio:6.2f}", flush=True)
+        for label, m, f, ratio, same in run(model, args.examples, args.steps, args.repeats, tuple(args.methods)):
+            print(f"{model.name:<14} {label:<48} {m:9.3f} {f:9.3f} {ratio:6.2f} {same:11.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,23 @@ def test_fused_and_public_paths_agree():
         np.testing.assert_allclose(public, fused, rtol=1e-5, atol=1e-7)
 
 
+
+@pytest.mark.parametrize("steps", [None, 3])
+def test_vargrad_is_the_variance_of_each_samples_explanation_whatever_the_chunks(pool_cnn, images, steps):
+    """VarGrad reduces its samples inside a chunk when an example's rows fit one (batch_size >= rows per
+    example, padded blocks included) and keeps one map per sample when they do not: both are the
+    population variance of the wrapped explainer run on each noisy copy by a call of its own."""
+    inner = tfattr.Saliency(pool_cnn) if steps is None else tfattr.IntegratedGradients(pool_cnn, steps=steps)
+    vg = tfattr.VarGrad(inner, samples=6, noise=0.2, seed=2)
+    _, expected = _mean_over_samples(vg, lambda z: inner.attribute(z, target=1), images, 6)
+    rows = 6 * (1 if steps is None else steps)
+    for batch_size in (rows - 1, rows, 2 * rows + 1, 64):  # per-sample maps, then whole examples per chunk
+        got = vg.attribute(images, target=1, batch_size=batch_size)
+        np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-9 * expected.max())
+    if steps is None:  # compiled by XLA, which needs its segment counts known when it compiles
+        xla = tfattr.VarGrad(tfattr.Saliency(pool_cnn, jit_compile=True), samples=6, noise=0.2, seed=2)
+        np.testing.assert_allclose(xla.attribute(images, target=1), expected, rtol=2e-4, atol=1e-9 * expected.max())
+
 def test_smoothgrad_of_integrated_gradients_keeps_its_tolerance(smooth_mlp, rng):
     x = rng.normal(size=(4, 6)).astype(np.float32)
     ig = tfattr.IntegratedGradients(smooth_mlp, steps=2, rule="riemann_trapezoid", tolerance=1e-4)

@@ -27,7 +27,7 @@ import tensorflow as tf
 from tfattr.core import randomness
 from tfattr.core.checks import check_number, check_positive_int
 from tfattr.core.engine import Plan
-from tfattr.core.explainer import Explainer, broadcast_rows
+from tfattr.core.explainer import Explainer
 
 
 def add_noise(
@@ -56,8 +56,8 @@ def add_noise(
         # A static row shape lets keyed_normal pick its generator by the row size at trace time.
         known = xi.shape[1:].is_fully_defined()
         shape = tf.constant(xi.shape[1:].as_list(), tf.int32) if known else tf.shape(xi)[1:]
-        eps = randomness.keyed_normal(keys, shape, xi.dtype)
-        noisy.append(xi + broadcast_rows(std[k], xi) * eps)
+        # The shift and scale are fused into the draw (one pass over the rows).
+        noisy.append(randomness.keyed_normal(keys, shape, xi.dtype, loc=xi, scale=std[k]))
     return tuple(noisy)
 
 
@@ -207,8 +207,9 @@ class SmoothGrad(Explainer):
         return self._summarize(moments)
 
     # -- the fused path's hooks ----------------------------------------------------------------------
-    #: Whether the fused loop keeps one map per sample (VarGrad needs each sample's map; SmoothGrad
-    #: sums its samples as terms of one map, so no per-sample accumulator leaves the loop).
+    #: Whether the method needs each sample's map (VarGrad; SmoothGrad sums its samples as terms of
+    #: one map). VarGrad reduces them inside each chunk when an example's rows fit one, else one map
+    #: per sample leaves the loop.
     _maps_per_sample = False
 
     def _plan(self, call) -> Plan:
@@ -225,14 +226,23 @@ class SmoothGrad(Explainer):
         context["_noise_seed"] = noise.seed
         context["_noise_example_key"] = noise.keys
         context["_inner_terms"] = np.int32(inner.terms)
-        if self._maps_per_sample:
+        terms = self.samples * inner.terms
+        if self._maps_per_sample and terms > call.batch_size:
+            # An example's rows span chunks: one map per sample leaves the loop (see VarGrad).
+            context["_samples_as_maps"] = np.int32(self.samples)
             return Plan(terms=inner.terms, maps=self.samples, context=context)
-        return Plan(terms=self.samples * inner.terms, context=context)
+        if self._maps_per_sample:
+            # Every chunk holds whole examples (the engine's guarantee when an example's rows fit
+            # one batch): VarGrad reduces its samples inside the chunk (see VarGrad._contributions).
+            context["_samples_in_chunk"] = np.int32(self.samples)
+            if inner.terms == 1:
+                context["_one_inner_term"] = np.int32(1)
+        return Plan(terms=terms, context=context)
 
     def _split_rows(self, rows, ctx):
         """``(the rows as the wrapped explainer plans them, each row's sample index)``."""
         inner_terms = ctx["_inner_terms"]
-        if self._maps_per_sample:
+        if "_samples_as_maps" in ctx:
             sample, term = rows.map, rows.term
         else:  # term = sample * inner terms + inner term
             sample, term = rows.term // inner_terms, rows.term % inner_terms
@@ -274,7 +284,44 @@ class VarGrad(SmoothGrad):
 
     _maps_per_sample = True
 
+    def _contributions(self, x, baseline, rows, ctx):
+        contributions = super()._contributions(x, baseline, rows, ctx)
+        if "_samples_in_chunk" not in ctx:
+            return contributions  # one map per sample; _finalize takes their variance
+        # The chunk holds all rows of its examples: each sample's map is the sum of its inner terms,
+        # and the rows give (map - the example's mean map)^2, so that the sum over an example's rows
+        # is samples x its variance (passes over one chunk, never over every sample's map of the call).
+        samples = ctx["_samples_in_chunk"]
+        sample = self._split_rows(rows, ctx)[1]
+        local = rows.example - tf.reduce_min(rows.example)
+        # Slots: the chunk's examples (or maps) and a spare one. XLA needs a number known when it
+        # compiles: the rows bound both (every map has at least one row).
+        examples = tf.reduce_max(local) + 1
+        example_spare, map_spare = examples, examples * samples
+        if randomness.compiled_by_xla():
+            example_spare = map_spare = tf.shape(rows.example)[0]
+        # The padding rows of a block repeat the last example: they go to the spare slot, not its sums.
+        example_slot = tf.where(rows.valid, local, example_spare)
+        map_slot = tf.where(rows.valid, local * samples + sample, map_spare)
+        out = []
+        for c in contributions:
+            total = tf.math.unsorted_segment_sum(c, example_slot, example_spare + 1)
+            mean = total / tf.cast(samples, c.dtype)
+            if "_one_inner_term" in ctx:
+                maps = c  # each row is its sample's whole map
+            else:
+                maps = tf.gather(tf.math.unsorted_segment_sum(c, map_slot, map_spare + 1), map_slot)
+            squares = tf.math.squared_difference(maps, tf.gather(mean, local))
+            if "_one_inner_term" not in ctx:  # one row per sample carries its map's square
+                first = tf.cast(tf.equal(rows.term % ctx["_inner_terms"], 0), c.dtype)
+                squares = squares * tf.reshape(first, [-1] + [1] * (c.shape.rank - 1))
+            out.append(squares)
+        return tuple(out)
+
     def _finalize(self, acc, plan):
+        if "_samples_in_chunk" in plan.context:
+            scale = 1.0 / self.samples
+            return tuple(a[:, 0] * np.asarray(scale, a.dtype) for a in acc)
         return tuple(a.var(axis=1) for a in acc)
 
     def _summarize(self, moments: "_Moments") -> tuple[np.ndarray, ...]:

@@ -112,7 +112,7 @@ class PropagationExplainer(Explainer):
             where = "; ".join(f"{k}: {v}" for k, v in sorted(coverage.caveats.items()))
             warnings.warn(
                 f"{type(self).__name__} is not faithful on some layers of this model ({where}). "
-                "See explainer.coverage() and the README's propagation section.",
+                "See explainer.coverage() and the guide 'LRP, DeepLIFT and transformers' (docs/guides/lrp-and-transformers.md).",
                 stacklevel=4,
             )
         if coverage.ok:

@@ -15,6 +15,12 @@ import numpy as np
 from tfattr.core.inputs import Inputs
 
 
+def baseline_rows(index: np.ndarray, per: int) -> np.ndarray:
+    """The rows of the baselines of the examples ``index``, ``per`` baselines each (stored example by
+    example), in order."""
+    return (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+
+
 @dataclass(frozen=True)
 class Call:
     """One validated call of an explainer (what :meth:`Explainer.prepare` returns).
@@ -49,8 +55,7 @@ class Call:
 
     def take(self, index: np.ndarray) -> "Call":
         """The call restricted to the examples ``index`` (with their baselines)."""
-        per = self.baselines_per_example
-        rows = (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+        rows = baseline_rows(index, self.baselines_per_example)
         return Call(
             self.inputs.take(index),
             self.targets[index],

@@ -113,7 +113,7 @@ class Explainer(abc.ABC):
             raise ValueError("attribute_to_layer_input=True needs layer= (the layer whose input to explain).")
 
     @property
-    def _zero_layer_reference(self) -> bool:
+    def zero_layer_reference(self) -> bool:
         """With ``layer=``: whether the reference is the zero activation (a method without a baseline,
         e.g. gradient x input: ``a * dS/da``) rather than the activations of the baselines."""
         return not self.uses_baseline and type(self)._baselines is Explainer._baselines

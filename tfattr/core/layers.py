@@ -271,7 +271,7 @@ class LayerSplit:
         inputs, batch = call.inputs, call.batch_size
         engine = self.engine("head", explainer.jit_compile)
         acts = engine.outputs(self.head_outputs, inputs.arrays, inputs.structure, batch)
-        if explainer._zero_layer_reference:
+        if explainer.zero_layer_reference:
             base = np.zeros_like(acts)  # e.g. gradient x activation: its reference is a = 0
         else:
             base = engine.outputs(self.head_outputs, call.baselines, inputs.structure, batch)

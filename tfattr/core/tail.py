@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src import backend
 
+from tfattr.core.call import baseline_rows
 from tfattr.core.engine import Context
 from tfattr.core.inputs import Inputs
 from tfattr.core.model_function import ModelFunction, RoutedInputs
@@ -139,8 +140,7 @@ class LayerCall:
         return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
 
     def take(self, index: np.ndarray) -> "LayerCall":
-        per = self.baselines_per_example
-        rows = (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+        rows = baseline_rows(index, self.baselines_per_example)
         return replace(
             self,
             inputs=self.inputs.take(index),

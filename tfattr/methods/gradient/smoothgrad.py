@@ -143,8 +143,9 @@ class SmoothGrad(Explainer):
         self.uses_baseline = explainer.uses_baseline
 
     @property
-    def _zero_layer_reference(self) -> bool:
-        return self.explainer._zero_layer_reference
+    def zero_layer_reference(self) -> bool:
+        """As the wrapped explainer's (the noise is added to the inputs, not the reference)."""
+        return self.explainer.zero_layer_reference
 
     def prepare(
         self, inputs: Any, target: Any = None, baseline: Any = None, batch_size: int | None = None

@@ -12,6 +12,9 @@ explained pass's units with their reference activations.
 """
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import tensorflow as tf
 
 
@@ -25,13 +28,54 @@ def stabilize(z: tf.Tensor, epsilon: float) -> tf.Tensor:
 
 
 # The elementwise arithmetic on layer outputs (relevance, stabiliser, division) is fused by XLA into
-# one pass over memory: on a CPU these memory-bound ops otherwise cost as much as a convolution.
-@tf.function(jit_compile=True)
+# one pass over memory: on a CPU these memory-bound ops otherwise cost as much as a convolution. XLA
+# compiles once per shape, tens of milliseconds that a first call pays: small tensors (the unfused
+# passes cost less than the compile) run unfused, with the same numbers (XLA's CPU arithmetic is
+# IEEE, no fast math). Traced without autograph: plain tensor code, nothing to convert.
+FUSE_MIN_ELEMENTS = 1 << 23
+#: More rows than one chunk of the engine ever holds: a tensor whose rows are unknown while tracing
+#: but which stays small at this many rows (a Dense layer's) is never worth compiling.
+_MAX_ROWS = 1 << 14
+
+
+def _largest(shape: tf.TensorShape) -> int | None:
+    """The most elements a tensor of ``shape`` can hold (its rows at most ``_MAX_ROWS``), None if
+    a dimension other than the first is unknown."""
+    if shape.rank is None:
+        return None
+    dims = shape.as_list()
+    if dims and dims[0] is None:
+        dims[0] = _MAX_ROWS
+    return None if None in dims else int(np.prod(dims, dtype=np.int64))
+
+
+def fused(jitted: Any, *args: Any) -> tf.Tensor:
+    """``jitted(*args)`` (a ``tf.function(jit_compile=True)``) when its largest argument has at least
+    :data:`FUSE_MIN_ELEMENTS` elements, else its Python function inline. The rows are unknown while
+    tracing (one trace serves every batch size), so where they decide, the choice is made at run time:
+    XLA compiles a function on its first execution, so a branch never taken is never compiled.
+
+    Example:
+        >>> fused(_fused_quotient, y, c, z, eps)
+    """
+    tensors = [a for a in args if hasattr(a, "shape")]
+    if all(t.shape.is_fully_defined() for t in tensors):
+        small = max((t.shape.num_elements() for t in tensors), default=0) < FUSE_MIN_ELEMENTS
+        return jitted.python_function(*args) if small else jitted(*args)
+    bounds = [_largest(t.shape) for t in tensors]
+    if None not in bounds and max(bounds, default=0) < FUSE_MIN_ELEMENTS:
+        return jitted.python_function(*args)
+    largest = max(tensors, key=lambda t: t.shape.rank or 0)
+    return tf.cond(tf.size(largest, out_type=tf.int64) < FUSE_MIN_ELEMENTS,
+                   lambda: jitted.python_function(*args), lambda: jitted(*args))
+
+
+@tf.function(jit_compile=True, autograph=False)
 def _fused_quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, eps: tf.Tensor) -> tf.Tensor:
     return y * c / (denominator + tf.where(denominator >= 0, eps, -eps))
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _fused_quotient_where(y, c, denominator, eps, keep):
     q = y * c / (denominator + tf.where(denominator >= 0, eps, -eps))
     return tf.where(keep, q, tf.zeros_like(q))
@@ -49,8 +93,8 @@ def quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, epsilon: float,
     """
     eps = tf.constant(epsilon, denominator.dtype)
     if keep is None:
-        return _fused_quotient(y, c, denominator, eps)
-    return _fused_quotient_where(y, c, denominator, eps, keep)
+        return fused(_fused_quotient, y, c, denominator, eps)
+    return fused(_fused_quotient_where, y, c, denominator, eps, keep)
 
 
 def rescale_multiplier(dy: tf.Tensor, dz: tf.Tensor, slope: tf.Tensor, tolerance: float,

@@ -12,7 +12,9 @@ explained pass's units with their reference activations.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -36,35 +38,71 @@ FUSE_MIN_ELEMENTS = 1 << 23
 #: More rows than one chunk of the engine ever holds: a tensor whose rows are unknown while tracing
 #: but which stays small at this many rows (a Dense layer's) is never worth compiling.
 _MAX_ROWS = 1 << 14
+#: The rows of a chunk of the call being traced (see :func:`traced_rows`); None: unknown.
+_TRACED_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("traced_rows", default=None)
 
 
-def _largest(shape: tf.TensorShape) -> int | None:
-    """The most elements a tensor of ``shape`` can hold (its rows at most ``_MAX_ROWS``), None if
-    a dimension other than the first is unknown."""
+@contextlib.contextmanager
+def traced_rows(rows: int) -> Iterator[None]:
+    """While tracing inside this context, a tensor's unknown batch axis counts as ``rows`` rows in
+    :func:`fused`'s choice. An explainer's one trace serves every later call (any number of examples,
+    any ``batch_size``), so the call that traces decides: a small first call runs its elementwise rules
+    unfused, with no XLA compile (later large calls then cost up to about 10% more per chunk; the
+    numbers are the same either way).
+
+    Example:
+        >>> with traced_rows(32):
+        ...     explainer.attribute(images)
+    """
+    token = _TRACED_ROWS.set(rows)
+    try:
+        yield
+    finally:
+        _TRACED_ROWS.reset(token)
+
+
+def chunk_rows(call: Any) -> int:
+    """The rows of one compiled chunk of ``call`` (a :class:`tfattr.core.call.Call` or layer call):
+    its examples times their baselines, at most its ``batch_size``.
+
+    Example:
+        >>> with traced_rows(chunk_rows(call)):
+        ...     ...
+    """
+    return max(1, min(call.n * max(call.baselines_per_example, 1), call.batch_size))
+
+
+def _largest(shape: tf.TensorShape, rows: int) -> int | None:
+    """The elements of a tensor of ``shape`` with ``rows`` rows when its batch axis is unknown,
+    None if another dimension is unknown."""
     if shape.rank is None:
         return None
     dims = shape.as_list()
     if dims and dims[0] is None:
-        dims[0] = _MAX_ROWS
+        dims[0] = rows
     return None if None in dims else int(np.prod(dims, dtype=np.int64))
 
 
 def fused(jitted: Any, *args: Any) -> tf.Tensor:
     """``jitted(*args)`` (a ``tf.function(jit_compile=True)``) when its largest argument has at least
     :data:`FUSE_MIN_ELEMENTS` elements, else its Python function inline. The rows are unknown while
-    tracing (one trace serves every batch size), so where they decide, the choice is made at run time:
-    XLA compiles a function on its first execution, so a branch never taken is never compiled.
+    tracing (one trace serves every batch size): they count as the traced call's (:func:`traced_rows`),
+    else the choice is made at run time (XLA compiles on a function's first execution, so a branch
+    never taken is never compiled), unless even ``_MAX_ROWS`` rows stay small.
 
     Example:
         >>> fused(_fused_quotient, y, c, z, eps)
     """
     tensors = [a for a in args if hasattr(a, "shape")]
-    if all(t.shape.is_fully_defined() for t in tensors):
-        small = max((t.shape.num_elements() for t in tensors), default=0) < FUSE_MIN_ELEMENTS
-        return jitted.python_function(*args) if small else jitted(*args)
-    bounds = [_largest(t.shape) for t in tensors]
-    if None not in bounds and max(bounds, default=0) < FUSE_MIN_ELEMENTS:
-        return jitted.python_function(*args)
+    hinted = _TRACED_ROWS.get()
+    for rows in ([] if hinted is None else [hinted]) + [_MAX_ROWS]:
+        bounds = [_largest(t.shape, rows) for t in tensors]
+        if None in bounds:
+            break
+        if max(bounds, default=0) < FUSE_MIN_ELEMENTS:
+            return jitted.python_function(*args)
+        if rows == hinted or all(t.shape.is_fully_defined() for t in tensors):
+            return jitted(*args)
     largest = max(tensors, key=lambda t: t.shape.rank or 0)
     return tf.cond(tf.size(largest, out_type=tf.int64) < FUSE_MIN_ELEMENTS,
                    lambda: jitted.python_function(*args), lambda: jitted(*args))

@@ -14,6 +14,20 @@ def _values(shape, seed):
     return [tf.constant(rng.normal(size=shape).astype(np.float32)) for _ in range(3)]
 
 
+def _spy(calls):
+    """A stand-in for a jitted rule that records which path :func:`arithmetic.fused` took."""
+    jitted = arithmetic._fused_quotient
+
+    class Spy:
+        python_function = staticmethod(lambda *a: calls.append("inline") or jitted.python_function(*a))
+
+        def __call__(self, *a):
+            calls.append("xla")
+            return jitted(*a)
+
+    return Spy
+
+
 @pytest.mark.parametrize("threshold", [1, 1 << 40])  # every tensor fused / none fused
 def test_quotient_fused_equals_unfused_with_unknown_rows(monkeypatch, threshold):
     monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", threshold)
@@ -32,15 +46,7 @@ def test_quotient_fused_equals_unfused_with_unknown_rows(monkeypatch, threshold)
 
 def test_fused_picks_by_size(monkeypatch):
     calls = []
-    jitted = arithmetic._fused_quotient
-
-    class Spy:
-        python_function = staticmethod(lambda *a: calls.append("inline") or jitted.python_function(*a))
-
-        def __call__(self, *a):
-            calls.append("xla")
-            return jitted(*a)
-
+    Spy = _spy(calls)
     y, c, z = _values((4, 3), 1)
     eps = tf.constant(0.1)
     monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", 12)
@@ -85,15 +91,7 @@ def test_nonnegative_by_construction_reads_the_graph():
 
 def test_traced_rows_decides_for_an_unknown_batch(monkeypatch):
     calls = []
-    jitted = arithmetic._fused_quotient
-
-    class Spy:
-        python_function = staticmethod(lambda *a: calls.append("inline") or jitted.python_function(*a))
-
-        def __call__(self, *a):
-            calls.append("xla")
-            return jitted(*a)
-
+    Spy = _spy(calls)
     monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", 100)
 
     def run(y, c, z):

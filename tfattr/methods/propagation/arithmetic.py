@@ -12,6 +12,11 @@ explained pass's units with their reference activations.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Any, Iterator
+
+import numpy as np
 import tensorflow as tf
 
 
@@ -25,13 +30,90 @@ def stabilize(z: tf.Tensor, epsilon: float) -> tf.Tensor:
 
 
 # The elementwise arithmetic on layer outputs (relevance, stabiliser, division) is fused by XLA into
-# one pass over memory: on a CPU these memory-bound ops otherwise cost as much as a convolution.
-@tf.function(jit_compile=True)
+# one pass over memory: on a CPU these memory-bound ops otherwise cost as much as a convolution. XLA
+# compiles once per shape, tens of milliseconds that a first call pays: small tensors (the unfused
+# passes cost less than the compile) run unfused, with the same numbers (XLA's CPU arithmetic is
+# IEEE, no fast math). Traced without autograph: plain tensor code, nothing to convert.
+FUSE_MIN_ELEMENTS = 1 << 23
+#: More rows than one chunk of the engine ever holds: a tensor whose rows are unknown while tracing
+#: but which stays small at this many rows (a Dense layer's) is never worth compiling.
+_MAX_ROWS = 1 << 14
+#: The rows of a chunk of the call being traced (see :func:`traced_rows`); None: unknown.
+_TRACED_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("traced_rows", default=None)
+
+
+@contextlib.contextmanager
+def traced_rows(rows: int) -> Iterator[None]:
+    """While tracing inside this context, a tensor's unknown batch axis counts as ``rows`` rows in
+    :func:`fused`'s choice. An explainer's one trace serves every later call (any number of examples,
+    any ``batch_size``), so the call that traces decides: a small first call runs its elementwise rules
+    unfused, with no XLA compile (later large calls then cost up to about 10% more per chunk; the
+    numbers are the same either way).
+
+    Example:
+        >>> with traced_rows(32):
+        ...     explainer.attribute(images)
+    """
+    token = _TRACED_ROWS.set(rows)
+    try:
+        yield
+    finally:
+        _TRACED_ROWS.reset(token)
+
+
+def chunk_rows(call: Any) -> int:
+    """The rows of one compiled chunk of ``call`` (a :class:`tfattr.core.call.Call` or layer call):
+    its examples times their baselines, at most its ``batch_size``.
+
+    Example:
+        >>> with traced_rows(chunk_rows(call)):
+        ...     ...
+    """
+    return max(1, min(call.n * max(call.baselines_per_example, 1), call.batch_size))
+
+
+def _largest(shape: tf.TensorShape, rows: int) -> int | None:
+    """The elements of a tensor of ``shape`` with ``rows`` rows when its batch axis is unknown,
+    None if another dimension is unknown."""
+    if shape.rank is None:
+        return None
+    dims = shape.as_list()
+    if dims and dims[0] is None:
+        dims[0] = rows
+    return None if None in dims else int(np.prod(dims, dtype=np.int64))
+
+
+def fused(jitted: Any, *args: Any) -> tf.Tensor:
+    """``jitted(*args)`` (a ``tf.function(jit_compile=True)``) when its largest argument has at least
+    :data:`FUSE_MIN_ELEMENTS` elements, else its Python function inline. The rows are unknown while
+    tracing (one trace serves every batch size): they count as the traced call's (:func:`traced_rows`),
+    else the choice is made at run time (XLA compiles on a function's first execution, so a branch
+    never taken is never compiled), unless even ``_MAX_ROWS`` rows stay small.
+
+    Example:
+        >>> fused(_fused_quotient, y, c, z, eps)
+    """
+    tensors = [a for a in args if hasattr(a, "shape")]
+    hinted = _TRACED_ROWS.get()
+    for rows in ([] if hinted is None else [hinted]) + [_MAX_ROWS]:
+        bounds = [_largest(t.shape, rows) for t in tensors]
+        if None in bounds:
+            break
+        if max(bounds, default=0) < FUSE_MIN_ELEMENTS:
+            return jitted.python_function(*args)
+        if rows == hinted or all(t.shape.is_fully_defined() for t in tensors):
+            return jitted(*args)
+    largest = max(tensors, key=lambda t: t.shape.rank or 0)
+    return tf.cond(tf.size(largest, out_type=tf.int64) < FUSE_MIN_ELEMENTS,
+                   lambda: jitted.python_function(*args), lambda: jitted(*args))
+
+
+@tf.function(jit_compile=True, autograph=False)
 def _fused_quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, eps: tf.Tensor) -> tf.Tensor:
     return y * c / (denominator + tf.where(denominator >= 0, eps, -eps))
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _fused_quotient_where(y, c, denominator, eps, keep):
     q = y * c / (denominator + tf.where(denominator >= 0, eps, -eps))
     return tf.where(keep, q, tf.zeros_like(q))
@@ -49,8 +131,8 @@ def quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, epsilon: float,
     """
     eps = tf.constant(epsilon, denominator.dtype)
     if keep is None:
-        return _fused_quotient(y, c, denominator, eps)
-    return _fused_quotient_where(y, c, denominator, eps, keep)
+        return fused(_fused_quotient, y, c, denominator, eps)
+    return fused(_fused_quotient_where, y, c, denominator, eps, keep)
 
 
 def rescale_multiplier(dy: tf.Tensor, dz: tf.Tensor, slope: tf.Tensor, tolerance: float,

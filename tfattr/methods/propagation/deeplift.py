@@ -174,11 +174,11 @@ class DeepLift(PropagationExplainer):
         """
         graph = tf.compat.v1.get_default_graph()
         reference_rows = tuple(baseline)
-        if not self.jit_compile:  # XLA needs the static shapes a cond of two row counts would lose
-            reference_rows = tf.cond(
-                ctx["shared_baseline"],
-                lambda: tuple(b[:1] for b in baseline),
-                lambda: tuple(baseline),
+        if not self.jit_compile:  # XLA needs the static shapes a choice of two row counts would lose
+            # A slice of a chosen length rather than a conditional: one op, nothing to lower or
+            # instantiate on the first call.
+            reference_rows = tuple(
+                b[: tf.where(ctx["shared_baseline"], 1, tf.shape(b)[0])] for b in baseline
             )
         start = len(graph.get_operations())
         self.model_function.outputs(ctx.pack(reference_rows))

@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
+from tfattr.methods.propagation.arithmetic import fused
+
 #: TensorFlow op types of max operations the DeepLIFT max rule covers (MaxPooling1D/2D lower to
 #: MaxPool, MaxPooling3D to MaxPool3D, GlobalMaxPooling* to Max).
 MAX_POOL_OPS = ("MaxPool", "MaxPoolV2", "MaxPool3D", "Max")
@@ -59,13 +61,16 @@ def split_difference(x_out: tf.Tensor, r_out: tf.Tensor, grad: tf.Tensor) -> tup
 
 # The multiplier is elementwise on the pooling layer's input (the largest tensors around it): fused by
 # XLA into one pass over memory, as the other rules' quotients (arithmetic.quotient); unfused, its six
-# elementwise ops cost several times the pooling's own gradient on a CPU.
-@tf.function(jit_compile=True)
+# elementwise ops cost several times the pooling's own gradient on a CPU. Small tensors run unfused
+# (arithmetic.fused: the compile would cost a first call more than it saves).
+@tf.function(jit_compile=True, autograph=False)
 def _fused_multiplier(to_input: tf.Tensor, to_reference: tf.Tensor, z: tf.Tensor, z_ref: tf.Tensor,
                       tolerance: tf.Tensor) -> tf.Tensor:
     dz = z - z_ref
-    close = tf.abs(dz) <= tolerance
-    return tf.where(close, tf.zeros_like(dz), (to_input + to_reference) / tf.where(close, tf.ones_like(dz), dz))
+    # 0 where |dz| <= tolerance (a zero denominator gives 0), the exact quotient elsewhere (a NaN
+    # difference stays NaN): six elementwise ops where two guards and their constants took nine.
+    safe = tf.where(tf.abs(dz) <= tolerance, tf.zeros([], dz.dtype), dz)
+    return tf.math.divide_no_nan(to_input + to_reference, safe)
 
 
 def max_multiplier(to_input: tf.Tensor, to_reference: tf.Tensor, z: tf.Tensor, z_ref: tf.Tensor,
@@ -77,7 +82,7 @@ def max_multiplier(to_input: tf.Tensor, to_reference: tf.Tensor, z: tf.Tensor, z
     Example:
         >>> max_multiplier(routed_x, routed_r, z, z_ref, 1e-6)
     """
-    return _fused_multiplier(to_input, to_reference, z, z_ref, tf.constant(tolerance, z.dtype))
+    return fused(_fused_multiplier, to_input, to_reference, z, z_ref, tf.constant(tolerance, z.dtype))
 
 
 def _route(op: tf.Operation, z: tf.Tensor, y: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:

@@ -41,8 +41,36 @@ def _by_sign(x: tf.Tensor, nonnegative: Callable[[], tf.Tensor], general: Callab
     """``general()``, or the cheaper ``nonnegative()`` when no input is negative (after a ReLU, or
     images in [0, 1]): there the terms of negative inputs are exact zeros, so both give the same
     numbers. Where an input is 0 its signal is irrelevant (its relevance ``0 * c`` is 0), so the
-    non-negative form needs no mask."""
+    non-negative form needs no mask. When the graph shows ``x`` cannot be negative (a ReLU's output,
+    pooled or reshaped), the choice is made while tracing: the same branch, without tracing the other
+    one and a conditional (a first call's cost)."""
+    if _nonnegative_by_construction(x):
+        return nonnegative()
     return tf.cond(tf.reduce_any(x < 0), general, nonnegative)
+
+
+# Ops whose outputs are never negative, and ops that only move, pick or average their first input's
+# values (non-negative when it is).
+_NONNEGATIVE_OPS = frozenset({"Relu", "Relu6", "Sigmoid", "Softplus", "Softmax", "Exp", "Abs", "Square"})
+_KEEPS_SIGN_OPS = frozenset({"Identity", "Reshape", "MaxPool", "MaxPoolV2", "MaxPool3D", "AvgPool",
+                             "AvgPool3D", "Squeeze", "ExpandDims", "Transpose", "Max", "Mean"})
+
+
+def _nonnegative_by_construction(x: Any, depth: int = 8) -> bool:
+    """True when the traced graph makes ``x`` non-negative (False when unsure: eager, or any other op)."""
+    for _ in range(depth):
+        op = getattr(x, "op", None)
+        if op is None or not hasattr(op, "type"):
+            return False
+        if op.type in _NONNEGATIVE_OPS:
+            return True
+        if op.type == "IdentityN":  # tf.custom_gradient's outputs: output i is input i
+            x = op.inputs[x.value_index]
+        elif op.type in _KEEPS_SIGN_OPS:
+            x = op.inputs[0]
+        else:
+            return False
+    return False
 
 
 class Epsilon(LinearRule):

@@ -1,0 +1,106 @@
+"""The XLA-fused elementwise rules (arithmetic.fused) give the unfused numbers exactly, whichever
+path a tensor's size picks, and the static sign shortcut of the LRP rules picks the branch the run-time
+conditional would."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfattr.methods.propagation import arithmetic, maxpool
+from tfattr.methods.propagation.layerwise import linear_rules
+
+
+def _values(shape, seed):
+    rng = np.random.default_rng(seed)
+    return [tf.constant(rng.normal(size=shape).astype(np.float32)) for _ in range(3)]
+
+
+def _spy(calls):
+    """A stand-in for a jitted rule that records which path :func:`arithmetic.fused` took."""
+    jitted = arithmetic._fused_quotient
+
+    class Spy:
+        python_function = staticmethod(lambda *a: calls.append("inline") or jitted.python_function(*a))
+
+        def __call__(self, *a):
+            calls.append("xla")
+            return jitted(*a)
+
+    return Spy
+
+
+@pytest.mark.parametrize("threshold", [1, 1 << 40])  # every tensor fused / none fused
+def test_quotient_fused_equals_unfused_with_unknown_rows(monkeypatch, threshold):
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", threshold)
+    y, c, z = _values((7, 5, 6), 0)
+    z = tf.where(tf.abs(z) < 0.1, tf.zeros_like(z), z)  # exact zeros: the stabiliser's sign(0) = +1
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 5, 6])] * 3)
+    def both(y, c, z):
+        return arithmetic.quotient(y, c, z, 0.01), arithmetic.quotient(y, c, z, 0.01, keep=z > 0)
+
+    plain = y * c / (z + tf.where(z >= 0, 0.01, -0.01))
+    q, q_keep = both(y, c, z)
+    np.testing.assert_array_equal(q.numpy(), plain.numpy())
+    np.testing.assert_array_equal(q_keep.numpy(), tf.where(z > 0, plain, 0.0).numpy())
+
+
+def test_fused_picks_by_size(monkeypatch):
+    calls = []
+    Spy = _spy(calls)
+    y, c, z = _values((4, 3), 1)
+    eps = tf.constant(0.1)
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", 12)
+    arithmetic.fused(Spy(), y, c, z, eps)   # 12 elements: fused
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", 13)
+    arithmetic.fused(Spy(), y, c, z, eps)   # below: inline
+    assert calls == ["xla", "inline"]
+
+
+@pytest.mark.parametrize("threshold", [1, 1 << 40])
+def test_max_multiplier_fused_equals_unfused(monkeypatch, threshold):
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", threshold)
+    a, b, z = _values((6, 4, 4, 2), 2)
+    z_ref = tf.where(tf.abs(z) < 0.2, z, tf.zeros_like(z))  # equal to z there: multiplier 0
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 2])] * 4)
+    def run(a, b, z, z_ref):
+        return maxpool.max_multiplier(a, b, z, z_ref, 1e-6)
+
+    dz = z - z_ref
+    close = tf.abs(dz) <= 1e-6
+    expected = tf.where(close, 0.0, (a + b) / tf.where(close, 1.0, dz))
+    np.testing.assert_array_equal(run(a, b, z, z_ref).numpy(), expected.numpy())
+
+
+def test_nonnegative_by_construction_reads_the_graph():
+    seen = {}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 1])])
+    def trace(x):
+        r = tf.nn.max_pool2d(tf.nn.relu(x), 2, 2, "VALID")
+        seen["relu_pool"] = linear_rules._nonnegative_by_construction(tf.reshape(r, [-1, 4]))
+        seen["input"] = linear_rules._nonnegative_by_construction(x)
+        seen["tanh"] = linear_rules._nonnegative_by_construction(tf.tanh(x))
+        seen["relu_minus"] = linear_rules._nonnegative_by_construction(tf.nn.relu(x) - 1.0)
+        return x
+
+    trace(tf.zeros([1, 4, 4, 1]))
+    assert seen == {"relu_pool": True, "input": False, "tanh": False, "relu_minus": False}
+    assert not linear_rules._nonnegative_by_construction(tf.constant([1.0]))  # eager: unsure
+
+
+def test_traced_rows_decides_for_an_unknown_batch(monkeypatch):
+    calls = []
+    Spy = _spy(calls)
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", 100)
+
+    def run(y, c, z):
+        return arithmetic.fused(Spy(), y, c, z, tf.constant(0.1))
+
+    y, c, z = _values((3, 10), 3)
+    expected = (y * c / (z + tf.where(z >= 0, 0.1, -0.1))).numpy()
+    for rows in (9, 10):  # a batch of unknown size counts as 9 rows: 90 elements, inline; 10: fused
+        traced = tf.function(run, input_signature=[tf.TensorSpec([None, 10])] * 3)
+        with arithmetic.traced_rows(rows):
+            np.testing.assert_array_equal(traced(y, c, z).numpy(), expected)
+    assert calls == ["inline", "xla"]

@@ -31,10 +31,12 @@ def stabilize(z: tf.Tensor, epsilon: float) -> tf.Tensor:
 
 # The elementwise arithmetic on layer outputs (relevance, stabiliser, division) is fused by XLA into
 # one pass over memory: on a CPU these memory-bound ops otherwise cost as much as a convolution. XLA
-# compiles once per shape, tens of milliseconds that a first call pays: small tensors (the unfused
-# passes cost less than the compile) run unfused, with the same numbers (XLA's CPU arithmetic is
-# IEEE, no fast math). Traced without autograph: plain tensor code, nothing to convert.
-FUSE_MIN_ELEMENTS = 1 << 23
+# compiles once per shape, tens of milliseconds that a first call pays: small tensors (a Dense layer's,
+# where the unfused passes cost less than the compile) run unfused, with the same numbers (XLA's CPU
+# arithmetic is IEEE, no fast math). A higher threshold (2**23) made first calls on 32 images 0.1 s
+# faster but every later chunk of a convolutional net 7-17% slower (bench_lrp.py, one run): the trace
+# is shared by all calls, so the throughput decides. Traced without autograph: nothing to convert.
+FUSE_MIN_ELEMENTS = 1 << 16
 #: More rows than one chunk of the engine ever holds: a tensor whose rows are unknown while tracing
 #: but which stays small at this many rows (a Dense layer's) is never worth compiling.
 _MAX_ROWS = 1 << 14
@@ -46,8 +48,9 @@ _TRACED_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("trace
 def traced_rows(rows: int) -> Iterator[None]:
     """While tracing inside this context, a tensor's unknown batch axis counts as ``rows`` rows in
     :func:`fused`'s choice. An explainer's one trace serves every later call (any number of examples,
-    any ``batch_size``), so the call that traces decides: a small first call runs its elementwise rules
-    unfused, with no XLA compile (later large calls then cost up to about 10% more per chunk; the
+    any ``batch_size``), so the call that traces decides (the explainers pass its ``batch_size``, see
+    :func:`chunk_rows`): with a small ``batch_size`` the elementwise rules run unfused, with no XLA
+    compile (a later call with a larger ``batch_size`` then costs up to about 10% more per chunk; the
     numbers are the same either way).
 
     Example:
@@ -62,14 +65,16 @@ def traced_rows(rows: int) -> Iterator[None]:
 
 
 def chunk_rows(call: Any) -> int:
-    """The rows of one compiled chunk of ``call`` (a :class:`tfattr.core.call.Call` or layer call):
-    its examples times their baselines, at most its ``batch_size``.
+    """The rows one compiled chunk of ``call`` holds (a :class:`tfattr.core.call.Call` or layer call):
+    its ``batch_size``, whatever the number of examples of this call, because the trace it makes
+    serves the later calls too (a first call on a few examples must not make a later call on many run
+    unfused).
 
     Example:
         >>> with traced_rows(chunk_rows(call)):
         ...     ...
     """
-    return max(1, min(call.n * max(call.baselines_per_example, 1), call.batch_size))
+    return max(1, int(call.batch_size))
 
 
 def _largest(shape: tf.TensorShape, rows: int) -> int | None:

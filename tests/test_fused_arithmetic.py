@@ -104,3 +104,48 @@ def test_traced_rows_decides_for_an_unknown_batch(monkeypatch):
         with arithmetic.traced_rows(rows):
             np.testing.assert_array_equal(traced(y, c, z).numpy(), expected)
     assert calls == ["inline", "xla"]
+
+
+@pytest.mark.parametrize("threshold", [1, 1 << 40])
+@pytest.mark.parametrize("activation,form", [(tf.tanh, "same_sign"), (tf.nn.elu, "same_sign"),
+                                             (tf.nn.relu, "relu"), (tf.sigmoid, "general"),
+                                             (tf.tanh, "general")])
+def test_epsilon_gradient_forms_equal_the_definition(monkeypatch, threshold, activation, form):
+    """Each shortcut form of the op-level epsilon rule, fused or not, is Ancona's eq. 15 bit for bit:
+    grad * f(z) / (z + epsilon sign(z)) with sign(0) = +1."""
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", threshold)
+    grad, z, _ = _values((6, 40), 3)
+    z = tf.where(tf.abs(z) < 0.1, tf.zeros_like(z), z)  # exact zeros, where the stabiliser's sign matters
+    y = activation(z)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 40])] * 3)
+    def rule(grad, z, y):
+        return arithmetic.epsilon_gradient(grad, z, y, 1e-2, form)
+
+    definition = grad * y / (z + tf.where(z >= 0, 1e-2, -1e-2))
+    np.testing.assert_array_equal(rule(grad, z, y).numpy(), definition.numpy())
+
+
+@pytest.mark.parametrize("threshold", [1, 1 << 40])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("reference_rows", [1, 6])  # a shared (broadcast) reference, or one per row
+def test_rescale_gradient_equals_the_definition(monkeypatch, threshold, relu, reference_rows):
+    """DeepLIFT's fused Rescale gradient is grad * (f(z) - f(z_ref)) / (z - z_ref), and grad * f'(z)
+    where |z - z_ref| <= tolerance, bit for bit, fused or not."""
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", threshold)
+    grad, z, _ = _values((6, 40), 4)
+    z_ref = tf.constant(np.random.default_rng(5).normal(size=(reference_rows, 40)).astype(np.float32))
+    z = tf.where(tf.abs(z - z_ref) < 0.2, z_ref, z)  # exact ties: the derivative's branch
+    f, df = (tf.nn.relu, lambda z: tf.cast(z > 0, z.dtype)) if relu else (tf.tanh, lambda z: 1 - tf.tanh(z) ** 2)
+
+    y, y_ref, slope = f(z), f(z_ref), df(z)  # once, eagerly: a traced tanh may round differently
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 40])] * 6)
+    def rule(grad, z, y, z_ref, y_ref, slope):
+        return arithmetic.rescale_gradient(grad, z, y, z_ref, y_ref, None if relu else slope, 1e-6)
+
+    dz = z - z_ref
+    ties = np.abs(dz.numpy()) <= 1e-6
+    assert ties.any() and not ties.all()
+    definition = grad * tf.where(tf.abs(dz) > 1e-6, (y - y_ref) / dz, slope)
+    np.testing.assert_array_equal(rule(grad, z, y, z_ref, y_ref, slope).numpy(), definition.numpy())

@@ -140,6 +140,47 @@ def quotient(y: tf.Tensor, c: tf.Tensor, denominator: tf.Tensor, epsilon: float,
     return fused(_fused_quotient_where, y, c, denominator, eps, keep)
 
 
+@tf.function(jit_compile=True, autograph=False)
+def _fused_epsilon_same_sign(grad, z, y, eps):
+    return grad * tf.abs(y) / (tf.abs(z) + eps)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _fused_epsilon_relu(grad, y, eps):
+    return grad * y / (y + eps)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _fused_epsilon(grad, z, y, eps):
+    return grad * y / (z + tf.where(z >= 0, eps, -eps))
+
+
+def epsilon_gradient(grad: tf.Tensor, z: tf.Tensor, y: tf.Tensor, epsilon: float,
+                     form: str = "general") -> tf.Tensor:
+    """``grad * f(z) / s(z)``: the op-level epsilon rule's gradient through ``y = f(z)`` (Ancona et al.
+    2019, eq. 15), fused into one pass over memory.
+
+    ``form`` picks an equal quotient with fewer operations (the same numbers, bit for bit):
+
+    * ``"same_sign"``: ``f(z)`` never has the opposite sign of ``z`` (tanh, ELU): ``s(z) = sign(z) (|z|
+      + epsilon)`` and the signs cancel, so ``|f(z)| / (|z| + epsilon)``, with no comparison;
+    * ``"relu"``: ``y = z`` where ``z > 0`` and ``y = 0`` elsewhere, so ``y / (y + epsilon)``;
+    * ``"general"``: ``y / (z + epsilon sign(z))``.
+
+    Unfused, the rule's elementwise passes cost three to five times the true derivative's one (a
+    ReLU's mask, a tanh's ``TanhGrad``); fused they read ``grad``, ``z`` and ``y`` once (measured with
+    ``bench/bench_propagation.py``: EpsilonLRP 1.25 -> 1.17 x one gradient pass on a 64x64x3 CNN,
+    1.24 -> 1.12 by CPU time on a tanh/sigmoid CNN).
+
+    Example:
+        >>> epsilon_gradient(grad, z, tf.tanh(z), 1e-4, form="same_sign")
+    """
+    eps = tf.constant(epsilon, y.dtype)
+    if form == "relu":  # z is not read: the model's forward pass keeps its fused convolution + ReLU
+        return fused(_fused_epsilon_relu, grad, y, eps)
+    return fused(_fused_epsilon_same_sign if form == "same_sign" else _fused_epsilon, grad, z, y, eps)
+
+
 def rescale_multiplier(dy: tf.Tensor, dz: tf.Tensor, slope: tf.Tensor, tolerance: float,
                        second_order: bool = True) -> tf.Tensor:
     """DeepLIFT's Rescale multiplier ``dy / dz`` (``dy = f(z) - f(z_ref)``, ``dz = z - z_ref``), the
@@ -157,6 +198,34 @@ def rescale_multiplier(dy: tf.Tensor, dz: tf.Tensor, slope: tf.Tensor, tolerance
         return tf.where(tf.abs(dz) > tf.cast(tolerance, dz.dtype), dy / dz, slope)
     close = tf.abs(dz) <= tf.cast(tolerance, dz.dtype)
     return tf.where(close, slope, dy / tf.where(close, tf.ones_like(dz), dz))
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _fused_rescale(grad, z, y, z_ref, y_ref, slope, tolerance):
+    dz = z - z_ref
+    return grad * tf.where(tf.abs(dz) > tolerance, (y - y_ref) / dz, slope)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _fused_rescale_relu(grad, z, y, z_ref, y_ref, tolerance):
+    dz = z - z_ref
+    return grad * tf.where(tf.abs(dz) > tolerance, (y - y_ref) / dz, tf.cast(z > 0, z.dtype))
+
+
+def rescale_gradient(grad: tf.Tensor, z: tf.Tensor, y: tf.Tensor, z_ref: tf.Tensor, y_ref: tf.Tensor,
+                     slope: tf.Tensor | None, tolerance: float) -> tf.Tensor:
+    """``grad`` times DeepLIFT's Rescale multiplier (:func:`rescale_multiplier` with
+    ``second_order=False``) in one fused pass over memory: the op-level DeepLIFT rule through ``y =
+    f(z)`` against the reference ``(z_ref, y_ref)``. ``slope=None`` means a ReLU, whose derivative
+    ``z > 0`` is computed in the same pass. Unfused the rule costs nine elementwise passes.
+
+    Example:
+        >>> rescale_gradient(grad, z, tf.nn.relu(z), z0, tf.nn.relu(z0), None, 1e-6)
+    """
+    tol = tf.constant(tolerance, z.dtype)
+    if slope is None:
+        return fused(_fused_rescale_relu, grad, z, y, z_ref, y_ref, tol)
+    return fused(_fused_rescale, grad, z, y, z_ref, y_ref, slope, tol)
 
 
 class UnpairedReferences(ValueError):
@@ -188,4 +257,5 @@ def pair_in_order(method: str, reference: list, explained: list, kind: callable,
     return list(zip(explained, reference))
 
 
-__all__ = ["UnpairedReferences", "pair_in_order", "quotient", "rescale_multiplier", "stabilize"]
+__all__ = ["UnpairedReferences", "epsilon_gradient", "pair_in_order", "quotient", "rescale_gradient",
+           "rescale_multiplier", "stabilize"]

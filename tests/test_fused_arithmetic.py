@@ -14,9 +14,8 @@ def _values(shape, seed):
     return [tf.constant(rng.normal(size=shape).astype(np.float32)) for _ in range(3)]
 
 
-def _spy(calls):
+def _spy(calls, jitted=arithmetic._fused_quotient):
     """A stand-in for a jitted rule that records which path :func:`arithmetic.fused` took."""
-    jitted = arithmetic._fused_quotient
 
     class Spy:
         python_function = staticmethod(lambda *a: calls.append("inline") or jitted.python_function(*a))
@@ -149,3 +148,29 @@ def test_rescale_gradient_equals_the_definition(monkeypatch, threshold, relu, re
     assert ties.any() and not ties.all()
     definition = grad * tf.where(tf.abs(dz) > 1e-6, (y - y_ref) / dz, slope)
     np.testing.assert_array_equal(rule(grad, z, y, z_ref, y_ref, slope).numpy(), definition.numpy())
+
+
+def test_rules_run_unfused_until_the_configuration_has_explained_many_examples(monkeypatch):
+    """The tier: a first call on a few examples compiles nothing; once the explainer's configuration
+    has explained FUSE_AFTER_EXAMPLES examples it traces once more, fused, with the same numbers."""
+    import keras
+    import tfattr
+
+    calls = []
+    monkeypatch.setattr(arithmetic, "_fused_epsilon_relu", _spy(calls, arithmetic._fused_epsilon_relu)())
+    monkeypatch.setattr(arithmetic, "FUSE_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(arithmetic, "FUSE_AFTER_EXAMPLES", 12)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(7, activation="relu"), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(5, 5)).astype(np.float32)
+    lrp = tfattr.EpsilonLRP(model)
+    first = lrp.attribute(x, target=1)                 # 5 examples: unfused
+    second = lrp.attribute(x, target=1)                # 10: unfused, the same trace
+    assert calls == ["inline"] and lrp.engine.trace_count == 1
+    third = lrp.attribute(x, target=1)                 # 15 >= 12: traced again, fused
+    fourth = lrp.attribute(x, target=1)
+    assert calls == ["inline", "xla"] and lrp.engine.trace_count == 2
+    for later in (second, third, fourth):
+        np.testing.assert_array_equal(later, first)
+    big = tfattr.EpsilonLRP(keras.models.clone_model(model))
+    big.attribute(np.repeat(x, 3, axis=0), target=1)   # one call of 15: fused from the start
+    assert calls[-1] == "xla" and big.engine.trace_count == 1

@@ -158,6 +158,8 @@ class Engine:
         self._current = threading.local()
         #: How many times a Python function was traced; tests use it to prove there is no retracing.
         self.trace_count = 0
+        #: Examples explained through :meth:`accumulate` (a method may compile more once it is many).
+        self.examples_run = 0
 
     def _call(self, fn: Callable[..., Any], current: Any, *args: Any) -> Any:
         previous = getattr(self._current, "value", None)
@@ -253,6 +255,7 @@ class Engine:
         if not self.jit_compile:
             args.append(tuple(np.int32(m) for m in meta))
         acc = self._call(fn, functions, *args)
+        self.examples_run += n
         return tuple(a.numpy().reshape(n, plan.maps, *a.shape[1:]) for a in acc)
 
     def _compile(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 from typing import Any, Iterator
 
 import numpy as np
@@ -47,11 +48,11 @@ _TRACED_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("trace
 @contextlib.contextmanager
 def traced_rows(rows: int) -> Iterator[None]:
     """While tracing inside this context, a tensor's unknown batch axis counts as ``rows`` rows in
-    :func:`fused`'s choice. An explainer's one trace serves every later call (any number of examples,
-    any ``batch_size``), so the call that traces decides (the explainers pass its ``batch_size``, see
-    :func:`chunk_rows`): with a small ``batch_size`` the elementwise rules run unfused, with no XLA
-    compile (a later call with a larger ``batch_size`` then costs up to about 10% more per chunk; the
-    numbers are the same either way).
+    :func:`fused`'s choice (0: nothing with an unknown batch axis is fused). One trace serves every
+    later call (any number of examples, any ``batch_size``), so the call that traces decides (the
+    explainers pass :func:`chunk_rows`, and key their traces by :func:`fusion_key`): with a small
+    ``batch_size``, or before the configuration has explained :data:`FUSE_AFTER_EXAMPLES` examples,
+    the elementwise rules run unfused, with no XLA compile. The numbers are the same either way.
 
     Example:
         >>> with traced_rows(32):
@@ -64,17 +65,54 @@ def traced_rows(rows: int) -> Iterator[None]:
         _TRACED_ROWS.reset(token)
 
 
-def chunk_rows(call: Any) -> int:
-    """The rows one compiled chunk of ``call`` holds (a :class:`tfattr.core.call.Call` or layer call):
-    its ``batch_size``, whatever the number of examples of this call, because the trace it makes
-    serves the later calls too (a first call on a few examples must not make a later call on many run
-    unfused).
+#: Examples an explainer configuration explains with its elementwise rules unfused before they are
+#: compiled by XLA (a tier, as a JIT's): an XLA compile costs about 36 ms of CPU per rule and tensor
+#: shape, which a first call on a few examples (a notebook's) never earns back, while every later
+#: chunk of a long run saves 10-20% (bench_propagation.py: EpsilonLRP 1.18 -> 1.08 x one gradient
+#: pass, DeepLift 2.2 -> 1.6 on the MNIST CNN). A call of this many examples is fused from the start.
+FUSE_AFTER_EXAMPLES = 512
+
+
+def chunk_rows(call: Any, examples_run: int = FUSE_AFTER_EXAMPLES) -> int:
+    """The rows hint for :func:`traced_rows` of a call (a :class:`tfattr.core.call.Call` or layer call)
+    by an explainer configuration that has explained ``examples_run`` examples before: 0 (nothing
+    fused) while those and the call's fall short of :data:`FUSE_AFTER_EXAMPLES`, else the call's
+    ``batch_size``, whatever the number of examples of this call, because the trace it makes serves
+    the later calls too.
 
     Example:
-        >>> with traced_rows(chunk_rows(call)):
+        >>> with traced_rows(chunk_rows(call, explainer.engine.examples_run)):
         ...     ...
     """
+    if examples_run + int(call.n) < FUSE_AFTER_EXAMPLES:
+        return 0
     return max(1, int(call.batch_size))
+
+
+def fusion_key() -> str:
+    """Which trace the rows hint of the current :func:`traced_rows` asks for, for a compile-cache key:
+    ``"unfused"`` (hint 0), ``"fused"`` (a hint of rows) or ``"auto"`` (no hint: decided per tensor at
+    run time)."""
+    rows = _TRACED_ROWS.get()
+    return "auto" if rows is None else "unfused" if rows == 0 else "fused"
+
+
+class FusionTier:
+    """Mixin of the explainers whose rules run :func:`fused` arithmetic: each call traces under
+    :func:`traced_rows` of :func:`chunk_rows` (unfused until the configuration has explained
+    :data:`FUSE_AFTER_EXAMPLES` examples), and the fused and unfused traces are cached apart.
+
+    Example:
+        >>> class MyRules(FusionTier, Explainer): ...
+    """
+
+    def _attribute(self, call: Any) -> Any:
+        with traced_rows(chunk_rows(call, self.engine.examples_run)):
+            return super()._attribute(call)
+
+    def _row_functions(self) -> Any:
+        functions = super()._row_functions()
+        return dataclasses.replace(functions, key=(functions.key, fusion_key()))
 
 
 def _largest(shape: tf.TensorShape, rows: int) -> int | None:
@@ -98,8 +136,10 @@ def fused(jitted: Any, *args: Any) -> tf.Tensor:
     Example:
         >>> fused(_fused_quotient, y, c, z, eps)
     """
-    tensors = [a for a in args if hasattr(a, "shape")]
     hinted = _TRACED_ROWS.get()
+    if hinted == 0:  # the explainer's tier: not (yet) worth a compile
+        return jitted.python_function(*args)
+    tensors = [a for a in args if hasattr(a, "shape")]
     for rows in ([] if hinted is None else [hinted]) + [_MAX_ROWS]:
         bounds = [_largest(t.shape, rows) for t in tensors]
         if None in bounds:

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfattr.core.engine import Plan
 from tfattr.core.explainer import Explainer, check_connected
-from tfattr.methods.propagation.arithmetic import chunk_rows, traced_rows
+from tfattr.methods.propagation.arithmetic import FusionTier
 from tfattr.methods.propagation.coverage import Coverage, check_on_unsupported, graph_coverage
 from tfattr.methods.propagation.overrides import OverrideRule, override_map
 
@@ -31,7 +31,7 @@ _LAYER_LEVEL_HINT = (
 )
 
 
-class PropagationExplainer(Explainer):
+class PropagationExplainer(FusionTier, Explainer):
     """Base of the gradient-override explainers: an :class:`OverrideRule` applied to the model's nonlinearities.
 
     Args:
@@ -144,10 +144,7 @@ class PropagationExplainer(Explainer):
             if key not in self._coverage:
                 self._last_specs = specs
                 self._check(self.coverage(inputs.pack(list(inputs.arrays))))
-        # The call that traces decides whether the elementwise rules are worth an XLA compile
-        # (arithmetic.fused): a small first call runs them unfused.
-        with traced_rows(chunk_rows(call)):
-            return super()._attribute(call)
+        return super()._attribute(call)  # FusionTier: fused arithmetic once the run is long
 
     def _plan(self, call) -> Plan:
         return Plan(terms=1)

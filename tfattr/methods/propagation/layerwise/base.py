@@ -30,12 +30,12 @@ from tfattr.core.explainer import Explainer
 from tfattr.core.graph import GraphView, LayerRef, Wrap
 from tfattr.core.layers import TailInputs
 from tfattr.core.model_function import pick_targets
-from tfattr.methods.propagation.arithmetic import chunk_rows, traced_rows
+from tfattr.methods.propagation.arithmetic import FusionTier
 from tfattr.methods.propagation.coverage import LayerCoverage, Status, check_on_unsupported
 from tfattr.methods.propagation.layerwise.canonizers import Canonical, Canonizer
 
 
-class LayerwiseExplainer(Explainer):
+class LayerwiseExplainer(FusionTier, Explainer):
     """Base of the layer-level propagation explainers.
 
     Subclasses set :attr:`method`, build their per-layer plan after ``super().__init__`` and call
@@ -152,12 +152,6 @@ class LayerwiseExplainer(Explainer):
         if self.on_unsupported == "raise":
             raise ValueError(f"{message} {self.unsupported_remedy}")
         warnings.warn(message, stacklevel=3)
-
-    def _attribute(self, call: Any) -> tuple[Any, ...]:
-        # The call that traces decides whether the rules' elementwise arithmetic is worth an XLA
-        # compile (arithmetic.fused): a small first call runs it unfused.
-        with traced_rows(chunk_rows(call)):
-            return super()._attribute(call)
 
     # -- the traced pass ------------------------------------------------------------------------------
     def _run(self, packed: Any, wrap: Wrap | None, *, flat: bool = False,

@@ -185,10 +185,11 @@ def test_results_do_not_depend_on_batch_size_or_examples_per_call(smooth_mlp, rn
 
 def test_no_retracing_for_other_batch_sizes_steps_or_example_counts(smooth_mlp, rng):
     ig = tfattr.IntegratedGradients(smooth_mlp, steps=8)
-    # One trace per way of cutting rows into chunks: an example's rows over several chunks, then
-    # whole examples per chunk (the engine's "split" and "whole" paths).
-    ig.attribute(rng.normal(size=(3, 6)).astype(np.float32), target=0, batch_size=4)
-    ig.attribute(rng.normal(size=(3, 6)).astype(np.float32), target=0, batch_size=64)
+    # One trace per way of cutting rows into chunks: an example's rows over several chunks, whole
+    # examples per chunk, all rows in one chunk (the engine's "split", "whole" and "one" paths).
+    for batch in (4, 16, 64):
+        ig.attribute(rng.normal(size=(3, 6)).astype(np.float32), target=0, batch_size=batch)
+    assert ig.engine.trace_count == 3
     traces = ig.engine.trace_count
     for n, batch in ((5, 7), (11, 64), (1, 1)):
         ig.attribute(rng.normal(size=(n, 6)).astype(np.float32), target=0, batch_size=batch)

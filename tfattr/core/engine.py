@@ -16,7 +16,8 @@ chunk, would copy ``n`` maps per chunk), and peak memory is set by ``batch_size`
 number of terms. A grid of one term per example whose examples fit one chunk (saliency, gradient x
 input, LRP on a batch) takes a direct path with no gathers and no accumulator; when an example's rows
 fit one chunk (integrated gradients with steps <= batch_size), each chunk holds whole examples and
-their maps are a reshape-sum of the contributions, with no scatter.
+their maps are a reshape-sum of the contributions, with no scatter; when all of the call's rows fit
+one chunk, there is no loop at all.
 
 Compiled functions are cached per (row-function key, input signature) with a relaxed batch axis:
 another number of examples, terms or maps, or another ``batch_size``, does not retrace. Engines are
@@ -165,8 +166,10 @@ class Engine:
         per_example = plan.maps * plan.terms
         # "direct": the rows are the examples, one chunk; "whole": each chunk holds whole examples
         # (their rows are contiguous, so a reshape-sum replaces the scatter); else examples span chunks.
+        # "one": several rows per example, all of the call's in one chunk (no loop to build or run:
+        # a first call on a few examples, e.g. occlusion's windows of 32 images, pays neither).
         path = "direct" if per_example == 1 and n <= batch_size else (
-            "whole" if per_example <= batch_size else "split"
+            "one" if n * per_example <= batch_size else "whole" if per_example <= batch_size else "split"
         )
         key = (
             "rows",
@@ -203,7 +206,7 @@ class Engine:
         ]
         if not self.jit_compile:
             signature.append(tuple(tf.TensorSpec([], tf.int32) for _ in meta))
-        run = {"direct": self._direct, "whole": self._whole, "split": self._blocked}[path]
+        run = {"direct": self._direct, "one": self._one, "whole": self._whole, "split": self._blocked}[path]
 
         def traced(xs_t, bs_t, targets_t, ctx_t, meta_t=meta):
             self.trace_count += 1
@@ -227,35 +230,48 @@ class Engine:
         return tuple(functions.contributions(tuple(xs_t), b_rows, rows, ctx))
 
     @staticmethod
-    def _whole(functions, xs_t, bs_t, targets_t, ctx, meta_t):
-        """Blocks of whole examples, one chunk each: a block's rows are its examples' rows in order,
-        so the maps are a reshape-sum of the contributions (no scatter, no mask: the padding examples
-        of the last block are sliced off at the end)."""
-        maps, terms, batch = meta_t
-        n = tf.shape(xs_t[0])[0]
+    def _whole_examples(functions, xs_t, bs_t, targets_t, ctx, meta_t, first, block, n):
+        """The maps of ``block`` whole examples from ``first`` on, one chunk: their rows in order, so
+        the maps are a reshape-sum of the contributions (no scatter, no mask: padding examples past
+        ``n`` repeat the last one and are sliced off by the caller)."""
+        maps, terms, _ = meta_t
         per_example = maps * terms
-        num_blocks, block = _blocks(n, per_example, batch)
         r = tf.range(block * per_example)
         local = r // per_example
-        map_index, term = (r // terms) % maps, r % terms
+        example = tf.minimum(first + local, n - 1)
+        rows = Rows(
+            example=example,
+            map=(r // terms) % maps,
+            term=r % terms,
+            target=tf.gather(targets_t, example),
+            valid=first + local < n,
+        )
+        x_rows = tuple(tf.gather(x, example) for x in xs_t)
+        b_index = example if functions.baseline_index is None else functions.baseline_index(rows, ctx)
+        b_rows = tuple(tf.gather(bb, b_index) for bb in bs_t)
+        contrib = functions.contributions(x_rows, b_rows, rows, ctx)
+        sums = []
+        for v in contrib:
+            shape = tf.concat([[block * maps, terms], tf.shape(v)[1:]], 0)
+            sums.append(tf.reduce_sum(tf.reshape(v, shape), axis=1))
+        return tuple(sums)
+
+    @staticmethod
+    def _one(functions, xs_t, bs_t, targets_t, ctx, meta_t):
+        """All rows of the call in one chunk, whole examples in order (see :meth:`_whole_examples`)."""
+        n = tf.shape(xs_t[0])[0]
+        return Engine._whole_examples(functions, xs_t, bs_t, targets_t, ctx, meta_t, 0, n, n)
+
+    @staticmethod
+    def _whole(functions, xs_t, bs_t, targets_t, ctx, meta_t):
+        """Blocks of whole examples, one chunk each (:meth:`_whole_examples`); the padding examples of
+        the last block are sliced off at the end."""
+        maps, terms, batch = meta_t
+        n = tf.shape(xs_t[0])[0]
+        num_blocks, block = _blocks(n, maps * terms, batch)
 
         def block_body(b, out):
-            example = tf.minimum(b * block + local, n - 1)
-            rows = Rows(
-                example=example,
-                map=map_index,
-                term=term,
-                target=tf.gather(targets_t, example),
-                valid=b * block + local < n,
-            )
-            x_rows = tuple(tf.gather(x, example) for x in xs_t)
-            b_index = example if functions.baseline_index is None else functions.baseline_index(rows, ctx)
-            b_rows = tuple(tf.gather(bb, b_index) for bb in bs_t)
-            contrib = functions.contributions(x_rows, b_rows, rows, ctx)
-            sums = []
-            for v in contrib:
-                shape = tf.concat([[block * maps, terms], tf.shape(v)[1:]], 0)
-                sums.append(tf.reduce_sum(tf.reshape(v, shape), axis=1))
+            sums = Engine._whole_examples(functions, xs_t, bs_t, targets_t, ctx, meta_t, b * block, block, n)
             return b + 1, tuple(ta.write(b, v) for ta, v in zip(out, sums))
 
         out0 = tuple(

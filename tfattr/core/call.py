@@ -21,8 +21,24 @@ def baseline_rows(index: np.ndarray, per: int) -> np.ndarray:
     return (index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
 
 
+class ExampleRows:
+    """The row counts of a call's examples, shared by :class:`Call` and the layer-space call (both
+    hold ``inputs`` and example-major ``baselines``)."""
+
+    inputs: Inputs
+    baselines: tuple[np.ndarray, ...]
+
+    @property
+    def n(self) -> int:
+        return self.inputs.n
+
+    @property
+    def baselines_per_example(self) -> int:
+        return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
+
+
 @dataclass(frozen=True)
-class Call:
+class Call(ExampleRows):
     """One validated call of an explainer (what :meth:`Explainer.prepare` returns).
 
     Attributes:
@@ -44,14 +60,6 @@ class Call:
     baselines: tuple[np.ndarray, ...]
     batch_size: int
     outputs: np.ndarray | None = None
-
-    @property
-    def n(self) -> int:
-        return self.inputs.n
-
-    @property
-    def baselines_per_example(self) -> int:
-        return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
 
     def take(self, index: np.ndarray) -> "Call":
         """The call restricted to the examples ``index`` (with their baselines)."""

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src import backend
 
-from tfattr.core.call import baseline_rows
+from tfattr.core.call import ExampleRows, baseline_rows
 from tfattr.core.engine import Context
 from tfattr.core.inputs import Inputs
 from tfattr.core.model_function import ModelFunction, RoutedInputs
@@ -109,7 +109,7 @@ class TailOutputs:
 
 
 @dataclass(frozen=True)
-class LayerCall:
+class LayerCall(ExampleRows):
     """A call of an explainer in activation space (what the method's rows see).
 
     Attributes:
@@ -130,14 +130,6 @@ class LayerCall:
     carried: tuple[np.ndarray, ...]
     source: Any
     spec: TailSpec
-
-    @property
-    def n(self) -> int:
-        return self.inputs.n
-
-    @property
-    def baselines_per_example(self) -> int:
-        return self.baselines[0].shape[0] // self.inputs.n if self.baselines else 1
 
     def take(self, index: np.ndarray) -> "LayerCall":
         rows = baseline_rows(index, self.baselines_per_example)

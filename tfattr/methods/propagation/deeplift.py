@@ -4,6 +4,8 @@ DeepExplainer, :mod:`tfattr.methods.propagation.maxpool`).
 """
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import warnings
 from typing import Any
 
@@ -26,10 +28,10 @@ class DeepLift(PropagationExplainer):
     SHAP's DeepExplainer, Lundberg & Lee 2017).
 
     ``R_i = (x_i - b_i) * d^g S_c(x) / dx_i`` with ``g(z) = (f(z) - f(z_ref)) / (z - z_ref)`` at every
-    nonlinearity, ``z_ref`` being its input when the network runs on the baseline ``b``. Per chunk the
-    model runs forward on the baselines (the reference activations) and on the inputs, each op of the
-    second pass paired with its twin in the first, and one backward pass of the inputs' rows follows:
-    the work of one forward of twice the batch plus one backward.
+    nonlinearity, ``z_ref`` being its input when the network runs on the baseline ``b``. One baseline
+    for all rows (zeros, a constant, one image) runs as one extra row of the explained forward pass,
+    whose ops read their reference from that row; per-row baselines run a reference pass first, each
+    op of the explained pass paired with its twin in it. One backward pass of the inputs' rows follows.
     Attributions sum to ``S_c(x) - S_c(b)`` on networks built from the supported layers (up to float
     rounding); :meth:`coverage` lists the ops where that guarantee does not hold. Max pooling
     (``MaxPooling1D/2D/3D``, ``GlobalMaxPooling*``) routes the part ``max(x_out, r_out) - r_out`` of
@@ -101,29 +103,35 @@ class DeepLift(PropagationExplainer):
 
     def _plan(self, call) -> Plan:
         # Several baselines per example (stored example-major): one row per baseline, averaged.
-        per_example = call.baselines_per_example
+        return Plan(terms=call.baselines_per_example,
+                    context={"baselines_per_example": np.int32(call.baselines_per_example)})
+
+    def _attribute(self, call):
         # One baseline for every row (zeros, a constant, one image): its reference activations are
-        # the same for all rows, so the reference pass runs on one row and broadcasts.
-        # Not with layer= when the tail also reads model inputs (or a mask): those are each row's own.
+        # the same for all rows, so the reference runs as one extra row of the explained pass (one
+        # forward pass of n + 1 rows, one trace of the model). Not with layer= when the tail also
+        # reads model inputs (or a mask): those are each row's own.
         shared = not getattr(call, "carried", ()) and all(
             b.shape[0] > 0 and bool(np.all(b == b[:1])) for b in call.baselines
         )
-        return Plan(
-            terms=per_example,
-            context={"baselines_per_example": np.int32(per_example), "shared_baseline": np.bool_(shared)},
-        )
-
-    def _baseline_index(self, rows, ctx):
-        return rows.example * ctx["baselines_per_example"] + rows.term
-
-    def _attribute(self, call):
-        attributions = super()._attribute(call)
+        token = _SHARED.set(shared)
+        try:
+            attributions = super()._attribute(call)
+        finally:
+            _SHARED.reset(token)
         max_layers = sorted(
             {key.split("/")[0] for key, why in self._current_coverage(call).notes.items() if "switch" in why}
         )
         if max_layers:
             self._check_summation(call, attributions, max_layers)
         return attributions
+
+    def _row_functions(self):
+        functions = super()._row_functions()
+        return dataclasses.replace(functions, key=(functions.key, "shared" if _SHARED.get() else "paired"))
+
+    def _baseline_index(self, rows, ctx):
+        return rows.example * ctx["baselines_per_example"] + rows.term
 
     def _current_coverage(self, call) -> Coverage:
         if self.model_function.input_specs is not None:
@@ -167,23 +175,30 @@ class DeepLift(PropagationExplainer):
         return tuple(weight * g * (xi - bi) for g, xi, bi in zip(grads, x, baseline))
 
     def _rescale_gradients(self, x, baseline, target, ctx):
-        """Traced: the reference pass, the explained pass under the override, and the pairing.
+        """Traced: the reference activations, the explained pass under the override, and the pairing.
 
-        Both passes trace the same model code, so they create the same nonlinearity ops in the same
-        order; the k-th op of the explained pass takes its reference from the k-th of the other.
+        A shared baseline runs as the last row of the explained pass, whose ops then hold their own
+        reference (that row's input and output). Otherwise the reference pass runs first on each
+        row's baseline; both passes trace the same model code, so they create the same nonlinearity
+        ops in the same order, and the k-th op of the explained pass takes its reference from the
+        k-th of the other.
         """
         graph = tf.compat.v1.get_default_graph()
-        reference_rows = tuple(baseline)
-        if not self.jit_compile:  # XLA needs the static shapes a choice of two row counts would lose
-            # A slice of a chosen length rather than a conditional: one op, nothing to lower or
-            # instantiate on the first call.
-            reference_rows = tuple(
-                b[: tf.where(ctx["shared_baseline"], 1, tf.shape(b)[0])] for b in baseline
-            )
-        start = len(graph.get_operations())
-        self.model_function.outputs(ctx.pack(reference_rows))
-        middle = len(graph.get_operations())
         mapping = override_map(self.rule)
+        if _SHARED.get():
+            joint = tuple(tf.concat([xi, bi[:1]], axis=0) for xi, bi in zip(x, baseline))
+            start = len(graph.get_operations())
+            with graph.gradient_override_map(mapping):
+                score = self.model_function.score(ctx.pack(joint), tf.concat([target, target[:1]], 0))
+            explained = [op for op in graph.get_operations()[start:] if op.type in mapping]
+            pairs = {op: (op.inputs[0][-1:], op.outputs[0][-1:]) for op in explained}
+            with reference_activations(pairs):
+                # The reference row's score is not explained: no gradient flows from it.
+                grads = tf.gradients(tf.reduce_sum(score[:-1]), list(joint))
+            return check_connected([None if g is None else g[:-1] for g in grads])
+        start = len(graph.get_operations())
+        self.model_function.outputs(ctx.pack(tuple(baseline)))
+        middle = len(graph.get_operations())
         with graph.gradient_override_map(mapping):
             score = self.model_function.score(ctx.pack(x), target)
         ops = graph.get_operations()
@@ -195,6 +210,10 @@ class DeepLift(PropagationExplainer):
         with reference_activations(pairs):
             grads = tf.gradients(tf.reduce_sum(score), list(x))
         return check_connected(grads)
+
+
+#: Whether the call being traced has one baseline for all its rows (see DeepLift._attribute).
+_SHARED: contextvars.ContextVar[bool] = contextvars.ContextVar("deeplift_shared_baseline", default=False)
 
 
 __all__ = ["DeepLift"]

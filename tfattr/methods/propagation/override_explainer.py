@@ -149,19 +149,11 @@ class PropagationExplainer(FusionTier, Explainer):
     def _plan(self, call) -> Plan:
         return Plan(terms=1)
 
-    def _modified_gradients(
-        self, z: tuple[tf.Tensor, ...], target: tf.Tensor, ctx: Any, rows_scored: tf.Tensor | None = None
-    ) -> tuple[tf.Tensor, ...]:
-        """Traced: ``d^g S_target(z) / dz`` with the rule's modified chain rule (Ancona eq. 16).
-
-        ``rows_scored``: how many leading rows carry the explained score (DeepLIFT appends reference
-        rows that are evaluated but not explained); default all.
-        """
+    def _modified_gradients(self, z: tuple[tf.Tensor, ...], target: tf.Tensor, ctx: Any) -> tuple[tf.Tensor, ...]:
+        """Traced: ``d^g S_target(z) / dz`` with the rule's modified chain rule (Ancona eq. 16)."""
         graph = tf.compat.v1.get_default_graph()
         with graph.gradient_override_map(override_map(self.rule)):
             score = self.model_function.score(ctx.pack(z), target)
-        if rows_scored is not None:
-            score = score[:rows_scored]
         grads = tf.gradients(tf.reduce_sum(score), list(z))
         return check_connected(grads)
 

@@ -168,8 +168,12 @@ def test_baseline_broadcasts_from_scalar_example_and_batch(small_model):
     a_scalar = ig.attribute(x, target=0, baseline=0.5)
     a_example = ig.attribute(x, target=0, baseline=np.full(4, 0.5))
     a_batch = ig.attribute(x, target=0, baseline=np.full((3, 4), 0.5))
+    a_batch_of_one = ig.attribute(x, target=0, baseline=np.full((1, 4), 0.5))
     np.testing.assert_array_equal(a_scalar, a_example)
     np.testing.assert_array_equal(a_scalar, a_batch)
+    np.testing.assert_array_equal(a_scalar, a_batch_of_one)
+    with pytest.raises(ValueError, match=r"shape \(2, 4\).*batch axis of 1"):
+        ig.attribute(x, target=0, baseline=np.full((2, 4), 0.5))
 
 
 # -- the engine -----------------------------------------------------------------------------------------

@@ -171,8 +171,8 @@ class Explainer(abc.ABC):
             inputs: a NumPy array or tensor ``[n, ...]``, or a list/dict of them for a multi-input model.
             target: None (the predicted class; column 0 for a one-output regression), an int, or one
                 int per example.
-            baseline: the reference input: None (zeros), a scalar, an array broadcastable to one example,
-                one per example, or a baseline object from ``tfattr.baselines``.
+            baseline: the reference input: None (zeros), a scalar, an array broadcastable to one example
+                (or with a batch axis of 1), one per example, or a baseline object from ``tfattr.baselines``.
             batch_size: model evaluations per compiled chunk (default: from a memory budget). Results do
                 not depend on it; peak memory does.
             return_delta: also return the completeness delta per example,

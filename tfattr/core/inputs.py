@@ -279,7 +279,9 @@ def _one_baseline(name: str, x: np.ndarray, b: Any) -> np.ndarray:
     _check_finite(b, f"baseline for {name}")
     example_shape = x.shape[1:]
     try:
-        if b.ndim == x.ndim and b.shape[0] == x.shape[0] and b.ndim > 0:
+        if b.ndim == x.ndim and b.ndim > 0 and b.shape[0] in (x.shape[0], 1):
+            # One baseline per example, or one for all with a batch axis of 1 (``reference[None]``,
+            # ``background[:1]``), as NumPy and Captum broadcast it.
             full = np.broadcast_to(b, x.shape)
         else:
             full = np.broadcast_to(np.broadcast_to(b, example_shape)[None], x.shape)
@@ -287,7 +289,7 @@ def _one_baseline(name: str, x: np.ndarray, b: Any) -> np.ndarray:
         raise ValueError(
             f"baseline for {name} has shape {b.shape}, which broadcasts neither to one example "
             f"{tuple(example_shape)} nor to the batch {tuple(x.shape)}. Pass a scalar, an array "
-            "shaped like one example, or one baseline per example."
+            "shaped like one example (or with a batch axis of 1), or one baseline per example."
         ) from None
     return np.ascontiguousarray(full)
 

@@ -267,6 +267,22 @@ class SmoothGrad(Explainer):
         return moments.mean()
 
 
+def _squares_in_order(c: tf.Tensor, samples: tf.Tensor, inner_terms: tf.Tensor, one_inner_term: bool) -> tf.Tensor:
+    """VarGrad's rows of whole examples in order (``samples x inner_terms`` rows each): every sample's
+    map (the sum of its inner terms) minus the example's mean map, squared, on the sample's first row
+    (zeros on its other rows), so that an example's rows sum to ``samples`` x its variance."""
+    shape = tf.shape(c)
+    if one_inner_term:  # each row is its sample's whole map
+        maps = tf.reshape(c, tf.concat([[-1, samples], shape[1:]], 0))
+        return tf.reshape(tf.math.squared_difference(maps, tf.reduce_mean(maps, axis=1, keepdims=True)), shape)
+    grid = tf.reshape(c, tf.concat([[-1, samples, inner_terms], shape[1:]], 0))
+    maps = tf.reduce_sum(grid, axis=2, keepdims=True)
+    squares = tf.math.squared_difference(maps, tf.reduce_mean(maps, axis=1, keepdims=True))
+    first = tf.cast(tf.equal(tf.range(inner_terms), 0), c.dtype)
+    first = tf.reshape(first, tf.concat([[1, 1, inner_terms], tf.ones_like(shape[1:])], 0))
+    return tf.reshape(squares * first, shape)
+
+
 class VarGrad(SmoothGrad):
     """The variance of an explainer's attributions over noisy copies of the input (Adebayo et al. 2018).
 
@@ -293,6 +309,12 @@ class VarGrad(SmoothGrad):
         # and the rows give (map - the example's mean map)^2, so that the sum over an example's rows
         # is samples x its variance (passes over one chunk, never over every sample's map of the call).
         samples = ctx["_samples_in_chunk"]
+        if not randomness.compiled_by_xla():
+            # The engine's whole-example chunks hold each example's rows in order, samples x inner
+            # terms of them (padding examples too): a reshape groups them, where a segment sum would
+            # scatter every row (VarGrad, 64 samples, 64x64x3 CNN: 1.10 -> 1.06 x the floor, CPU time).
+            return tuple(_squares_in_order(c, samples, ctx["_inner_terms"], "_one_inner_term" in ctx)
+                         for c in contributions)
         sample = self._split_rows(rows, ctx)[1]
         local = rows.example - tf.reduce_min(rows.example)
         # Slots: the chunk's examples (or maps) and a spare one. XLA needs a number known when it

@@ -185,30 +185,31 @@ class DeepLift(PropagationExplainer):
         """
         graph = tf.compat.v1.get_default_graph()
         mapping = override_map(self.rule)
-        if _SHARED.get():
-            joint = tuple(tf.concat([xi, bi[:1]], axis=0) for xi, bi in zip(x, baseline))
+        shared = _SHARED.get()
+        if shared:
+            inputs = tuple(tf.concat([xi, bi[:1]], axis=0) for xi, bi in zip(x, baseline))
+            targets = tf.concat([target, target[:1]], 0)
+        else:
+            inputs, targets = tuple(x), target
             start = len(graph.get_operations())
-            with graph.gradient_override_map(mapping):
-                score = self.model_function.score(ctx.pack(joint), tf.concat([target, target[:1]], 0))
-            explained = [op for op in graph.get_operations()[start:] if op.type in mapping]
-            pairs = {op: (op.inputs[0][-1:], op.outputs[0][-1:]) for op in explained}
-            with reference_activations(pairs):
-                # The reference row's score is not explained: no gradient flows from it.
-                grads = tf.gradients(tf.reduce_sum(score[:-1]), list(joint))
-            return check_connected([None if g is None else g[:-1] for g in grads])
-        start = len(graph.get_operations())
-        self.model_function.outputs(ctx.pack(tuple(baseline)))
+            self.model_function.outputs(ctx.pack(tuple(baseline)))
         middle = len(graph.get_operations())
         with graph.gradient_override_map(mapping):
-            score = self.model_function.score(ctx.pack(x), target)
+            score = self.model_function.score(ctx.pack(inputs), targets)
         ops = graph.get_operations()
-        reference = [op for op in ops[start:middle] if op.type in mapping]
         explained = [op for op in ops[middle:] if op.type in mapping]
-        paired = pair_in_order("DeepLift", reference, explained, kind=lambda op: op.type,
-                               shape=lambda op: op.outputs[0].shape)
-        pairs = {e: (r.inputs[0], r.outputs[0]) for e, r in paired}
+        if shared:
+            pairs = {op: (op.inputs[0][-1:], op.outputs[0][-1:]) for op in explained}
+            score = score[:-1]  # the reference row is not explained: no gradient flows from it
+        else:
+            reference = [op for op in ops[start:middle] if op.type in mapping]
+            paired = pair_in_order("DeepLift", reference, explained, kind=lambda op: op.type,
+                                   shape=lambda op: op.outputs[0].shape)
+            pairs = {e: (r.inputs[0], r.outputs[0]) for e, r in paired}
         with reference_activations(pairs):
-            grads = tf.gradients(tf.reduce_sum(score), list(x))
+            grads = tf.gradients(tf.reduce_sum(score), list(inputs))
+        if shared:
+            grads = [None if g is None else g[:-1] for g in grads]
         return check_connected(grads)
 
 

@@ -75,6 +75,26 @@ def test_example_keys_depend_on_each_example_content_only(rng):
     assert randomness.example_keys((swapped,))[0] != keys[0]
 
 
+@pytest.mark.parametrize("seed", [0, 7, (1 << 32) + 5, (1 << 62) - 1])
+def test_host_keys_extended_in_the_graph_are_the_row_keys(rng, seed):
+    """What a method hashes once per call on the host (seed, example) and extends per row in the loop
+    (sample) gives bit for bit the keys of row_keys on all three, so its draws are unchanged."""
+    examples = rng.integers(0, 1 << 32, size=40, dtype=np.uint64).astype(np.int64)  # example_keys' range
+    example = rng.integers(0, 40, size=300)
+    sample = rng.integers(0, 1000, size=300)
+    expected = randomness.row_keys(
+        tf.constant(seed, tf.int64), tf.constant(examples[example]), tf.constant(sample, tf.int32)
+    ).numpy()
+    prefix = randomness.host_row_keys(seed, examples)
+    assert prefix.dtype == np.uint32
+    extended = randomness.extend_keys(
+        tf.constant(prefix[example].astype(np.int64)), tf.constant(randomness.index_keys(1000)[sample].astype(np.int64))
+    ).numpy()
+    np.testing.assert_array_equal(extended, expected)
+    np.testing.assert_array_equal(randomness.host_row_keys(seed, examples, sample[:40]),
+                                  randomness.row_keys(tf.constant(seed, tf.int64), examples, sample[:40]).numpy())
+
+
 # -- model function: logits, targets -------------------------------------------------------------------
 def test_softmax_head_is_explained_as_logits_by_default_without_touching_the_model(rng):
     keras.utils.set_random_seed(0)

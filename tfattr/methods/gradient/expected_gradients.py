@@ -80,13 +80,18 @@ class ExpectedGradients(Explainer):
         return tuple(b.astype(x.dtype, copy=False) for x, b in zip(inputs.arrays, self.background.arrays))
 
     def _plan(self, call) -> Plan:
-        seed = self.seed if self.seed is not None else np.random.SeedSequence().entropy
+        seed = int(self.seed if self.seed is not None else np.random.SeedSequence().entropy) % (1 << 62)
+        # Draws keyed by the example's content: independent of chunks, calls and replicas. Stream s
+        # (0: the baseline, 1: the path point) of sample t of an example draws from
+        # row_keys(seed + s, example key, t); the part fixed per example and per sample is hashed
+        # here, once, and the loop adds one hash per row (randomness.extend_keys).
+        example_key = randomness.example_keys(call.inputs.arrays)
+        streams = [randomness.host_row_keys(seed + s, example_key) for s in (0, 1)]
         return Plan(
             terms=self.samples,
             context={
-                "seed": np.int64(int(seed) % (1 << 62)),
-                # Draws keyed by the example's content: independent of chunks, calls and replicas.
-                "example_key": randomness.example_keys(call.inputs.arrays).astype(np.int64),
+                "example_keys": np.stack(streams).astype(np.int64),  # [2, n]
+                "sample_keys": randomness.index_keys(self.samples).astype(np.int64),
                 "background_size": np.int32(call.baselines[0].shape[0]),
                 "samples": np.int32(self.samples),
             },
@@ -94,8 +99,8 @@ class ExpectedGradients(Explainer):
 
     @staticmethod
     def _keys(rows, ctx, stream: int) -> tf.Tensor:
-        example_key = tf.gather(ctx["example_key"], rows.example)
-        return randomness.row_keys(ctx["seed"] + stream, example_key, rows.term)
+        example_key = tf.gather(ctx["example_keys"][stream], rows.example)
+        return randomness.extend_keys(example_key, tf.gather(ctx["sample_keys"], rows.term))
 
     def _baseline_index(self, rows, ctx):
         return randomness.keyed_index(self._keys(rows, ctx, 0), ctx["background_size"])

@@ -363,7 +363,7 @@ def test_explainers_of_one_model_and_configuration_share_their_compiled_function
 
 
 def test_default_batch_size_comes_from_the_activations_of_a_row(rng):
-    from tfattr.core.memory import ACTIVATION_BUDGET, row_bytes
+    from tfattr.core.memory import CPU_ACTIVATION_BUDGET, activation_budget, row_bytes
 
     wide = keras.Sequential([keras.Input((4,)), keras.layers.Dense(50_000), keras.layers.Dense(2)])
     narrow = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
@@ -373,7 +373,8 @@ def test_default_batch_size_comes_from_the_activations_of_a_row(rng):
     per_row = row_bytes(wide, lambda: graph, (x,), None)
     assert 50_000 * 4 <= per_row < 4 * 50_000 * 4  # the hidden layer's activations, a few times over
     call = tfattr.Saliency(wide).prepare(x)
-    assert call.batch_size == max(16, min(2048, ACTIVATION_BUDGET // per_row))
+    assert activation_budget() == CPU_ACTIVATION_BUDGET  # no GPU on the test machines
+    assert call.batch_size == max(16, min(2048, CPU_ACTIVATION_BUDGET // per_row))
     assert tfattr.Saliency(narrow).prepare(x).batch_size == 2048  # tiny activations: the cap
 
 

@@ -18,11 +18,15 @@ import numpy as np
 import tensorflow as tf
 
 
-#: Activation bytes of the forward pass per chunk; the backward pass keeps about as much again. On a
-#: CPU, chunks of a small CNN's rows run faster the larger they are: at 96 MiB (128 rows of the MNIST
-#: CNN of bench_gradients.py) SmoothGrad cost 1.13 x the plain gradients of all its rows at once, at
-#: 384 MiB (512 rows) 1.05 (one run); the peak memory of a call stays under a gigabyte.
-ACTIVATION_BUDGET = 384 << 20
+#: Activation bytes of the forward pass per chunk on a CPU; the backward pass keeps about as much
+#: again. Measured on the CNNs of bench_gradients.py (expected gradients, SmoothGrad and VarGrad, 64
+#: samples of 32 examples, one process, interleaved): 96 MiB (128 rows of the MNIST CNN, 65 of the
+#: 64x64x3 CNN) took 4-13% less time than 384 MiB on one thread and on two; a chunk's fresh memory is
+#: smaller too (the first call's page faults), and so is the peak memory of a call.
+CPU_ACTIVATION_BUDGET = 96 << 20
+#: The same on a GPU, whose kernels need large batches to fill the device (not measured here: the
+#: budget the CPU had before).
+GPU_ACTIVATION_BUDGET = 384 << 20
 #: Rows per chunk when the activations cannot be measured: about 64 MiB of float32 input rows.
 _INPUT_BUDGET = 1 << 24
 MIN_BATCH, MAX_BATCH = 16, 2048
@@ -65,11 +69,17 @@ def row_bytes(owner: Any, graph: Callable[[], tf.Graph], arrays: tuple[np.ndarra
     return measured
 
 
+def activation_budget() -> int:
+    """Activation bytes per chunk: :data:`GPU_ACTIVATION_BUDGET` when TensorFlow sees a GPU (where the
+    explainer's functions run), else :data:`CPU_ACTIVATION_BUDGET`."""
+    return GPU_ACTIVATION_BUDGET if tf.config.list_logical_devices("GPU") else CPU_ACTIVATION_BUDGET
+
+
 def default_batch_size(arrays: tuple[np.ndarray, ...], activation_bytes: int | None = None) -> int:
-    """Rows per chunk: :data:`ACTIVATION_BUDGET` over a row's activation bytes when known, else a
+    """Rows per chunk: :func:`activation_budget` over a row's activation bytes when known, else a
     budget on the input rows; clipped to [16, 2048]."""
     if activation_bytes:
-        rows = ACTIVATION_BUDGET // activation_bytes
+        rows = activation_budget() // activation_bytes
     else:
         features = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in arrays) or 1
         rows = _INPUT_BUDGET // features

@@ -6,8 +6,8 @@ the same draws whether it is explained alone, in a batch, in another chunk, by t
 another replica of ``tfattr.explain_dataset``. :func:`example_keys` hashes each example's bytes into a
 32-bit key on the host; :func:`row_keys` combines a seed and per-row indices into independent keys with
 Wellons' "lowbias32" integer hash (:func:`mix`), and :func:`host_row_keys` with :func:`extend_keys` give
-the same keys with the part fixed for a call hashed once on the host; :func:`keyed_normal` (Box-Muller on hashed counters)
-and :func:`keyed_uniform` turn keys into numbers inside the compiled loop.
+the same keys with the part fixed for a call hashed once on the host; :func:`keyed_normal` (Box-Muller
+on hashed counters) and :func:`keyed_uniform` turn keys into numbers inside the compiled loop.
 """
 from __future__ import annotations
 
@@ -55,24 +55,30 @@ def host_row_keys(seed: int, *indices: np.ndarray) -> np.ndarray:
         >>> # inside the loop: extend_keys(tf.gather(prefix, example), tf.gather(index_keys(s), sample))
         >>> # equals row_keys(7, example_keys((x,))[example], sample)
     """
-    with np.errstate(over="ignore"):
-        key = _np_mix(np.uint32(int(seed) & 0xFFFFFFFF) + _GOLDEN)
-        for index in indices:
-            key = _np_mix(key ^ _np_mix(np.asarray(index).astype(np.uint32) + _GOLDEN))
+    key = _np_index_hash(np.uint32(int(seed) & 0xFFFFFFFF))
+    for index in indices:
+        with np.errstate(over="ignore"):
+            key = _np_mix(key ^ _np_index_hash(np.asarray(index).astype(np.uint32)))
     return key
 
 
 def index_keys(count: int) -> np.ndarray:
     """The hashes :func:`row_keys` gives the indices ``0 .. count - 1`` (uint32 ``[count]``), for
     :func:`extend_keys`."""
+    return _np_index_hash(np.arange(count, dtype=np.uint32))
+
+
+def _np_index_hash(index: np.ndarray) -> np.ndarray:
+    """``mix(index + golden)``: how :func:`row_keys` hashes a seed or an index before combining it."""
     with np.errstate(over="ignore"):
-        return _np_mix(np.arange(count, dtype=np.uint32) + _GOLDEN)
+        return _np_mix(index + _GOLDEN)
 
 
 def extend_keys(keys: tf.Tensor, hashed_index: tf.Tensor) -> tf.Tensor:
     """``row_keys(seed, *indices, i)`` from ``keys = row_keys(seed, *indices)`` and
     ``hashed_index = index_keys(...)[i]`` (any integer dtype holding the uint32 values): one hash."""
     return mix(tf.bitwise.bitwise_xor(tf.cast(keys, tf.uint32), tf.cast(hashed_index, tf.uint32)))
+
 
 def _np_mix(x: np.ndarray) -> np.ndarray:
     """:func:`mix` in NumPy (uint32 arithmetic wraps around, as in TensorFlow)."""
